@@ -1,0 +1,69 @@
+"""The `phi4` command: one typer app, one command per stage plus the utilities.
+
+Bad input raises Phi4Error anywhere below; `main` prints it as one line on stderr and exits non-zero.
+`--debug` (anywhere on the command line, or PHI4_DEBUG=1) shows the traceback instead.
+Command modules keep heavy imports (torch) inside their functions so `phi4 cat` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+from phi4cli.errors import Phi4Error
+
+app = typer.Typer(
+    name="phi4",
+    help="The Phi-4 training recipe (arXiv 2412.08905) as small composable commands over Arrow shards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    """Run `phi4 COMMAND --help` for a worked example of each command."""
+
+
+# ---- commands: each line registers one command (keep this block sorted by pipeline order) ----
+# (registrations are added here)
+# ---- end of commands ----
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"phi4: error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("PHI4_DEBUG") == "1"
+    if debug and "--debug" in args:
+        args.remove("--debug")
+        os.environ["PHI4_DEBUG"] = "1"  # so code further down (and worker processes) can see it
+    try:
+        app(args=args, prog_name="phi4", standalone_mode=True)
+    except Phi4Error as e:
+        if debug:
+            traceback.print_exc()
+        _say(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        # the reader went away (`phi4 cat x | head`): not an error; silence the flush at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        sys.exit(130)
+    except MemoryError:
+        _say("out of memory")
+        sys.exit(1)
+    except Exception as e:  # a bug, not bad input: still one line, with the way to see more
+        if debug:
+            traceback.print_exc()
+        _say(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
+        sys.exit(1)
