@@ -31,7 +31,18 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 
 
 # ---- commands: each line registers one command (keep this block sorted by pipeline order) ----
-# (registrations are added here)
+from phi4cli.tools.cat import cat_command
+from phi4cli.tools.ingest import ingest_command
+from phi4cli.tools.stats import stats_command
+from phi4cli.tools.tokenizer_cmd import tokenizer_app
+
+app.command("ingest")(ingest_command)
+app.command("cat")(cat_command)
+app.command("stats")(stats_command)
+app.add_typer(tokenizer_app, name="tokenizer")
+from phi4cli.tools.convert import convert_command  # noqa: E402
+
+app.command("convert")(convert_command)
 # ---- end of commands ----
 
 

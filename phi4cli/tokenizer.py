@@ -25,6 +25,7 @@ from pathlib import Path
 
 import regex
 import tiktoken
+import tiktoken.load
 
 from phi4cli.errors import Phi4Error
 

@@ -103,9 +103,11 @@ def map_shards(
     dirs = {name: Path(d) for name, d in outputs.items() if d is not None}
     if any(s.is_stream for s in sources):
         raise Phi4Error("-: a stdin stream can only be written to a stream (-o -)")
+    if (dirs["main"] / MANIFEST).exists() and not overwrite:
+        raise Phi4Error(f"{dirs['main']}: is already a complete dataset (pass --overwrite to replace it)")
     for directory in dirs.values():
-        if (directory / MANIFEST).exists() and not overwrite:
-            raise Phi4Error(f"{directory}: is already a complete dataset (pass --overwrite to replace it)")
+        if not overwrite and directory.is_dir():
+            (directory / MANIFEST).unlink(missing_ok=True)  # a side output finished before a crash: redo
         if num_shards == 1 or not directory.exists():
             prepare_output_dir(directory, overwrite)  # concurrent tasks must not wipe each other's temp files
         directory.mkdir(parents=True, exist_ok=True)

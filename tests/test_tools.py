@@ -1,0 +1,138 @@
+"""The utility commands through the real CLI: ingest, cat, stats, tokenizer."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from conftest import BENCHMARKS, REPO
+
+ROWS = [
+    {"id": "a", "text": "Plain ASCII text.", "lang": "en"},
+    {"id": "b", "text": "Ünïcødé, 漢字 and emoji 🙂\nwith a newline\tand tab", "score": 0.5},
+    {"id": "c", "text": "  leading and trailing spaces  ", "nested": {"k": [1, 2]}},
+]
+
+
+def write_jsonl(path, rows) -> bytes:
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+    if path.name.endswith(".zst"):
+        path.write_bytes(zstandard.ZstdCompressor().compress(data))
+    elif path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return data
+
+
+def read_jsonl(text: bytes) -> list[dict]:
+    return [json.loads(line) for line in text.decode().splitlines()]
+
+
+@pytest.mark.parametrize("name", ["docs.jsonl", "docs.jsonl.zst", "docs.jsonl.gz", "docs.parquet"])
+def test_round_trip_external_formats(phi4, tmp_path, name):
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist([{k: v for k, v in r.items() if k in ("id", "text")} for r in ROWS]), path)
+    else:
+        write_jsonl(path, ROWS)
+    phi4("ingest", path, "-o", "ds", "--source", "web")
+    rows = read_jsonl(phi4("cat", "ds").stdout)
+    assert [r["text"] for r in rows] == [r["text"] for r in ROWS]  # byte-identical text
+    assert [r["id"] for r in rows] == ["a", "b", "c"]
+    assert {r["source"] for r in rows} == {"web"}
+    if not name.endswith(".parquet"):
+        assert json.loads(rows[2]["meta"]) == {"nested": {"k": [1, 2]}}
+        expanded = read_jsonl(phi4("cat", "ds", "--expand-meta").stdout)
+        assert expanded[1]["score"] == 0.5 and expanded[0]["lang"] == "en"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.zst", ".jsonl.gz"])
+def test_cat_writes_compressed_jsonl(phi4, tmp_path, suffix):
+    write_jsonl(tmp_path / "in.jsonl", ROWS)
+    phi4("ingest", "in.jsonl", "-o", "ds")
+    phi4("cat", "ds", "-o", f"out{suffix}", "--columns", "id,text")
+    data = (tmp_path / f"out{suffix}").read_bytes()
+    data = zstandard.ZstdDecompressor().stream_reader(data).read() if suffix.endswith(".zst") else data
+    data = gzip.decompress(data) if suffix.endswith(".gz") else data
+    assert read_jsonl(data) == [{"id": r["id"], "text": r["text"]} for r in ROWS]
+
+
+def test_ingest_pipes_into_cat(tmp_path):
+    write_jsonl(tmp_path / "x.jsonl", ROWS)
+    env_cmd = [sys.executable, "-m", "phi4cli"]
+    ingest = subprocess.Popen([*env_cmd, "ingest", "x.jsonl", "-o", "-"], cwd=tmp_path, stdout=subprocess.PIPE)
+    cat = subprocess.run([*env_cmd, "cat", "-", "--limit", "2"], cwd=tmp_path, stdin=ingest.stdout, capture_output=True)
+    ingest.stdout.close()
+    assert ingest.wait() == 0 and cat.returncode == 0, cat.stderr
+    assert [r["text"] for r in read_jsonl(cat.stdout)] == [ROWS[0]["text"], ROWS[1]["text"]]
+
+
+def test_ingest_text_files_and_real_benchmark(phi4, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "b.md").write_text("# Title\nbody")
+    (tmp_path / "notes" / "a.txt").write_text("first")
+    phi4("ingest", "notes", "-o", "text")
+    assert [r["text"] for r in read_jsonl(phi4("cat", "text").stdout)] == ["first", "# Title\nbody"]
+    phi4("ingest", BENCHMARKS / "gsm8k-test.jsonl", "--text-field", "question", "-o", "gsm")
+    stats = json.loads(phi4("stats", "gsm", "--json", "--tokenizer", "phi4").stdout)
+    assert stats["rows"] == 1319 and stats["sources"]["gsm8k-test"]["tokens"] > 50_000
+    assert stats["schema"] == {"id": "string", "text": "string", "source": "string", "meta": "string"}
+
+
+def test_bad_inputs_one_line_no_traceback_nothing_written(phi4, tmp_path):
+    (tmp_path / "bad-utf8.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "\xff\xfe"}\n')
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "notjson.jsonl").write_text('{"text": "ok"}\n{oops\n')
+    (tmp_path / "notarrow.arrow").write_text("hello")
+    (tmp_path / "file").write_text("x")
+    write_jsonl(tmp_path / "good.jsonl", ROWS)
+    cases = [
+        (["ingest", "missing.jsonl", "-o", "o1"], "missing.jsonl: no such file"),
+        (["ingest", "bad-utf8.jsonl", "-o", "o2"], "bad-utf8.jsonl:2: invalid UTF-8"),
+        (["ingest", "empty.jsonl", "-o", "o3"], "empty.jsonl: empty input"),
+        (["ingest", "notjson.jsonl", "-o", "o4"], "notjson.jsonl:2: invalid JSON"),
+        (["ingest", "good.jsonl", "--text-field", "body", "-o", "o5"], "good.jsonl:1: missing field 'body'"),
+        (["ingest", "good.jsonl", "-o", "file"], "file: exists and is not a dataset directory"),
+        (["cat", "notarrow.arrow"], "notarrow.arrow: not an Arrow IPC shard"),
+        (["cat", "missing.arrow"], "missing.arrow: no such file"),
+        (["cat", "-"], "-: stdin is not an Arrow IPC stream, or it is empty"),
+        (["tokenizer", "encode", "x", "-t", "nope.tiktoken"], "nope.tiktoken: unknown tokenizer"),
+        (["tokenizer", "decode", "[999999999]"], "not a token id"),
+    ]
+    for args, message in cases:
+        result = phi4(*args, check=False, input=b"")
+        err = result.stderr.decode()
+        assert result.returncode != 0, args
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("phi4: error: ") and message in lines[0], err
+        assert "Traceback" not in err
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
+    phi4("ingest", "good.jsonl", "-o", "ds")
+    wrong_column = phi4("cat", "ds", "--columns", "nope", check=False)
+    assert "missing column 'nope'" in wrong_column.stderr.decode()
+    debug = phi4("--debug", "cat", "notarrow.arrow", check=False)
+    assert "Traceback" in debug.stderr.decode() and debug.returncode != 0
+
+
+def test_tokenizer_commands(phi4, tmp_path):
+    ids = json.loads(phi4("tokenizer", "encode", "<|im_start|>Hello<|im_sep|> World<|im_end|><|dummy_85|>").stdout)
+    assert ids == [100264, 9906, 100266, 4435, 100265, 100349]
+    assert phi4("tokenizer", "decode", json.dumps(ids)).stdout.decode().strip() == "<|im_start|>Hello<|im_sep|> World<|im_end|><|dummy_85|>"
+    info = json.loads(phi4("tokenizer", "info").stdout)
+    assert info["vocab_size"] == 100352 and info["pad"] == 100349 and len(info["special_tokens"]) == 96
+    rows = [{"text": open(p).read()} for p in sorted((REPO / "phi4cli").rglob("*.py"))]
+    write_jsonl(tmp_path / "code.jsonl", rows)
+    phi4("ingest", "code.jsonl", "-o", "code")
+    phi4("tokenizer", "train", "code", "-o", "toy.tiktoken", "--vocab-size", "1024")
+    toy = json.loads(phi4("tokenizer", "info", "toy.tiktoken").stdout)
+    assert toy["vocab_size"] == 1024 and toy["special_tokens"]["<|im_start|>"] == 1024 - 96 + 8
+    text = phi4("tokenizer", "decode", phi4("tokenizer", "encode", "def main(): return 42", "-t", "toy.tiktoken").stdout.decode(), "-t", "toy.tiktoken")
+    assert text.stdout.decode().strip() == "def main(): return 42"
