@@ -40,9 +40,33 @@ app.command("ingest")(ingest_command)
 app.command("cat")(cat_command)
 app.command("stats")(stats_command)
 app.add_typer(tokenizer_app, name="tokenizer")
+from phi4cli.tools.demo_data import demo_data_command  # noqa: E402
+
+app.command("demo-data")(demo_data_command)
 from phi4cli.tools.convert import convert_command  # noqa: E402
 
 app.command("convert")(convert_command)
+from phi4cli.stages.filter import filter_app  # noqa: E402
+
+app.add_typer(filter_app, name="filter")
+from phi4cli.stages.decontam import decontam_command  # noqa: E402
+
+app.command("decontam")(decontam_command)
+from phi4cli.stages.mix import mix_command  # noqa: E402
+
+app.command("mix")(mix_command)
+from phi4cli.stages.pretrain import pretrain_command  # noqa: E402
+from phi4cli.stages.midtrain import midtrain_command  # noqa: E402
+from phi4cli.tools.plot import plot_command  # noqa: E402
+
+app.command("pretrain")(pretrain_command)
+app.command("midtrain")(midtrain_command)
+app.command("plot")(plot_command)
+from phi4cli.stages.eval import eval_command  # noqa: E402
+from phi4cli.tools.serve import serve_command  # noqa: E402
+
+app.command("eval")(eval_command)
+app.command("serve")(serve_command)
 # ---- end of commands ----
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: benchmark tasks, answer extraction, metrics, the code sandbox, and result tables."""

@@ -1,0 +1,610 @@
+"""Benchmark tasks with the paper's pretraining-time protocol (PHI4-RECIPE.md, "Evaluation").
+
+Three kinds of task, one runner each:
+- multiple choice by log-likelihood (MMLU format 5-shot `acc`; ARC format 1-shot `acc`, `acc_norm`):
+  the model scores every choice as a continuation of the few-shot prompt; the best one is its answer;
+- generation (GSM8K 8-shot, MATH 4-shot, TriviaQA 1-shot, long-context key-value recall): greedy
+  decoding up to a stop string, then answer extraction and comparison;
+- code (HumanEval 0-shot, MBPP 3-shot): n samples per problem, each run against the problem's tests
+  in the sandbox, scored with the unbiased pass@k.
+Few-shot examples come from `--shots TASK=FILE`, or else from the evaluated file itself with the item
+being evaluated left out (chosen once by --seed, so all items share the same shots where they can).
+
+Every task returns per-sample records: {"id", "metrics": {name: value}, ...what was asked and answered}.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from phi4cli.errors import Phi4Error
+from phi4cli.evaluate import answers
+from phi4cli.evaluate.metrics import mean_and_stderr, pass_at_k
+from phi4cli.evaluate.sandbox import Limits, network_isolation, run_programs
+from phi4cli.generate.types import SamplingParams
+from phi4cli.io.formats import read_records
+from phi4cli.log import console
+
+LETTERS = string.ascii_uppercase
+
+
+@dataclass
+class Options:
+    """What `phi4 eval` was asked for, shared by every task."""
+
+    backend: object | None  # a generate.Backend; None when only scoring --samples
+    seed: int = 0
+    limit: int | None = None
+    shots_files: dict[str, str] = field(default_factory=dict)
+    num_shots: dict[str, int] = field(default_factory=dict)  # --set-shots overrides
+    num_samples: int = 1
+    temperature: float | None = None  # None: greedy for 1 sample, 0.8 for more
+    ks: tuple[int, ...] = (1,)
+    max_new_tokens: int | None = None
+    lengths: tuple[int, ...] = (4096,)
+    sandbox: Limits = field(default_factory=Limits)
+    workers: int = 4
+    samples: dict[str, list[str]] | None = None  # --samples: id -> completions produced elsewhere
+
+
+@dataclass
+class TaskResult:
+    name: str
+    primary: str
+    records: list[dict]
+    settings: dict
+
+    def summary(self) -> dict:
+        names = list(self.records[0]["metrics"]) if self.records else [self.primary]
+        metrics = {}
+        for name in names:
+            value, stderr = mean_and_stderr([r["metrics"][name] for r in self.records if name in r["metrics"]])
+            metrics[name] = {"value": value, "stderr": stderr}
+        head = metrics.get(self.primary, {"value": float("nan"), "stderr": float("nan")})
+        return {"metric": self.primary, "value": head["value"], "stderr": head["stderr"], "n": len(self.records),
+                "metrics": metrics, "settings": self.settings}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def load_items(path: str | Path, task: str, required: tuple[str, ...], limit: int | None) -> list[dict]:
+    """Rows of a task's data file; a row without a required field names its line.
+
+    With a limit the first `limit` rows are evaluated, but the returned list keeps the rest after
+    them as `.pool` so few-shot examples still come from the whole file."""
+    path = Path(path)
+    if not path.exists():
+        raise Phi4Error(f"{path}: no such file (the data for task {task})")
+    rows = read_records(path)
+    if not rows:
+        raise Phi4Error(f"{path}: no items for task {task}")
+    for i, row in enumerate(rows, 1):
+        for name in required:
+            if row.get(name) in (None, ""):
+                raise Phi4Error(f"{path}:{i}: missing field {name!r} (a {task} item needs {', '.join(required)})")
+    items = Items(rows[:limit] if limit else rows)
+    items.pool = rows
+    return items
+
+
+class Items(list):
+    """The evaluated rows; `.pool` is every row of the file (the evaluated ones first)."""
+
+    pool: list[dict]
+
+
+def shot_indices(pool_size: int, k: int, seed: int) -> list[int]:
+    """k+1 fixed candidates from the pool (one spare, for when the item itself is a candidate)."""
+    order = list(range(pool_size))
+    random.Random(seed).shuffle(order)
+    return order[: k + 1]
+
+
+def shots_for(candidates: list[int], k: int, exclude: int | None) -> list[int]:
+    return [i for i in candidates if i != exclude][:k]
+
+
+def few_shot_pool(task: str, opts: Options, items: list[dict], required: tuple[str, ...]) -> tuple[list[dict], bool]:
+    """(the shots pool, whether it is the evaluated file itself)."""
+    if task in opts.shots_files:
+        return load_items(opts.shots_files[task], task, required, None), False
+    return getattr(items, "pool", items), True
+
+
+def shots_note(k: int, own: bool, opts: Options, task: str) -> str:
+    if k == 0:
+        return "0-shot"
+    if own:
+        return f"{k}-shot from the evaluated file itself (the item excluded), chosen by seed {opts.seed}"
+    return f"{k}-shot from {opts.shots_files[task]}"
+
+
+# ---------------------------------------------------------------------------------- multiple choice
+
+
+@dataclass
+class Choice:
+    id: str
+    query: str  # the question, formatted, ending where the answer goes
+    choices: list[str]  # continuations, e.g. " A" or " the answer text"
+    gold: int
+    shot_text: str  # the question with its answer, as a shot
+
+
+def run_multiple_choice(name: str, questions: list[Choice], k: int, opts: Options, header: Callable[[int], str],
+                        pool: list[Choice], own: bool) -> list[dict]:  # fmt: skip
+    """Score each choice's log-likelihood after the few-shot prompt; acc and acc_norm (per byte).
+    `own`: the pool is the evaluated file (questions = its first rows), so item i is never its own shot."""
+    candidates = shot_indices(len(pool), k, opts.seed)
+    pairs, owners = [], []
+    for i, q in enumerate(questions):
+        shots = shots_for(candidates, k, i if own else None)
+        prompt = header(i) + "".join(pool[j].shot_text + "\n\n" for j in shots) + q.query
+        for choice in q.choices:
+            pairs.append((prompt, choice))
+            owners.append(i)
+    scores = opts.backend.loglikelihood(pairs)
+    per_question: list[list[float]] = [[] for _ in questions]
+    for i, (logprob, _) in zip(owners, scores):
+        per_question[i].append(logprob)
+    records = []
+    for q, lls in zip(questions, per_question):
+        pick = max(range(len(lls)), key=lambda c: lls[c])
+        normed = [ll / max(1, len(c.strip().encode())) for ll, c in zip(lls, q.choices)]
+        pick_norm = max(range(len(lls)), key=lambda c: normed[c])
+        records.append({"id": q.id, "query": q.query, "choices": q.choices, "gold": q.gold, "loglikelihoods": lls,
+                        "metrics": {"acc": float(pick == q.gold), "acc_norm": float(pick_norm == q.gold)}})  # fmt: skip
+    return records
+
+
+def _answer_index(value, n_choices: int, where: str) -> int:
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        index = int(value)
+    elif isinstance(value, str) and len(value.strip()) == 1 and value.strip().upper() in LETTERS:
+        index = LETTERS.index(value.strip().upper())
+    else:
+        raise Phi4Error(f"{where}: answer {value!r} is neither a choice index nor a letter")
+    if not 0 <= index < n_choices:
+        raise Phi4Error(f"{where}: answer {value!r} is out of range for {n_choices} choices")
+    return index
+
+
+def mmlu_choice(row: dict, i: int, where: str) -> Choice:
+    choices = row.get("choices") or [row[c] for c in "ABCD" if c in row]
+    if not isinstance(choices, list) or len(choices) < 2:
+        raise Phi4Error(f"{where}: 'choices' must be a list of at least two answers (or columns A, B, C, D)")
+    gold = _answer_index(row["answer"], len(choices), where)
+    body = row["question"].strip() + "\n" + "".join(f"{LETTERS[c]}. {t}\n" for c, t in enumerate(choices)) + "Answer:"
+    return Choice(str(row.get("id", i)), body, [f" {LETTERS[c]}" for c in range(len(choices))], gold,
+                  f"{body} {LETTERS[gold]}")  # fmt: skip
+
+
+def arc_choice(row: dict, i: int, where: str) -> Choice:
+    choices = row["choices"]
+    if isinstance(choices, dict):  # the Hugging Face layout: {"text": [...], "label": [...]}
+        texts, labels = list(choices.get("text", [])), [str(x) for x in choices.get("label", [])]
+    else:
+        texts, labels = list(choices), [LETTERS[c] for c in range(len(choices))]
+    key = row.get("answerKey", row.get("answer"))
+    if str(key) in labels:
+        gold = labels.index(str(key))
+    else:
+        gold = _answer_index(key, len(texts), where)
+    body = f"Question: {row['question'].strip()}\nAnswer:"
+    return Choice(str(row.get("id", i)), body, [f" {t}" for t in texts], gold, f"{body} {texts[gold]}")
+
+
+def mmlu_task(path: str, opts: Options) -> list[TaskResult]:
+    items = load_items(path, "mmlu", ("question", "answer"), opts.limit)
+    questions = [mmlu_choice(r, i, f"{path}:{i + 1}") for i, r in enumerate(items)]
+    pool_rows, own = few_shot_pool("mmlu", opts, items, ("question", "answer"))
+    where = f"{opts.shots_files['mmlu']}" if not own else str(path)
+    pool = [mmlu_choice(r, i, f"{where}:{i + 1}") for i, r in enumerate(pool_rows)]
+    k = opts.num_shots.get("mmlu", 5)
+
+    def header(i: int) -> str:
+        subject = str(items[i].get("subject") or "").replace("_", " ")
+        about = f" about {subject}" if subject else ""
+        return f"The following are multiple choice questions (with answers){about}.\n\n"
+
+    records = run_multiple_choice("mmlu", questions, k, opts, header, pool, own)
+    for r in records:
+        r["metrics"].pop("acc_norm")  # the letters have equal length: acc_norm is acc
+    return [TaskResult("mmlu", "acc", records, {"shots": shots_note(k, own, opts, "mmlu"), "scoring": "log-likelihood of ' A'..' D'"})]
+
+
+def arc_task(path: str, opts: Options) -> list[TaskResult]:
+    items = load_items(path, "arc", ("question", "choices"), opts.limit)
+    questions = [arc_choice(r, i, f"{path}:{i + 1}") for i, r in enumerate(items)]
+    pool_rows, own = few_shot_pool("arc", opts, items, ("question", "choices"))
+    where = f"{opts.shots_files['arc']}" if not own else str(path)
+    pool = [arc_choice(r, i, f"{where}:{i + 1}") for i, r in enumerate(pool_rows)]
+    k = opts.num_shots.get("arc", 1)
+    records = run_multiple_choice("arc", questions, k, opts, lambda i: "", pool, own)
+    settings = {"shots": shots_note(k, own, opts, "arc"), "scoring": "log-likelihood of each answer text; acc_norm per byte"}
+    return [TaskResult("arc", "acc", records, settings)]
+
+
+# ------------------------------------------------------------------------------------- generation
+
+
+def sampling(opts: Options, max_new_tokens: int, stop: list[str]) -> SamplingParams:
+    temperature = opts.temperature if opts.temperature is not None else 0.0
+    return SamplingParams(max_new_tokens=opts.max_new_tokens or max_new_tokens, temperature=temperature,
+                          stop=stop, seed=opts.seed)  # fmt: skip
+
+
+def complete(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams) -> list[str | Exception]:
+    """Completions for prompts, or given ones (--samples). A prompt the model refuses (longer than its
+    context) becomes that sample's failure; it never stops the run."""
+    if opts.samples is not None:
+        return [(opts.samples.get(i) or [Phi4Error(f"no completion for {i} in --samples")])[0] for i in ids]
+    try:
+        return [g.text for g in opts.backend.generate(prompts, params)]
+    except Phi4Error:
+        if len(prompts) == 1:
+            raise
+    out: list[str | Exception] = []
+    for prompt in prompts:  # find the bad ones
+        try:
+            out.append(opts.backend.generate([prompt], params)[0].text)
+        except Phi4Error as e:
+            out.append(e)
+    return out
+
+
+def run_generation(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams,
+                   score: Callable[[int, str], dict], metric: str) -> list[dict]:  # fmt: skip
+    records = []
+    for i, (id_, prompt, completion) in enumerate(zip(ids, prompts, complete(opts, ids, prompts, params))):
+        if isinstance(completion, Exception):
+            records.append({"id": id_, "prompt": prompt, "error": str(completion), "metrics": {metric: 0.0}})
+            continue
+        records.append({"id": id_, "prompt": prompt, "completion": completion, **score(i, completion)})
+    failed = sum("error" in r for r in records)
+    if failed:
+        console.print(f"[yellow]{failed} of {len(records)} samples failed: {records[[('error' in r) for r in records].index(True)]['error']}")
+    if failed == len(records) and records:
+        raise Phi4Error(f"every sample failed: {records[0]['error']}")
+    return records
+
+
+def qa_prompt(question: str, answer: str | None = None) -> str:
+    return f"Question: {question.strip()}\nAnswer:" + (f" {answer.strip()}" if answer is not None else "")
+
+
+def few_shot_prompts(task: str, items: list[dict], opts: Options, k: int, required: tuple[str, ...],
+                     shot: Callable[[dict], str], query: Callable[[dict], str], sep: str = "\n\n") -> tuple[list[str], str]:  # fmt: skip
+    pool, own = few_shot_pool(task, opts, items, required)
+    candidates = shot_indices(len(pool), k, opts.seed)
+    prompts = []
+    for i, item in enumerate(items):
+        shots = shots_for(candidates, k, i if own else None)
+        prompts.append("".join(shot(pool[j]) + sep for j in shots) + query(item))
+    return prompts, shots_note(k, own, opts, task)
+
+
+def gsm8k_task(path: str, opts: Options) -> list[TaskResult]:
+    required = ("question", "answer")
+    items = load_items(path, "gsm8k", required, opts.limit)
+    k = opts.num_shots.get("gsm8k", 8)
+    prompts, note = few_shot_prompts("gsm8k", items, opts, k, required,
+                                     lambda r: qa_prompt(r["question"], r["answer"]), lambda r: qa_prompt(r["question"]))  # fmt: skip
+    ids = [str(r.get("id", f"gsm8k/{i}")) for i, r in enumerate(items)]
+
+    def score(i: int, completion: str) -> dict:
+        predicted, target = answers.gsm8k_answer(completion), answers.gsm8k_answer(items[i]["answer"])
+        return {"predicted": predicted, "target": target, "metrics": {"exact_match": float(predicted == target)}}
+
+    params = sampling(opts, 256, ["\n\n", "Question:"])
+    records = run_generation(opts, ids, prompts, params, score, "exact_match")
+    return [TaskResult("gsm8k", "exact_match", records, {"shots": note, "extraction": "number after '####', else the last number",
+                                                          "max_new_tokens": params.max_new_tokens, "temperature": params.temperature})]  # fmt: skip
+
+
+def math_reference(row: dict) -> str | None:
+    return row.get("answer") or answers.last_boxed(row["solution"])
+
+
+def math_task(path: str, opts: Options) -> list[TaskResult]:
+    required = ("problem", "solution")
+    items = load_items(path, "math", required, opts.limit)
+    k = opts.num_shots.get("math", 4)
+    prompts, note = few_shot_prompts("math", items, opts, k, required,
+                                     lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n{r['solution'].strip()}",
+                                     lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n")  # fmt: skip
+    ids = [str(r.get("id", r.get("unique_id", f"math/{i}"))) for i, r in enumerate(items)]
+
+    def score(i: int, completion: str) -> dict:
+        predicted, target = answers.math_answer(completion), math_reference(items[i])
+        return {"predicted": predicted, "target": target, "metrics": {"exact_match": float(answers.math_equal(predicted, target))}}
+
+    params = sampling(opts, 512, ["\n\nProblem:", "Problem:"])
+    records = run_generation(opts, ids, prompts, params, score, "exact_match")
+    settings = {"shots": note, "extraction": "last \\boxed{}, else 'final answer is'", "equivalence": "normalised string or sympy"}
+    return [TaskResult("math", "exact_match", records, settings)]
+
+
+def trivia_answers(row: dict, where: str) -> list[str]:
+    answer = row.get("answer", row.get("answers"))
+    if isinstance(answer, dict):  # the Hugging Face layout: {"value", "aliases", ...}
+        return [answer.get("value", ""), *answer.get("aliases", [])]
+    if isinstance(answer, list):
+        return [str(a) for a in answer]
+    if isinstance(answer, str):
+        return [answer]
+    raise Phi4Error(f"{where}: 'answer' must be a string, a list, or {{value, aliases}}")
+
+
+def triviaqa_task(path: str, opts: Options) -> list[TaskResult]:
+    items = load_items(path, "triviaqa", ("question",), opts.limit)
+    refs = [trivia_answers(r, f"{path}:{i + 1}") for i, r in enumerate(items)]
+    k = opts.num_shots.get("triviaqa", 1)
+    prompts, note = few_shot_prompts("triviaqa", items, opts, k, ("question",),
+                                     lambda r: qa_prompt(r["question"], trivia_answers(r, "shot")[0]), lambda r: qa_prompt(r["question"]),
+                                     sep="\n")  # fmt: skip
+    ids = [str(r.get("id", r.get("question_id", f"triviaqa/{i}"))) for i, r in enumerate(items)]
+
+    def score(i: int, completion: str) -> dict:
+        return {"target": refs[i][:5], "metrics": {"exact_match": float(answers.exact_match(completion.strip(), refs[i]))}}
+
+    records = run_generation(opts, ids, prompts, sampling(opts, 32, ["\n", "Question:"]), score, "exact_match")
+    return [TaskResult("triviaqa", "exact_match", records, {"shots": note, "metric": "normalised exact match over aliases"})]
+
+
+# ------------------------------------------------------------------------------------------- code
+
+
+HUMANEVAL_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+
+
+def code_results(name: str, opts: Options, ids: list[str], prompts: list[str], programs: Callable[[int, str], str],
+                 params: SamplingParams, settings: dict) -> list[TaskResult]:  # fmt: skip
+    """n completions per problem -> sandbox -> per-problem pass@k for every k <= n."""
+    completions = _code_completions(opts, ids, prompts, params)
+    flat = [(i, c) for i, cs in enumerate(completions) for c in cs]
+    sources = [programs(i, c) if isinstance(c, str) else None for i, c in flat]
+    runs = iter(run_programs([s for s in sources if s is not None], opts.sandbox, opts.workers))
+    outcomes = []
+    for (_, completion), source in zip(flat, sources):
+        if source is None:  # no completion (the model refused the prompt): a failed sample
+            outcomes.append((False, f"no completion: {completion}"))
+        else:
+            run = next(runs)
+            outcomes.append((run.passed, run.reason))
+    per_problem: list[list[tuple[bool, str]]] = [[] for _ in ids]
+    for (i, _), outcome in zip(flat, outcomes):
+        per_problem[i].append(outcome)
+    records = []
+    for i, results in enumerate(per_problem):
+        n, c = len(results), sum(ok for ok, _ in results)
+        ks = [k for k in opts.ks if k <= n] or [1]
+        metrics = {f"pass@{k}": pass_at_k(n, c, k) for k in ks}
+        records.append({"id": ids[i], "prompt": prompts[i], "completions": [x if isinstance(x, str) else str(x) for x in completions[i]],
+                        "results": [reason for _, reason in results], "passed": c, "n": n, "metrics": metrics})  # fmt: skip
+    primary = f"pass@{min(opts.ks)}"
+    settings = {**settings, "samples_per_problem": max(len(p) for p in per_problem), "temperature": params.temperature,
+                "sandbox": {"timeout_s": opts.sandbox.timeout, "memory_mb": opts.sandbox.memory_mb, "network": network_isolation()}}  # fmt: skip
+    if opts.samples is not None:
+        settings["completions"] = "from --samples"
+    return [TaskResult(name, primary, records, settings)]
+
+
+def _code_completions(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams) -> list[list]:
+    if opts.samples is not None:
+        return [opts.samples.get(i) or [Phi4Error(f"no completion for {i} in --samples")] for i in ids]
+    n = opts.num_samples
+    params.temperature = opts.temperature if opts.temperature is not None else (0.0 if n == 1 else 0.8)
+    all_prompts = [p for p in prompts for _ in range(n)]
+    all_params = [SamplingParams(**{**params.__dict__, "seed": opts.seed * 1_000_003 + j}) for j in range(len(all_prompts))]
+    flat = complete_many(opts, all_prompts, all_params)
+    return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def complete_many(opts: Options, prompts: list[str], params: list[SamplingParams]) -> list:
+    try:
+        return [g.text for g in opts.backend.generate(prompts, params)]
+    except Phi4Error:
+        pass
+    out = []
+    for prompt, p in zip(prompts, params):
+        try:
+            out.append(opts.backend.generate([prompt], p)[0].text)
+        except Phi4Error as e:
+            out.append(e)
+    return out
+
+
+def humaneval_program(item: dict, completion: str) -> str:
+    return f"{item['prompt']}{completion}\n\n{item['test']}\n\ncheck({item['entry_point']})\n"
+
+
+def humaneval_task(path: str, opts: Options) -> list[TaskResult]:
+    items = load_items(path, "humaneval", ("task_id", "prompt", "test", "entry_point"), opts.limit)
+    ids = [str(r["task_id"]) for r in items]
+    params = sampling(opts, 512, HUMANEVAL_STOP)
+    return code_results("humaneval", opts, ids, [r["prompt"] for r in items], lambda i, c: humaneval_program(items[i], c),
+                        params, {"shots": "0-shot", "stop": HUMANEVAL_STOP})  # fmt: skip
+
+
+def mbpp_shot(row: dict, with_code: bool) -> str:
+    tests = "\n".join(row["test_list"])
+    head = f"You are an expert Python programmer, and here is your task: {row['text'].strip()} Your code should pass these tests:\n\n{tests}\n[BEGIN]\n"
+    return head + (f"{row['code'].strip()}\n[DONE]" if with_code else "")
+
+
+def mbpp_task(path: str, opts: Options) -> list[TaskResult]:
+    required = ("text", "code", "test_list")
+    items = load_items(path, "mbpp", required, opts.limit)
+    k = opts.num_shots.get("mbpp", 3)
+    prompts, note = few_shot_prompts("mbpp", items, opts, k, required, lambda r: mbpp_shot(r, True), lambda r: mbpp_shot(r, False))
+    ids = [str(r.get("task_id", f"mbpp/{i}")) for i, r in enumerate(items)]
+
+    def program(i: int, completion: str) -> str:
+        item = items[i]
+        return f"{item.get('test_setup_code') or ''}\n{completion}\n\n" + "\n".join(item["test_list"]) + "\n"
+
+    return code_results("mbpp", opts, ids, prompts, program, sampling(opts, 512, ["[DONE]"]), {"shots": note})
+
+
+# ------------------------------------------------------------------------------------ long context
+
+
+KV_INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below."
+
+
+def kv_recall_task(path: str | None, opts: Options) -> list[TaskResult]:
+    """HELMET-style JSON key-value recall, generated at each requested length (in tokens)."""
+    count = opts.limit or 20
+    tokenizer = _length_tokenizer(opts)
+    results = []
+    for length in opts.lengths:
+        rng = random.Random(f"{opts.seed}-{length}")
+        items = [kv_item(rng, length, tokenizer, depth=i / max(1, count - 1)) for i in range(count)]
+        ids = [f"kv-recall@{length}/{i}" for i in range(count)]
+
+        def score(i: int, completion: str, items=items) -> dict:
+            return {"target": items[i]["answer"], "metrics": {"subem": float(answers.substring_match(completion, [items[i]["answer"]]))}}
+
+        records = run_generation(opts, ids, [it["prompt"] for it in items], sampling(opts, 48, ["\n"]), score, "subem")
+        settings = {"length_tokens": length, "pairs": [it["pairs"] for it in items][:1], "depths": "evenly spread 0..1"}
+        results.append(TaskResult(f"kv-recall@{length}", "subem", records, settings))
+    return results
+
+
+def _length_tokenizer(opts: Options):
+    tok = getattr(opts.backend, "tokenizer", None)
+    if tok is not None:
+        return tok
+    from phi4cli.tokenizer import load_tokenizer
+
+    return load_tokenizer("phi4")  # a remote model's tokenizer is unknown: cl100k counts are close for most
+
+
+def _uuid(rng: random.Random) -> str:
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def kv_item(rng: random.Random, length: int, tokenizer, depth: float) -> dict:
+    """A JSON object of UUID pairs filling about `length` tokens, one key asked at relative depth."""
+    probe = json.dumps({_uuid(rng): _uuid(rng) for _ in range(8)}, indent=0)
+    per_pair = len(tokenizer.encode(probe)) / 8
+    frame = len(tokenizer.encode(f"{KV_INSTRUCTION}\n\nJSON data:\n{{}}\n\nKey: \"{_uuid(rng)}\"\nCorresponding value:")) + 48
+    pairs = max(2, int((length - frame) / per_pair))
+    store = {_uuid(rng): _uuid(rng) for _ in range(pairs)}
+    key = list(store)[round(depth * (pairs - 1))]
+    prompt = f'{KV_INSTRUCTION}\n\nJSON data:\n{json.dumps(store, indent=0)}\n\nKey: "{key}"\nCorresponding value:'
+    return {"prompt": prompt, "answer": store[key], "pairs": pairs}
+
+
+# ------------------------------------------------------------------------------------------ toy world
+
+
+TOY_FAMILIES = ("arith", "facts_mc", "kv_recall", "pyfunc")
+
+
+def toy_task(path: str, opts: Options, only: str | None = None) -> list[TaskResult]:
+    """The toy world's benchmark families (`phi4 demo-data` writes DIR/benchmarks)."""
+    rows = load_items(path, "toy", ("id", "prompt", "answer", "task"), None)
+    families: dict[str, list[dict]] = {}
+    for row in rows:
+        families.setdefault(row["task"], []).append(row)
+    if only is not None and only not in families:
+        raise Phi4Error(f"{path}: no items of family {only!r} (found: {', '.join(sorted(families))})")
+    results = []
+    for family, items in sorted(families.items()):
+        if only is not None and family != only:
+            continue
+        limited = Items(items[: opts.limit] if opts.limit else items)
+        limited.pool = items
+        items = limited
+        runner = {"arith": _toy_arith, "facts_mc": _toy_mc, "kv_recall": _toy_kv, "pyfunc": _toy_code}.get(family)
+        if runner is None:
+            console.print(f"[yellow]toy: skipping unknown family {family!r}")
+            continue
+        results.append(runner(f"toy/{family}", items, opts))
+    return results
+
+
+def _meta(row: dict) -> dict:
+    try:
+        return json.loads(row.get("meta") or "{}")
+    except json.JSONDecodeError:
+        return {}
+
+
+def _toy_arith(name: str, items: list[dict], opts: Options) -> TaskResult:
+    k = opts.num_shots.get(name, 3)
+    prompts, note = few_shot_prompts(name, items, opts, k, ("prompt", "answer"),
+                                     lambda r: qa_prompt(r["prompt"], r["answer"]), lambda r: qa_prompt(r["prompt"]))  # fmt: skip
+
+    def score(i: int, completion: str) -> dict:
+        predicted, target = answers.gsm8k_answer(completion), answers.gsm8k_answer(items[i]["answer"])
+        return {"predicted": predicted, "target": target, "metrics": {"exact_match": float(predicted == target)}}
+
+    records = run_generation(opts, [r["id"] for r in items], prompts, sampling(opts, 128, ["\n\n", "Question:"]), score, "exact_match")
+    return TaskResult(name, "exact_match", records, {"shots": note, "format": "GSM8K"})
+
+
+def _toy_mc(name: str, items: list[dict], opts: Options) -> TaskResult:
+    def choice(r: dict) -> Choice:
+        n = len(_meta(r).get("choices") or "ABCD")
+        gold = _answer_index(r["answer"], n, r["id"])
+        return Choice(r["id"], r["prompt"], [f" {LETTERS[c]}" for c in range(n)], gold, f"{r['prompt']} {r['answer']}")
+
+    k = opts.num_shots.get(name, 5)
+    pool = [choice(r) for r in items.pool]
+    records = run_multiple_choice(name, pool[: len(items)], k, opts, lambda i: "", pool, True)
+    for rec in records:
+        rec["metrics"].pop("acc_norm")
+    return TaskResult(name, "acc", records, {"shots": shots_note(k, True, opts, name), "format": "MMLU"})
+
+
+def _toy_kv(name: str, items: list[dict], opts: Options) -> TaskResult:
+    def score(i: int, completion: str) -> dict:
+        return {"target": items[i]["answer"], "metrics": {"subem": float(answers.substring_match(completion, [items[i]["answer"]]))}}
+
+    records = run_generation(opts, [r["id"] for r in items], [r["prompt"] for r in items], sampling(opts, 48, ["\n"]), score, "subem")
+    return TaskResult(name, "subem", records, {"format": "HELMET JSON KV", "shots": "0-shot"})
+
+
+def _toy_code(name: str, items: list[dict], opts: Options) -> TaskResult:
+    def program(i: int, completion: str) -> str:
+        return f"{items[i]['prompt']}{completion}\n\n{items[i]['tests']}\n"
+
+    params = sampling(opts, 256, HUMANEVAL_STOP)
+    return code_results(name, opts, [r["id"] for r in items], [r["prompt"] for r in items], program, params, {"shots": "0-shot"})[0]
+
+
+# --------------------------------------------------------------------------------------- registry
+
+
+@dataclass
+class TaskSpec:
+    run: Callable[..., list[TaskResult]]
+    needs_data: bool
+    default_data: str | None = None
+    kind: str = "generation"
+
+
+TASKS: dict[str, TaskSpec] = {
+    "mmlu": TaskSpec(mmlu_task, True, kind="multiple choice"),
+    "arc": TaskSpec(arc_task, True, kind="multiple choice"),
+    "gsm8k": TaskSpec(gsm8k_task, True),
+    "math": TaskSpec(math_task, True),
+    "triviaqa": TaskSpec(triviaqa_task, True),
+    "humaneval": TaskSpec(humaneval_task, True, kind="code"),
+    "mbpp": TaskSpec(mbpp_task, True, kind="code"),
+    "kv-recall": TaskSpec(kv_recall_task, False, kind="long context"),
+    "toy": TaskSpec(toy_task, True, "data/demo/benchmarks", kind="toy world"),
+}
+for _family in TOY_FAMILIES:
+    TASKS[f"toy/{_family}"] = TaskSpec(lambda path, opts, f=_family: toy_task(path, opts, f), True,
+                                       "data/demo/benchmarks", kind="toy world")  # fmt: skip

@@ -1,0 +1,32 @@
+"""`phi4 serve`: an OpenAI-compatible HTTP server over a phi4 checkpoint (see phi4cli/generate/server.py)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def serve_command(
+    model: str = typer.Option(..., "--model", "-m", help="phi4 checkpoint, run directory (latest checkpoint) or HF directory."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free port; the chosen one is printed)."),
+    name: str = typer.Option(None, "--name", help="Model id in /v1/models and responses (default: the directory name)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Requests decoded together at most."),
+    batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", min=0.0, help="How long to gather concurrent requests into one batch."),
+    tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer spec when the checkpoint names none."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    dtype: str = typer.Option(None, "--dtype", help="float32 (default), bfloat16 or float16."),
+) -> None:
+    """Serve a checkpoint over OpenAI's HTTP API: /v1/completions (with echo + prompt logprobs for
+    scoring), /v1/chat/completions (phi-4's ChatML template), /v1/models and /health. Concurrent
+    requests are decoded together in batches. Any OpenAI client (or `phi4 eval --model URL`) can use it.
+
+    Example:
+
+        phi4 serve --model runs/demo/sft --port 8000 &
+
+        curl -s localhost:8000/v1/completions -d '{"prompt": "Question: 2 + 3?\\nAnswer:", "max_tokens": 8}'
+    """
+    from phi4cli.generate.server import serve
+
+    serve(model, host=host, port=port, name=name, batch_size=batch_size, batch_wait_ms=batch_wait_ms,
+          tokenizer=tokenizer, device=device, dtype=dtype)  # fmt: skip

@@ -1,0 +1,380 @@
+"""The trainer core shared by pretrain and midtrain (and, with their own tasks, sft and dpo).
+
+One run, top to bottom:
+  1. join the process group (or run as one process) and check the batch geometry;
+  2. on --resume, find the latest complete checkpoint and read its step and data position;
+  3. open the data at that position and read the first global batch (bad data fails here, before
+     anything is built or written);
+  4. build the model on the meta device, shard it (FSDP2 per decoder layer), then fill its weights:
+     fresh init, an init_from checkpoint / Hugging Face directory, or the checkpoint being resumed;
+  5. AdamW, then the loop: accumulate micro-batches -> clip -> schedule lr -> step -> metrics ->
+     checkpoint every `checkpoint_every` steps, at the end, and when SIGTERM/SIGINT arrives.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shlex
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+from phi4cli.errors import Phi4Error
+from phi4cli.model import PRESETS, Phi4ForCausalLM, get_config, latest_checkpoint, resolve_model_path
+from phi4cli.model.checkpoint import checkpoint_config, load_model_weights
+from phi4cli.model.config import ModelConfig
+from phi4cli.model.hf import hf_tokenizer_spec, load_hf, read_hf_config
+from phi4cli.tokenizer import Tokenizer, load_tokenizer
+from phi4cli.train import checkpoint as ckpt
+from phi4cli.train.checkpoint import CHECKPOINTS, TrainState
+from phi4cli.train.config import TrainConfig, to_toml
+from phi4cli.train.data import Batch, DataFeed
+from phi4cli.train.metrics import METRICS, MetricsLogger, device_peak_flops, truncate_metrics
+from phi4cli.train.parallel import Distributed, init_distributed, parallelize
+from phi4cli.train.schedule import lr_at
+from phi4cli.train.task import CausalLM, Task
+
+# The resolved settings, readable with --config. Not config.json: that name marks a Hugging Face
+# model directory, and a run directory is also a model source (its latest checkpoint).
+RUN_CONFIG = "config.toml"
+# Fields that do not change the shapes of the weights: the only ones a loaded model may override
+# (midtraining raises the RoPE base and the context length).
+RUNTIME_FIELDS = ("rope_theta", "max_position_embeddings")
+
+
+def train(
+    config: TrainConfig,
+    data: list[str],
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    stage: str = "train",
+    task: Task | None = None,
+) -> None:
+    """Train `config` on packed sequences from `data` into `run_dir` (see the module docstring)."""
+    if resume and overwrite:
+        raise Phi4Error("--resume and --overwrite cannot be combined")
+    dist_ctx = init_distributed()
+    try:
+        _train(config, data, Path(run_dir), resume, overwrite, stage, task or CausalLM(), dist_ctx)
+    finally:
+        dist_ctx.close()
+
+
+def _train(
+    config: TrainConfig,
+    data: list[str],
+    run_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    stage: str,
+    task: Task,
+    dist_ctx: Distributed,
+) -> None:
+    _seed_everything(config.seed)
+    accumulation = config.accumulation_steps(dist_ctx.world_size)
+    _check_run_dir(run_dir, resume, overwrite)
+    resume_from = latest_checkpoint(run_dir) if resume else None
+    state = ckpt.load_train_state(resume_from) if resume_from else TrainState()
+    if state.step >= config.max_steps:
+        raise Phi4Error(f"{resume_from}: already at step {state.step} of max_steps {config.max_steps} (raise max_steps)")
+
+    feed = DataFeed(data, seq_len=config.seq_len, global_batch=config.global_batch, dist_ctx=dist_ctx, skip=state.sequences)
+    first_batch = feed.next()
+    if first_batch is None:
+        raise Phi4Error(f"{feed.where}: fewer sequences than one global batch ({config.global_batch})")
+
+    model, tokenizer = build_model(config, dist_ctx, fill=resume_from is None)
+    optimizer = build_optimizer(model, config)
+    if resume_from:
+        ckpt.load(resume_from, model, optimizer, dist_ctx)
+        _apply_hyperparameters(optimizer, config)  # settings changed on resume win over the saved ones
+
+    if dist_ctx.is_main:
+        _prepare_run_dir(run_dir, config, data, stage, dist_ctx, overwrite, state.step)
+    dist_ctx.barrier()
+    logger = MetricsLogger(
+        run_dir,
+        enabled=dist_ctx.is_main,
+        max_steps=config.max_steps,
+        start_step=state.step,
+        log_every=config.log_every,
+        flops_per_token=model.flops_per_token(config.seq_len),
+        peak_flops=device_peak_flops(dist_ctx.device),
+        world_size=dist_ctx.world_size,
+    )
+    logger.note(_summary(stage, config, model, dist_ctx, accumulation, run_dir, resume_from, state, data))
+    stop = StopSignal()
+    try:
+        _loop(config, model, optimizer, tokenizer, task, feed, first_batch, state, logger, stop, run_dir, dist_ctx)
+    finally:
+        stop.restore()
+        logger.close()
+
+
+def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger, stop, run_dir, dist_ctx) -> None:
+    step_tokens = config.global_batch * config.seq_len
+    saved_step = state.step
+    while state.step < config.max_steps:
+        logger.step_started()
+        batch = batch if batch is not None else feed.next()
+        if batch is None:
+            logger.note(f"data ended after {state.step} steps ({state.sequences} sequences)")
+            break
+        lr = lr_at(state.step, peak=config.lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps, max_steps=config.max_steps)
+        loss, grad_norm = train_step(model, optimizer, batch, task, config, dist_ctx, lr, step=state.step + 1, run_dir=run_dir)
+        batch = None
+        state.step += 1
+        state.sequences += config.global_batch
+        state.tokens += step_tokens
+        logger.log_step(step=state.step, loss=loss, lr=lr, grad_norm=grad_norm, tokens=state.tokens, step_tokens=step_tokens, device=dist_ctx.device)
+        stopping = dist_ctx.any(stop.requested)
+        if stopping or state.step % config.checkpoint_every == 0 or state.step == config.max_steps:
+            path = ckpt.save(run_dir, state, model, optimizer, tokenizer, dist_ctx)
+            saved_step = state.step
+            logger.note(f"checkpoint {path}")
+        if stopping:
+            logger.note(f"stopped by signal after step {state.step}; resume with --resume")
+            return
+    if saved_step != state.step:
+        path = ckpt.save(run_dir, state, model, optimizer, tokenizer, dist_ctx)
+        logger.note(f"checkpoint {path}")
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    task: Task,
+    config: TrainConfig,
+    dist_ctx: Distributed,
+    lr: float,
+    *,
+    step: int,
+    run_dir: Path,
+) -> tuple[float, float]:
+    """One optimizer step over this rank's share of a global batch: (global mean loss, grad norm)."""
+    micro_batches = batch.split(config.micro_batch)
+    # Normalise by the target tokens of the *global* batch (all micro-batches, all ranks), so the
+    # summed gradients are the global mean: identical for any world size and accumulation.
+    (targets,) = dist_ctx.all_reduce_sum([sum(task.num_targets(mb) for mb in micro_batches)])
+    if targets == 0:
+        raise Phi4Error(f"step {step}: the global batch has no target tokens (its loss_mask is all zero)")
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dist_ctx.device)
+    for micro_batch in micro_batches:
+        micro_loss = task.loss_sum(model, micro_batch, dist_ctx.device)
+        (micro_loss / targets).backward()
+        loss_sum += micro_loss.detach()
+    (total,) = dist_ctx.all_reduce_sum([loss_sum.item()])
+    loss = total / targets
+    grad_norm = _clip_grad_norm(model, config.grad_clip)
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        last_good = latest_checkpoint(run_dir)
+        raise Phi4Error(
+            f"step {step}: loss {loss}, gradient norm {grad_norm}: training diverged; stopped without saving "
+            f"(last good checkpoint: {last_good or 'none'})"
+        )
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, grad_norm
+
+
+def _clip_grad_norm(model: torch.nn.Module, max_norm: float) -> float:
+    """Global gradient norm over all ranks, clipped to max_norm (0 = only measure). Sharded (DTensor)
+    gradients make torch compute the norm of the whole gradient, reduced across ranks."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else math.inf)
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return float(norm)
+
+
+# ------------------------------------------------------------------------------------------ model
+
+
+def build_model(config: TrainConfig, dist_ctx: Distributed, *, fill: bool = True) -> tuple[Phi4ForCausalLM, Tokenizer]:
+    """The model to train, sharded and on its device, plus its tokenizer.
+
+    Built on the meta device and sharded before any memory is allocated, so a 14B model never exists
+    whole on one GPU. `fill=False` leaves the weights uninitialised (a resumed checkpoint fills them).
+    """
+    source = config.init_from or config.model
+    model_config, tokenizer, weights = _model_source(source, config)
+    if config.seq_len > model_config.max_position_embeddings:
+        raise Phi4Error(
+            f"config: seq_len {config.seq_len} exceeds the model's max_position_embeddings "
+            f"{model_config.max_position_embeddings} (set model_overrides.max_position_embeddings)"
+        )
+    with torch.device("meta"):
+        model = Phi4ForCausalLM(model_config)
+    parallelize(
+        model,
+        dist_ctx,
+        mixed_precision=config.mixed_precision,
+        activation_checkpointing=config.activation_checkpointing,
+        compile=config.compile,
+    )
+    model.to_empty(device=dist_ctx.device)
+    if fill:
+        _fill_weights(model, weights, model_config, config.seed, dist_ctx)
+    model.tokenizer_spec = tokenizer.spec
+    return model, tokenizer
+
+
+def _model_source(source: str, config: TrainConfig) -> tuple[ModelConfig, Tokenizer, tuple[str, Path | None]]:
+    """(model config, tokenizer, where the weights come from: ("init", None) | ("checkpoint"|"hf", dir))."""
+    if source in PRESETS and not Path(source).exists():
+        tokenizer = _tokenizer(config.tokenizer, None)
+        overrides = {"vocab_size": tokenizer.vocab_size, **config.model_overrides}
+        return get_config(source, **overrides), tokenizer, ("init", None)
+    kind, path = resolve_model_path(source)
+    if kind == "checkpoint":
+        model_config, saved_tokenizer = checkpoint_config(path)
+    else:
+        model_config, raw = read_hf_config(path)
+        saved_tokenizer = hf_tokenizer_spec(path, raw)
+    tokenizer = _tokenizer(config.tokenizer, saved_tokenizer)
+    model_config = _override_runtime_fields(model_config, config.model_overrides, path)
+    if tokenizer.vocab_size > model_config.vocab_size:
+        raise Phi4Error(
+            f"{path}: the tokenizer {tokenizer.spec} has {tokenizer.vocab_size} ids, the model only "
+            f"{model_config.vocab_size} embedding rows"
+        )
+    return model_config, tokenizer, (kind, path)
+
+
+def _tokenizer(spec: str, saved: str | None) -> Tokenizer:
+    """The configured tokenizer, or (when `tokenizer` is empty) the one saved with the weights."""
+    if not spec and not saved:
+        raise Phi4Error("config: tokenizer is empty and the model source records none (set tokenizer)")
+    return load_tokenizer(spec or saved)
+
+
+def _override_runtime_fields(model_config: ModelConfig, overrides: dict, source: Path) -> ModelConfig:
+    for key in overrides:
+        if key not in RUNTIME_FIELDS:
+            raise Phi4Error(
+                f"config: model_overrides.{key} cannot change weights loaded from {source} "
+                f"(only {', '.join(RUNTIME_FIELDS)} can)"
+            )
+    return ModelConfig.from_dict({**model_config.to_dict(), **overrides})
+
+
+def _fill_weights(model, weights: tuple[str, Path | None], model_config: ModelConfig, seed: int, dist_ctx: Distributed) -> None:
+    kind, path = weights
+    if kind == "checkpoint":
+        load_model_weights(model, path)  # DCP: loads straight into the shards
+    elif kind == "hf":
+        full = load_hf(path, device="cpu", dtype=torch.float32)[0]
+        _load_full_state(model, full.state_dict(), dist_ctx)
+    elif dist_ctx.sharded and dist_ctx.device.type == "cpu":
+        # DTensor's random ops on a CPU mesh depend on the sharding, so initialise the whole model and
+        # copy each rank's shard: a run on N CPU ranks starts from the same weights as one process.
+        with torch.device("meta"):
+            full = Phi4ForCausalLM(model_config)
+        full.to_empty(device="cpu").init_weights(seed)
+        _load_full_state(model, full.state_dict(), dist_ctx)
+    else:
+        # one process, or GPU shards (DTensor's CUDA RNG draws each shard as part of the whole tensor)
+        model.init_weights(seed)
+
+
+def _load_full_state(model, state: dict, dist_ctx: Distributed) -> None:
+    if not dist_ctx.sharded:
+        model.load_state_dict(state)
+        return
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on the matrices only (projections, embeddings, lm_head): decaying the RMSNorm
+    gains toward 0 would only fight the normalisation (the usual GPT/Llama practice; the paper is silent)."""
+    matrices = [p for p in model.parameters() if p.ndim >= 2]
+    vectors = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": matrices, "weight_decay": config.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+
+
+def _apply_hyperparameters(optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
+    matrices, vectors = optimizer.param_groups
+    matrices["weight_decay"], vectors["weight_decay"] = config.weight_decay, 0.0
+    for group in optimizer.param_groups:
+        group["betas"], group["eps"] = tuple(config.betas), config.eps
+
+
+# ---------------------------------------------------------------------------------------- run dir
+
+
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise Phi4Error(f"{run_dir}: exists and is not a directory")
+    if not (resume or overwrite) and ckpt.has_checkpoints(run_dir):
+        raise Phi4Error(f"{run_dir}: already holds checkpoints (pass --resume to continue, or --overwrite to start over)")
+
+
+def _prepare_run_dir(run_dir: Path, config: TrainConfig, data: list[str], stage: str, dist_ctx: Distributed, overwrite: bool, step: int) -> None:
+    """Rank 0, once everything has been validated: clear what --overwrite replaces, cut metrics back to
+    the resumed step, record the resolved config."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+        (run_dir / METRICS).unlink(missing_ok=True)
+    truncate_metrics(run_dir, step)
+    header = (
+        f"phi4 {stage}: the resolved settings of this run (use with --config)\n"
+        f"command: {shlex.join(['phi4', *sys.argv[1:]])}\n"
+        f"data: {' '.join(data)}\nranks: {dist_ctx.world_size}"
+    )
+    tmp = run_dir / f".{RUN_CONFIG}.tmp"
+    tmp.write_text(to_toml(config, header))
+    os.replace(tmp, run_dir / RUN_CONFIG)
+
+
+def _summary(stage, config, model, dist_ctx, accumulation, run_dir, resume_from, state, data) -> str:
+    params = model.num_params(exclude_embeddings=True)
+    start = f"resuming {resume_from} at step {state.step}" if resume_from else "from step 0"
+    line = (
+        f"{stage}: {config.init_from or config.model} ({params / 1e6:,.2f}M params without embeddings) on "
+        f"{dist_ctx.world_size} x {dist_ctx.device.type}, global batch {config.global_batch} x {config.seq_len} "
+        f"tokens ({config.micro_batch}/micro-batch, {accumulation} accumulation steps), {config.max_steps} steps, "
+        f"{start} -> {run_dir}"
+    )
+    if data == ["-"] and state.sequences:
+        line += f"\nthe stream on stdin must start at sequence {state.sequences} (e.g. `phi4 mix ... --skip {state.sequences}`)"
+    return line
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class StopSignal:
+    """SIGTERM / SIGINT ask the loop to checkpoint at the end of the current step and exit 0.
+    A second SIGINT stops at once (Ctrl-C twice)."""
+
+    requested: bool = False
+
+    def __post_init__(self) -> None:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
