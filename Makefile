@@ -21,9 +21,13 @@ PHI4 := $(BIN)/phi4
 DATA := data/$(SCALE)
 RUNS := runs/$(SCALE)
 ifeq ($(SCALE),demo)
-  STAGES := stages/demo
+  STAGES            := stages/demo
+  MIX_MANIFEST      := manifests/demo.toml
+  MIDTRAIN_MANIFEST := manifests/demo-midtrain.toml
 else
-  STAGES := stages
+  STAGES            := stages
+  MIX_MANIFEST      := manifests/final.toml
+  MIDTRAIN_MANIFEST := manifests/midtrain.toml
 endif
 # Trainers: one process, or torchrun when asked for more.
 ifeq ($(NPROC)$(NNODES),11)
@@ -39,7 +43,8 @@ endif
 .PHONY: all setup test bench clean
 .DELETE_ON_ERROR:
 
-all: $(DATA)/toy.tiktoken
+all: $(RUNS)/eval-midtrain.json
+	$(PHI4) eval --compare $(RUNS)/eval-pretrain.json $(RUNS)/eval-midtrain.json
 
 # ---- environment ----------------------------------------------------------------------------------
 setup: $(BIN)/.installed
@@ -56,14 +61,55 @@ $(DATA)/chat/_manifest.json: | setup
 	$(PHI4) demo-data -o $(DATA) --seed $(SEED) --scale $(DEMO_SCALE) --overwrite
 
 $(DATA)/toy.tiktoken: $(DATA)/chat/_manifest.json
-	$(PHI4) tokenizer train $(DATA)/web $(DATA)/code $(DATA)/synthetic $(DATA)/acquired $(DATA)/chat -o $@ --vocab-size 4096
+	$(PHI4) tokenizer train $(DATA)/web $(DATA)/code $(DATA)/synthetic $(DATA)/acquired -o $@ --vocab-size 4096
+
+# ---- organic web quality gate: heuristics, language id, dedup ----------------------------------------
+$(DATA)/web-filtered/_manifest.json: $(DATA)/chat/_manifest.json stages/filter.toml
+	$(PHI4) filter $(DATA)/web -o $(DATA)/web-filtered --rejected $(DATA)/rejected/filter-web --overwrite
+
+# ---- decontamination: the paper's hybrid 13/7-gram rule against the benchmarks ----------------------
+# The common-phrase whitelist is counted over every training source at once, so all share one list.
+CLEAN_SOURCES   := web code synthetic acquired long
+DECONTAM_INPUTS := $(DATA)/web-filtered $(DATA)/code $(DATA)/synthetic $(DATA)/acquired $(DATA)/long
+DECONTAM := $(PHI4) decontam -b $(DATA)/benchmarks $(foreach d,$(DECONTAM_INPUTS),--whitelist-corpus $(d)) --overwrite
+DECONTAM_DEPS := $(DATA)/web-filtered/_manifest.json $(DATA)/chat/_manifest.json stages/decontam.toml
+
+$(DATA)/clean/web/_manifest.json: $(DECONTAM_DEPS)
+	$(DECONTAM) $(DATA)/web-filtered -o $(DATA)/clean/web --rejected $(DATA)/rejected/decontam-web
+
+$(DATA)/clean/%/_manifest.json: $(DECONTAM_DEPS)
+	$(DECONTAM) $(DATA)/$* -o $(DATA)/clean/$* --rejected $(DATA)/rejected/decontam-$*
+
+# ---- mixtures: pretraining (Table 5) and midtraining (30% long + 70% recall) --------------------------
+# The token cache stays inside data/ (make clean removes it); elsewhere it defaults to ~/.cache/phi4.
+export PHI4_CACHE_DIR ?= $(abspath data/cache)
+MIX_SOURCES := $(foreach s,$(CLEAN_SOURCES),$(DATA)/clean/$(s)/_manifest.json)
+
+$(DATA)/mix/_manifest.json: $(MIX_MANIFEST) $(DATA)/toy.tiktoken $(MIX_SOURCES)
+	$(PHI4) mix --manifest $(MIX_MANIFEST) -o $(DATA)/mix --overwrite
+
+$(DATA)/mix-midtrain/_manifest.json: $(MIDTRAIN_MANIFEST) $(DATA)/toy.tiktoken $(MIX_SOURCES)
+	$(PHI4) mix --manifest $(MIDTRAIN_MANIFEST) -o $(DATA)/mix-midtrain --overwrite
+
+# ---- training: pretrain, then midtrain from its last checkpoint --------------------------------------
+$(RUNS)/pretrain/done: $(DATA)/mix/_manifest.json $(STAGES)/pretrain.toml
+	$(LAUNCH) pretrain $(DATA)/mix -o $(RUNS)/pretrain --config $(STAGES)/pretrain.toml --overwrite
+	touch $@
+
+$(RUNS)/midtrain/done: $(RUNS)/pretrain/done $(DATA)/mix-midtrain/_manifest.json $(STAGES)/midtrain.toml
+	$(LAUNCH) midtrain $(DATA)/mix-midtrain -o $(RUNS)/midtrain --config $(STAGES)/midtrain.toml --set init_from=$(RUNS)/pretrain --overwrite
+	touch $@
+
+# ---- evaluation on the toy world's held-out benchmark families ---------------------------------------
+$(RUNS)/eval-%.json: $(RUNS)/%/done
+	$(PHI4) eval --model $(RUNS)/$* --tasks toy --data toy=$(DATA)/benchmarks -o $@
 
 # ---- tests and benchmarks --------------------------------------------------------------------------
 test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/python bench/io_throughput.py
+	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf data/demo runs/demo
+	rm -rf data/demo data/cache runs/demo

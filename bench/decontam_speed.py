@@ -159,7 +159,10 @@ def main() -> None:
             print(f"datatrove: NOT INSTALLED ({e.name}); install with: pip install datatrove spacy \"xxhash<4\" - no ratio")
             peer_seconds = None
         else:
-            runs = [datatrove_once(work, pages) for _ in range(args.repeats)]
+            try:
+                runs = [datatrove_once(work, pages) for _ in range(args.repeats)]
+            except (ImportError, TypeError) as e:  # TypeError: xxhash>=4 refuses the str datatrove 0.10 passes
+                raise SystemExit(f"datatrove failed: {e} - install the peer with: pip install datatrove spacy \"xxhash<4\"")
             peer_seconds, peer_rejected = statistics.median(r[0] for r in runs), runs[0][1]
             print(f"datatrove NGramsDecontFilter:   {docs / peer_seconds:10,.0f} docs/s  ({peer_seconds:.2f} s, {peer_rejected} rejected)")
             print(f"ratio phi4 / datatrove: {peer_seconds / phi4_seconds:.1f}x documents per second (goal >= 3x)")

@@ -12,8 +12,9 @@ import shutil
 import pytest
 import torch
 
-from conftest import BENCHMARKS
+from conftest import BENCHMARKS, REPO
 from phi4cli.evaluate import answers
+from phi4cli.evaluate.config import load_eval_config
 from phi4cli.evaluate.metrics import mean_and_stderr, pass_at_k
 from phi4cli.evaluate.sandbox import Limits, run_programs
 from phi4cli.model import ModelConfig, Phi4ForCausalLM, save_checkpoint_model_only
@@ -245,3 +246,51 @@ def test_math_triviaqa_mbpp_formats_score_given_completions(phi4, tmp_path):
          "-o", tmp_path / "r.json")  # fmt: skip
     tasks = json.loads((tmp_path / "r.json").read_text())["tasks"]
     assert tasks["math"]["value"] == 0.5 and tasks["triviaqa"]["value"] == 0.5 and tasks["mbpp"]["value"] == 0.5
+
+
+# ------------------------------------------------------------------------------- settings as data
+
+
+def test_eval_toml_holds_the_papers_protocol():
+    config = load_eval_config(None, [])
+    shots = {"mmlu": 5, "arc": 1, "gsm8k": 8, "math": 4, "triviaqa": 1, "mbpp": 3, "humaneval": 0}
+    assert {task: config.shots_for(task) for task in shots} == shots
+    assert config.temperature == 0.0 and config.k == [1] and config.shots_for("toy/facts_mc") == 5
+    keys = [line for line in (REPO / "stages" / "eval.toml").read_text().splitlines() if "=" in line.split("#")[0]]
+    assert len(keys) > 20 and all("#" in line for line in keys)  # every key says where it comes from
+
+
+def test_set_and_flags_override_the_settings(phi4, tmp_path):
+    items = read_jsonl(GSM8K)[:3]
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": f"gsm8k/{i}", "completion": r["answer"]} for i, r in enumerate(items)])
+    base = ["eval", "--tasks", "gsm8k", "--data", f"gsm8k={GSM8K}", "--samples", samples, "--limit", "3"]
+    phi4(*base, "--set", "shots.gsm8k=2", "--set", "max_new_tokens.gsm8k=64", "-o", tmp_path / "a.json")
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert a["tasks"]["gsm8k"]["settings"]["shots"].startswith("2-shot") and a["tasks"]["gsm8k"]["settings"]["max_new_tokens"] == 64
+    assert a["config"]["shots"]["gsm8k"] == 2 and a["config"]["shots"]["mmlu"] == 5
+    # a config file of one's own, --set on top of it, and a flag on top of both
+    own = tmp_path / "mine.toml"
+    own.write_text((REPO / "stages" / "eval.toml").read_text().replace("gsm8k = 8 ", "gsm8k = 3 "))
+    phi4(*base, "--config", own, "-o", tmp_path / "b.json")
+    assert json.loads((tmp_path / "b.json").read_text())["tasks"]["gsm8k"]["settings"]["shots"].startswith("3-shot")
+    phi4(*base, "--config", own, "--set", "shots.gsm8k=4", "--num-shots", "gsm8k=1", "-o", tmp_path / "c.json")
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["tasks"]["gsm8k"]["settings"]["shots"].startswith("1-shot") and c["config"]["shots"]["gsm8k"] == 1
+
+
+def test_bad_settings_are_one_line_errors(phi4, tmp_path):
+    cases = [
+        (["--set", "shots.nosuch=1"], "unknown key 'shots.nosuch'"),
+        (["--num-shots", "nosuch=1"], "unknown key 'shots.nosuch'"),
+        (["--set", "temperature=hot"], "config: temperature must be a number"),
+        (["--set", "kv_recall.lengths=[4096, 1.5]"], "kv_recall.lengths[1] must be an integer"),
+        (["--set", "shots.humaneval=3"], "only 0-shot HumanEval is built"),
+        (["--set", "noequals"], "expected key=value"),
+        (["--config", tmp_path / "missing.toml"], "missing.toml: no such config file"),
+    ]
+    for args, message in cases:
+        result = phi4("eval", "--tasks", "gsm8k", "--data", f"gsm8k={GSM8K}", "--samples", GSM8K, *args, "-o", tmp_path / "out.json",
+                      check=False)  # fmt: skip
+        err = result.stderr.decode().strip().splitlines()
+        assert result.returncode == 2 and len(err) == 1 and message in err[0], (args, err)
+        assert not (tmp_path / "out.json").exists()

@@ -155,7 +155,7 @@ def test_minhash_agreement_estimates_jaccard():
     settings = DedupSettings(exact=True, minhash=True, shingle_words=5, bands=32, rows_per_band=8, seed=3)
     shingles = [{tuple(x[i : i + 5]) for i in range(len(x) - 4)} for x in (a, b)]
     jaccard = len(shingles[0] & shingles[1]) / len(shingles[0] | shingles[1])
-    from phi4cli.stages.filtering.hashing import minhash, minhash_parameters, ngram_hashes
+    from phi4cli.hashing import minhash, minhash_parameters, ngram_hashes
 
     batch = TextBatch(pa.array([" ".join(a), " ".join(b)]))
     hashes, start = ngram_hashes(batch.token_hashes, batch.token_doc, 5)
@@ -262,9 +262,12 @@ def test_language_id_keeps_english_and_names_the_language_it_drops(phi4, tmp_pat
     assert kept.column("id").to_pylist() == ["d0"] and kept.column("lang").to_pylist() == ["en"]
     assert kept.column("lang_score")[0].as_py() > 0.9
     assert rejected.column("reason")[0].as_py() in ("language:de(1.00)", "language:de(0.99)")
-    # the same page is kept when German is wanted
-    phi4("filter", data, "-o", tmp_path / "both", "--set", "rules.enabled=false", "--set", 'language.languages=["en","de"]')
-    assert read_table([str(tmp_path / "both")]).num_rows == 2
+    # the same page is kept when German is wanted; a user-given fastText model file works the same way
+    from phi4cli.stages.filtering.langid import bundled_model_path
+
+    phi4("filter", data, "-o", tmp_path / "both", "--set", "rules.enabled=false", "--set", 'language.languages=["en","de"]',
+         "--langid-model", bundled_model_path())
+    assert read_table([str(tmp_path / "both")]).column("lang").to_pylist() == ["en", "de"]
 
 
 def _labelled_rows(n: int) -> list[dict]:
@@ -343,3 +346,19 @@ def test_stream_in_and_out_without_dedup(phi4, tmp_path):
     assert rows.column("id").to_pylist() == ["d0"]
     refused = phi4("filter", "-", "-o", "-", input=first.stdout, check=False)
     assert refused.returncode != 0 and "dedup reads the inputs twice" in refused.stderr.decode()
+
+
+def test_parts_refuse_scores_of_other_inputs_and_foreign_work_dirs(phi4, tmp_path):
+    one = write_dataset(tmp_path / "one", [documents([GOOD])])
+    two = write_dataset(tmp_path / "two", [documents([GOOD]), documents([GOOD], prefix="e")])
+    phi4("filter", "score", one, "-o", tmp_path / "scores", "--set", "dedup.enabled=false")
+    unsigned = phi4("filter", "cluster", tmp_path / "scores", "-o", tmp_path / "clusters", check=False)
+    assert unsigned.returncode != 0 and "no dedup signatures" in unsigned.stderr.decode()
+    other = phi4("filter", "apply", two, "--scores", tmp_path / "scores", "-o", tmp_path / "out", check=False)
+    assert other.returncode != 0 and "has 1 shards but there are 2 input shards" in other.stderr.decode()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    foreign = phi4("filter", one, "-o", tmp_path / "out", "--work-dir", tmp_path / "mine", check=False)
+    assert foreign.returncode != 0 and "is not a phi4 filter work dir" in foreign.stderr.decode()
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / "clusters").exists() and not (tmp_path / "out").exists()

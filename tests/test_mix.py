@@ -12,12 +12,11 @@ import pyarrow as pa
 import pytest
 
 from phi4cli.errors import Phi4Error
-from phi4cli.io import DOCUMENTS_SCHEMA, DatasetWriter, read_table
+from phi4cli.io import DOCUMENTS_SCHEMA, DatasetWriter, read_table, resolve_inputs
 from phi4cli.stages.mix_pack import Schedule, SourceStream
 from phi4cli.stages.mix_plan import SourceSpec, apportion, load_manifest
 from phi4cli.stages.mix_tokens import TokenShard, tokenise
 from phi4cli.tokenizer import load_tokenizer, train_bpe, write_tokenizer
-from phi4cli.io import resolve_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega river stone cloud".split()
@@ -114,13 +113,15 @@ def test_rows_are_exact_and_segments_are_documents(phi4, tmp_path, world):
 
 def test_tokens_are_the_tokenizer_s(tmp_path, world):
     tok = load_tokenizer(world["tok"])
-    shards = resolve_inputs([world["b"]])
+    texts = read_table([world["b"]]).column("text").to_pylist()[:150]
+    texts += ["", "special strings are text: <|endoftext|> <|im_start|>", "naïve café ∑ 😀"]
+    dataset = _dataset(tmp_path / "docs", texts)
+    shards = resolve_inputs([dataset])
     stats = tokenise([(s, "text") for s in shards], tok, tmp_path / "cache", workers=2)
-    texts = read_table([world["b"]]).column("text").to_pylist()
     token_shard = TokenShard(stats.paths[shards[0].path, "text"])
     assert len(token_shard) == len(texts)
-    for i in (0, 1, 57, len(texts) - 1):
-        assert token_shard.document(i).tolist() == tok.encode(texts[i]) + [tok.eot_id]
+    for i, text in enumerate(texts):
+        assert token_shard.document(i).tolist() == tok.encode(text) + [tok.eot_id]
 
 
 def test_same_manifest_same_bytes_whatever_the_workers(phi4, tmp_path, world):
@@ -260,7 +261,6 @@ def test_plan_of_the_paper_mixture_is_table_5(phi4):
         "15.0%", "15.0%", "40.0%", "20.0%", "10.0%"]
     assert [lines[n][3] for n in ("web", "web-rewrites", "synthetic", "code", "acquired")] == [
         "1.3T", "290B", "290B", "820B", "580B"]
-    assert result.stderr == b"" or b"error" not in result.stderr
 
 
 @pytest.mark.parametrize("name", ["final.toml", "midtrain.toml", "demo.toml", "demo-midtrain.toml"])

@@ -2,8 +2,8 @@
 
 Every source draws from its own `random.Random`, derived from (seed, source name), so the sources are
 independent: changing how one is generated never shifts the others. The held-out split does not depend
-on the seed at all — a problem is a benchmark problem because of what it *says* (a hash of its text or
-key) — so benchmarks of one seed are disjoint from the training problems of every seed.
+on the seed at all — a problem is a benchmark problem because of what it *is* (a hash of its structure or
+key, or its parameter range) — so benchmarks of one seed are disjoint from the training data of every seed.
 """
 
 from __future__ import annotations

@@ -5,12 +5,14 @@
 - small Python functions with a docstring and tests (the `pyfunc` benchmark, HumanEval-like);
 - JSON key-value stores (the `kv_recall` benchmark and the `long` documents).
 
-Numbers stay small (a few hundred at most) so a few-million-parameter model can learn the arithmetic.
-Templates put a varying slot (a name, number or object) at least every dozen words, so a 13-gram
-decontamination pass does not confuse two different problems built from the same template.
-Held-out arithmetic problems are picked by a hash of their structure (`structure_key`,
-`common.is_held_out`) and worded with phrasings of their own; held-out functions take their parameters
-from ranges no training function uses.
+Numbers stay small (operands mostly under 100, results at most a few thousand) so a few-million-parameter
+model can learn the arithmetic. Every sentence has several phrasings, so the same problem reads
+differently from document to document.
+
+The held-out split is built so that 13-gram decontamination finds planted benchmark items and nothing
+else, although training and benchmark problems come from the same templates: held-out arithmetic problems
+are picked by a hash of their structure (`structure_key`) and worded with question phrasings of their own
+(`Phrasing`); held-out functions take their parameters from ranges no training function uses.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ Three kinds of task, one runner each:
   in the sandbox, scored with the unbiased pass@k.
 Few-shot examples come from `--shots TASK=FILE`, or else from the evaluated file itself with the item
 being evaluated left out (chosen once by --seed, so all items share the same shots where they can).
+The protocol's numbers (shots, token budgets, temperatures, pass@k, sandbox limits, long-context
+lengths) are settings, stages/eval.toml, read into `Options.config` (phi4cli/evaluate/config.py).
 
 Every task returns per-sample records: {"id", "metrics": {name: value}, ...what was asked and answered}.
 """
@@ -24,6 +26,7 @@ from typing import Callable
 
 from phi4cli.errors import Phi4Error
 from phi4cli.evaluate import answers
+from phi4cli.evaluate.config import EvalConfig
 from phi4cli.evaluate.metrics import mean_and_stderr, pass_at_k
 from phi4cli.evaluate.sandbox import Limits, network_isolation, run_programs
 from phi4cli.generate.types import SamplingParams
@@ -38,18 +41,16 @@ class Options:
     """What `phi4 eval` was asked for, shared by every task."""
 
     backend: object | None  # a generate.Backend; None when only scoring --samples
+    config: EvalConfig  # the protocol: stages/eval.toml with --set and flag overrides
     seed: int = 0
     limit: int | None = None
     shots_files: dict[str, str] = field(default_factory=dict)
-    num_shots: dict[str, int] = field(default_factory=dict)  # --set-shots overrides
-    num_samples: int = 1
-    temperature: float | None = None  # None: greedy for 1 sample, 0.8 for more
-    ks: tuple[int, ...] = (1,)
-    max_new_tokens: int | None = None
-    lengths: tuple[int, ...] = (4096,)
-    sandbox: Limits = field(default_factory=Limits)
     workers: int = 4
     samples: dict[str, list[str]] | None = None  # --samples: id -> completions produced elsewhere
+
+    @property
+    def sandbox(self) -> Limits:
+        return Limits(timeout=self.config.sandbox.timeout_s, memory_mb=self.config.sandbox.memory_mb)
 
 
 @dataclass
@@ -206,7 +207,7 @@ def mmlu_task(path: str, opts: Options) -> list[TaskResult]:
     pool_rows, own = few_shot_pool("mmlu", opts, items, ("question", "answer"))
     where = f"{opts.shots_files['mmlu']}" if not own else str(path)
     pool = [mmlu_choice(r, i, f"{where}:{i + 1}") for i, r in enumerate(pool_rows)]
-    k = opts.num_shots.get("mmlu", 5)
+    k = opts.config.shots_for("mmlu")
 
     def header(i: int) -> str:
         subject = str(items[i].get("subject") or "").replace("_", " ")
@@ -225,7 +226,7 @@ def arc_task(path: str, opts: Options) -> list[TaskResult]:
     pool_rows, own = few_shot_pool("arc", opts, items, ("question", "choices"))
     where = f"{opts.shots_files['arc']}" if not own else str(path)
     pool = [arc_choice(r, i, f"{where}:{i + 1}") for i, r in enumerate(pool_rows)]
-    k = opts.num_shots.get("arc", 1)
+    k = opts.config.shots_for("arc")
     records = run_multiple_choice("arc", questions, k, opts, lambda i: "", pool, own)
     settings = {"shots": shots_note(k, own, opts, "arc"), "scoring": "log-likelihood of each answer text; acc_norm per byte"}
     return [TaskResult("arc", "acc", records, settings)]
@@ -234,9 +235,9 @@ def arc_task(path: str, opts: Options) -> list[TaskResult]:
 # ------------------------------------------------------------------------------------- generation
 
 
-def sampling(opts: Options, max_new_tokens: int, stop: list[str]) -> SamplingParams:
-    temperature = opts.temperature if opts.temperature is not None else 0.0
-    return SamplingParams(max_new_tokens=opts.max_new_tokens or max_new_tokens, temperature=temperature,
+def sampling(opts: Options, task: str, stop: list[str]) -> SamplingParams:
+    """The task's decoding settings (stages/eval.toml: max_new_tokens.TASK, temperature)."""
+    return SamplingParams(max_new_tokens=opts.config.max_new_tokens_for(task), temperature=opts.config.temperature,
                           stop=stop, seed=opts.seed)  # fmt: skip
 
 
@@ -293,7 +294,7 @@ def few_shot_prompts(task: str, items: list[dict], opts: Options, k: int, requir
 def gsm8k_task(path: str, opts: Options) -> list[TaskResult]:
     required = ("question", "answer")
     items = load_items(path, "gsm8k", required, opts.limit)
-    k = opts.num_shots.get("gsm8k", 8)
+    k = opts.config.shots_for("gsm8k")
     prompts, note = few_shot_prompts("gsm8k", items, opts, k, required,
                                      lambda r: qa_prompt(r["question"], r["answer"]), lambda r: qa_prompt(r["question"]))  # fmt: skip
     ids = [str(r.get("id", f"gsm8k/{i}")) for i, r in enumerate(items)]
@@ -302,7 +303,7 @@ def gsm8k_task(path: str, opts: Options) -> list[TaskResult]:
         predicted, target = answers.gsm8k_answer(completion), answers.gsm8k_answer(items[i]["answer"])
         return {"predicted": predicted, "target": target, "metrics": {"exact_match": float(predicted == target)}}
 
-    params = sampling(opts, 256, ["\n\n", "Question:"])
+    params = sampling(opts, "gsm8k", ["\n\n", "Question:"])
     records = run_generation(opts, ids, prompts, params, score, "exact_match")
     return [TaskResult("gsm8k", "exact_match", records, {"shots": note, "extraction": "number after '####', else the last number",
                                                           "max_new_tokens": params.max_new_tokens, "temperature": params.temperature})]  # fmt: skip
@@ -315,7 +316,7 @@ def math_reference(row: dict) -> str | None:
 def math_task(path: str, opts: Options) -> list[TaskResult]:
     required = ("problem", "solution")
     items = load_items(path, "math", required, opts.limit)
-    k = opts.num_shots.get("math", 4)
+    k = opts.config.shots_for("math")
     prompts, note = few_shot_prompts("math", items, opts, k, required,
                                      lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n{r['solution'].strip()}",
                                      lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n")  # fmt: skip
@@ -325,7 +326,7 @@ def math_task(path: str, opts: Options) -> list[TaskResult]:
         predicted, target = answers.math_answer(completion), math_reference(items[i])
         return {"predicted": predicted, "target": target, "metrics": {"exact_match": float(answers.math_equal(predicted, target))}}
 
-    params = sampling(opts, 512, ["\n\nProblem:", "Problem:"])
+    params = sampling(opts, "math", ["\n\nProblem:", "Problem:"])
     records = run_generation(opts, ids, prompts, params, score, "exact_match")
     settings = {"shots": note, "extraction": "last \\boxed{}, else 'final answer is'", "equivalence": "normalised string or sympy"}
     return [TaskResult("math", "exact_match", records, settings)]
@@ -345,7 +346,7 @@ def trivia_answers(row: dict, where: str) -> list[str]:
 def triviaqa_task(path: str, opts: Options) -> list[TaskResult]:
     items = load_items(path, "triviaqa", ("question",), opts.limit)
     refs = [trivia_answers(r, f"{path}:{i + 1}") for i, r in enumerate(items)]
-    k = opts.num_shots.get("triviaqa", 1)
+    k = opts.config.shots_for("triviaqa")
     prompts, note = few_shot_prompts("triviaqa", items, opts, k, ("question",),
                                      lambda r: qa_prompt(r["question"], trivia_answers(r, "shot")[0]), lambda r: qa_prompt(r["question"]),
                                      sep="\n")  # fmt: skip
@@ -354,7 +355,7 @@ def triviaqa_task(path: str, opts: Options) -> list[TaskResult]:
     def score(i: int, completion: str) -> dict:
         return {"target": refs[i][:5], "metrics": {"exact_match": float(answers.exact_match(completion.strip(), refs[i]))}}
 
-    records = run_generation(opts, ids, prompts, sampling(opts, 32, ["\n", "Question:"]), score, "exact_match")
+    records = run_generation(opts, ids, prompts, sampling(opts, "triviaqa", ["\n", "Question:"]), score, "exact_match")
     return [TaskResult("triviaqa", "exact_match", records, {"shots": note, "metric": "normalised exact match over aliases"})]
 
 
@@ -384,11 +385,11 @@ def code_results(name: str, opts: Options, ids: list[str], prompts: list[str], p
     records = []
     for i, results in enumerate(per_problem):
         n, c = len(results), sum(ok for ok, _ in results)
-        ks = [k for k in opts.ks if k <= n] or [1]
+        ks = [k for k in opts.config.k if k <= n] or [1]
         metrics = {f"pass@{k}": pass_at_k(n, c, k) for k in ks}
         records.append({"id": ids[i], "prompt": prompts[i], "completions": [x if isinstance(x, str) else str(x) for x in completions[i]],
                         "results": [reason for _, reason in results], "passed": c, "n": n, "metrics": metrics})  # fmt: skip
-    primary = f"pass@{min(opts.ks)}"
+    primary = f"pass@{min(opts.config.k)}"
     settings = {**settings, "samples_per_problem": max(len(p) for p in per_problem), "temperature": params.temperature,
                 "sandbox": {"timeout_s": opts.sandbox.timeout, "memory_mb": opts.sandbox.memory_mb, "network": network_isolation()}}  # fmt: skip
     if opts.samples is not None:
@@ -399,8 +400,9 @@ def code_results(name: str, opts: Options, ids: list[str], prompts: list[str], p
 def _code_completions(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams) -> list[list]:
     if opts.samples is not None:
         return [opts.samples.get(i) or [Phi4Error(f"no completion for {i} in --samples")] for i in ids]
-    n = opts.num_samples
-    params.temperature = opts.temperature if opts.temperature is not None else (0.0 if n == 1 else 0.8)
+    n = opts.config.num_samples
+    # one sample: the protocol's (greedy) temperature; several, for pass@k: a sampling temperature
+    params.temperature = opts.config.temperature if n == 1 else opts.config.sampled_temperature
     all_prompts = [p for p in prompts for _ in range(n)]
     all_params = [SamplingParams(**{**params.__dict__, "seed": opts.seed * 1_000_003 + j}) for j in range(len(all_prompts))]
     flat = complete_many(opts, all_prompts, all_params)
@@ -428,7 +430,7 @@ def humaneval_program(item: dict, completion: str) -> str:
 def humaneval_task(path: str, opts: Options) -> list[TaskResult]:
     items = load_items(path, "humaneval", ("task_id", "prompt", "test", "entry_point"), opts.limit)
     ids = [str(r["task_id"]) for r in items]
-    params = sampling(opts, 512, HUMANEVAL_STOP)
+    params = sampling(opts, "humaneval", HUMANEVAL_STOP)
     return code_results("humaneval", opts, ids, [r["prompt"] for r in items], lambda i, c: humaneval_program(items[i], c),
                         params, {"shots": "0-shot", "stop": HUMANEVAL_STOP})  # fmt: skip
 
@@ -442,7 +444,7 @@ def mbpp_shot(row: dict, with_code: bool) -> str:
 def mbpp_task(path: str, opts: Options) -> list[TaskResult]:
     required = ("text", "code", "test_list")
     items = load_items(path, "mbpp", required, opts.limit)
-    k = opts.num_shots.get("mbpp", 3)
+    k = opts.config.shots_for("mbpp")
     prompts, note = few_shot_prompts("mbpp", items, opts, k, required, lambda r: mbpp_shot(r, True), lambda r: mbpp_shot(r, False))
     ids = [str(r.get("task_id", f"mbpp/{i}")) for i, r in enumerate(items)]
 
@@ -450,7 +452,7 @@ def mbpp_task(path: str, opts: Options) -> list[TaskResult]:
         item = items[i]
         return f"{item.get('test_setup_code') or ''}\n{completion}\n\n" + "\n".join(item["test_list"]) + "\n"
 
-    return code_results("mbpp", opts, ids, prompts, program, sampling(opts, 512, ["[DONE]"]), {"shots": note})
+    return code_results("mbpp", opts, ids, prompts, program, sampling(opts, "mbpp", ["[DONE]"]), {"shots": note})
 
 
 # ------------------------------------------------------------------------------------ long context
@@ -461,10 +463,10 @@ KV_INSTRUCTION = "Extract the value corresponding to the specified key in the JS
 
 def kv_recall_task(path: str | None, opts: Options) -> list[TaskResult]:
     """HELMET-style JSON key-value recall, generated at each requested length (in tokens)."""
-    count = opts.limit or 20
+    count = opts.limit or opts.config.kv_recall.items
     tokenizer = _length_tokenizer(opts)
     results = []
-    for length in opts.lengths:
+    for length in opts.config.kv_recall.lengths:
         rng = random.Random(f"{opts.seed}-{length}")
         items = [kv_item(rng, length, tokenizer, depth=i / max(1, count - 1)) for i in range(count)]
         ids = [f"kv-recall@{length}/{i}" for i in range(count)]
@@ -472,7 +474,7 @@ def kv_recall_task(path: str | None, opts: Options) -> list[TaskResult]:
         def score(i: int, completion: str, items=items) -> dict:
             return {"target": items[i]["answer"], "metrics": {"subem": float(answers.substring_match(completion, [items[i]["answer"]]))}}
 
-        records = run_generation(opts, ids, [it["prompt"] for it in items], sampling(opts, 48, ["\n"]), score, "subem")
+        records = run_generation(opts, ids, [it["prompt"] for it in items], sampling(opts, "kv-recall", ["\n"]), score, "subem")
         settings = {"length_tokens": length, "pairs": [it["pairs"] for it in items][:1], "depths": "evenly spread 0..1"}
         results.append(TaskResult(f"kv-recall@{length}", "subem", records, settings))
     return results
@@ -541,7 +543,7 @@ def _meta(row: dict) -> dict:
 
 
 def _toy_arith(name: str, items: list[dict], opts: Options) -> TaskResult:
-    k = opts.num_shots.get(name, 3)
+    k = opts.config.shots_for(name)
     prompts, note = few_shot_prompts(name, items, opts, k, ("prompt", "answer"),
                                      lambda r: qa_prompt(r["prompt"], r["answer"]), lambda r: qa_prompt(r["prompt"]))  # fmt: skip
 
@@ -549,7 +551,7 @@ def _toy_arith(name: str, items: list[dict], opts: Options) -> TaskResult:
         predicted, target = answers.gsm8k_answer(completion), answers.gsm8k_answer(items[i]["answer"])
         return {"predicted": predicted, "target": target, "metrics": {"exact_match": float(predicted == target)}}
 
-    records = run_generation(opts, [r["id"] for r in items], prompts, sampling(opts, 128, ["\n\n", "Question:"]), score, "exact_match")
+    records = run_generation(opts, [r["id"] for r in items], prompts, sampling(opts, name, ["\n\n", "Question:"]), score, "exact_match")
     return TaskResult(name, "exact_match", records, {"shots": note, "format": "GSM8K"})
 
 
@@ -559,7 +561,7 @@ def _toy_mc(name: str, items: list[dict], opts: Options) -> TaskResult:
         gold = _answer_index(r["answer"], n, r["id"])
         return Choice(r["id"], r["prompt"], [f" {LETTERS[c]}" for c in range(n)], gold, f"{r['prompt']} {r['answer']}")
 
-    k = opts.num_shots.get(name, 5)
+    k = opts.config.shots_for(name)
     pool = [choice(r) for r in items.pool]
     records = run_multiple_choice(name, pool[: len(items)], k, opts, lambda i: "", pool, True)
     for rec in records:
@@ -571,7 +573,7 @@ def _toy_kv(name: str, items: list[dict], opts: Options) -> TaskResult:
     def score(i: int, completion: str) -> dict:
         return {"target": items[i]["answer"], "metrics": {"subem": float(answers.substring_match(completion, [items[i]["answer"]]))}}
 
-    records = run_generation(opts, [r["id"] for r in items], [r["prompt"] for r in items], sampling(opts, 48, ["\n"]), score, "subem")
+    records = run_generation(opts, [r["id"] for r in items], [r["prompt"] for r in items], sampling(opts, name, ["\n"]), score, "subem")
     return TaskResult(name, "subem", records, {"format": "HELMET JSON KV", "shots": "0-shot"})
 
 
@@ -579,7 +581,7 @@ def _toy_code(name: str, items: list[dict], opts: Options) -> TaskResult:
     def program(i: int, completion: str) -> str:
         return f"{items[i]['prompt']}{completion}\n\n{items[i]['tests']}\n"
 
-    params = sampling(opts, 256, HUMANEVAL_STOP)
+    params = sampling(opts, name, HUMANEVAL_STOP)
     return code_results(name, opts, [r["id"] for r in items], [r["prompt"] for r in items], program, params, {"shots": "0-shot"})[0]
 
 

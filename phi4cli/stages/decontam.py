@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -46,13 +45,14 @@ import pyarrow.compute as pc
 import regex
 import typer
 
+from phi4cli.config import STAGES_DIR, load_settings as load_typed_settings
 from phi4cli.errors import Phi4Error
 from phi4cli.io import Source, default_shard_index, iter_source, map_shards, provenance, resolve_inputs
 from phi4cli.io.formats import detect_format, read_records
 from phi4cli.log import console
 from phi4cli.stages.ngrams import APOSTROPHES, NUMBER_MARKS, NgramTable, WordBatch, split_words
 
-STAGE_TOML = Path(__file__).resolve().parents[2] / "stages" / "decontam.toml"
+STAGE_TOML = STAGES_DIR / "decontam.toml"
 CUTS_COLUMN = "decontam_cuts"
 
 
@@ -96,47 +96,7 @@ class DecontamConfig:
 
 def load_settings(path: Path | None, overrides: Sequence[str]) -> DecontamConfig:
     """stages/decontam.toml (or --config FILE), then `--set key=value` overrides, type-checked."""
-    path = path or STAGE_TOML
-    try:
-        values = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise Phi4Error(f"{path}: no such config file")
-    except tomllib.TOMLDecodeError as e:
-        raise Phi4Error(f"{path}: bad TOML ({e})")
-    known = {f.name: f.type for f in dataclasses.fields(DecontamConfig)}
-    for key in values:
-        if key not in known:
-            raise Phi4Error(f"{path}: unknown key '{key}' (known: {', '.join(known)})")
-    for item in overrides:
-        key, sep, text = (part.strip() for part in item.partition("="))
-        if not sep or not key:
-            raise Phi4Error(f"--set {item}: expected key=value")
-        if key not in known:
-            raise Phi4Error(f"--set {item}: unknown key '{key}' (known: {', '.join(known)})")
-        try:
-            values[key] = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            values[key] = text  # a bare word: --set mode=cut
-    for key, kind in known.items():
-        if key not in values:
-            raise Phi4Error(f"{path}: missing key '{key}'")
-        values[key] = _typed(key, values[key], kind)
-    settings = DecontamConfig(**values)
-    settings.validate()
-    return settings
-
-
-def _typed(key: str, value: Any, kind: str) -> Any:
-    checks = {
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "str": lambda v: isinstance(v, str),
-        "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    }
-    if not checks[kind](value):
-        wanted = "a list of strings" if kind == "list[str]" else f"a {kind}"
-        raise Phi4Error(f"config: {key} must be {wanted}, got {json.dumps(value, default=str)}")
-    return float(value) if kind == "float" else value
+    return load_typed_settings(path or STAGE_TOML, overrides, DecontamConfig)
 
 
 # ------------------------------------------------------------------- 1. benchmarks -> texts to index
@@ -168,6 +128,12 @@ class BenchmarkTexts:
     item: list[int] = field(default_factory=list)
     field_name: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
+
+    def add(self, benchmark: int, item: int, field_name: str, text: str) -> None:
+        self.benchmark.append(benchmark)
+        self.item.append(item)
+        self.field_name.append(field_name)
+        self.text.append(text)
 
 
 def parse_benchmark_specs(specs: Sequence[str]) -> list[tuple[str, str]]:
@@ -207,13 +173,10 @@ def load_benchmarks(specs: Sequence[str], fields: Sequence[str]) -> tuple[list[B
         used = _fields_to_index(records, fields, path)
         labels = [_item_label(record, row) for row, record in enumerate(records)]
         for row, record in enumerate(records):
-            for name_ in used:
-                text = field_text(record.get(name_))
+            for column in used:
+                text = field_text(record.get(column))
                 if text.strip():
-                    texts.benchmark.append(number)
-                    texts.item.append(row)
-                    texts.field_name.append(name_)
-                    texts.text.append(text)
+                    texts.add(number, row, column, text)
         benchmarks.append(Benchmark(name, path, labels, used))
     return benchmarks, texts
 
@@ -406,6 +369,19 @@ def whitelist_common(index: Index, counts: np.ndarray, max_docs: int) -> int:
     common = (counts > max_docs) & ~index.ignored
     index.ignored |= common
     return int(common.sum())
+
+
+def apply_whitelists(index: Index, phrases: Sequence[str], counted: Sequence[Source], settings: DecontamConfig, workers: int) -> dict:
+    """User phrases first, then the counting pass; returns what was whitelisted, for the report."""
+    listed = {"user_phrases": len(phrases), "ngrams_from_phrases": whitelist_phrases(index, phrases) if phrases else 0}
+    listed["docs_threshold"] = settings.whitelist_docs
+    listed["ngrams_common"] = 0
+    if settings.whitelist_docs > 0:
+        console.print(f"decontam: counting pass over {len(counted)} shard(s): an n-gram in more than "
+                      f"{settings.whitelist_docs} documents is a common phrase")  # fmt: skip
+        counts = count_documents(counted, index, settings, workers)
+        listed["ngrams_common"] = whitelist_common(index, counts, settings.whitelist_docs)
+    return listed
 
 
 # ---------------------------------------------------------------------------------- 4. filter pass
@@ -755,11 +731,7 @@ def decontam_command(
     settings = load_settings(config, overrides)
     sources = resolve_inputs(inputs)
     counted = resolve_inputs(whitelist_corpus) if whitelist_corpus else sources
-    for source in sources + counted:
-        if source.schema is not None and "text" not in source.schema.names:
-            raise Phi4Error(f"{source.path}: missing column 'text' (has: {', '.join(source.schema.names)})")
-    if settings.whitelist_docs > 0 and any(s.is_stream for s in counted):
-        raise Phi4Error("-: the whitelist counting pass reads the inputs twice; give datasets, or --set whitelist_docs=0")
+    _check_corpus(sources + counted, settings, counted)
     if rejected is not None and Path(rejected).resolve() == Path(out).resolve():
         raise Phi4Error(f"--rejected {rejected}: must differ from -o {out}")
     if shard_index is None or num_shards is None:
@@ -773,13 +745,7 @@ def decontam_command(
     index, words = build_index(bench_list, texts, settings)
     lengths = ", ".join(map(str, index.ns))
     console.print(f"decontam: {len(texts.text):,} texts from {len(bench_list)} benchmark(s) -> {len(index.table):,} n-grams ({lengths} words)")
-    listed = {"user_phrases": len(phrases), "ngrams_from_phrases": whitelist_phrases(index, phrases) if phrases else 0}
-    if settings.whitelist_docs > 0:
-        console.print(f"decontam: counting pass over {len(counted)} shard(s): an n-gram in more than "
-                      f"{settings.whitelist_docs} documents is a common phrase")  # fmt: skip
-        counts = count_documents(counted, index, settings, workers)
-        listed["ngrams_common"] = whitelist_common(index, counts, settings.whitelist_docs)
-    listed["docs_threshold"] = settings.whitelist_docs
+    listed = apply_whitelists(index, phrases, counted, settings, workers)
     listed["counted_over"] = whitelist_corpus or inputs
 
     run_config = {**dataclasses.asdict(settings), "benchmarks": [b.path for b in bench_list],
@@ -794,6 +760,14 @@ def decontam_command(
     print_summary(result)
     if report_path is not None:
         console.print(f"decontam: report -> {report_path}")
+
+
+def _check_corpus(sources: Sequence[Source], settings: DecontamConfig, counted: Sequence[Source]) -> None:
+    for source in sources:
+        if source.schema is not None and "text" not in source.schema.names:
+            raise Phi4Error(f"{source.path}: missing column 'text' (has: {', '.join(source.schema.names)})")
+    if settings.whitelist_docs > 0 and any(s.is_stream for s in counted):
+        raise Phi4Error("-: the whitelist counting pass reads the inputs twice; give datasets, or --set whitelist_docs=0")
 
 
 def _report_path(report: Path | None, out: str, shard_index: int, num_shards: int) -> Path | None:

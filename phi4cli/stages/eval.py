@@ -1,11 +1,13 @@
 """`phi4 eval`: benchmark a checkpoint (or any OpenAI-compatible server) with the paper's pretraining-time
 protocol — MMLU 5-shot and ARC 1-shot by log-likelihood; GSM8K 8-shot, MATH 4-shot, TriviaQA 1-shot by
 generation; HumanEval and MBPP by pass@k in a sandbox; JSON key-value recall at long context; and the toy
-world's families. Task definitions live in phi4cli/evaluate/tasks.py.
+world's families. Task definitions live in phi4cli/evaluate/tasks.py; the protocol's numbers (shots,
+token budgets, temperatures, pass@k, sandbox limits, lengths) in stages/eval.toml.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import sys
 from pathlib import Path
@@ -23,19 +25,21 @@ def eval_command(
     out: Path = typer.Option(None, "-o", "--out", help="results.json to write."),
     data: list[str] = typer.Option([], "--data", help="TASK=PATH: the task's data file (JSONL[.gz/.zst], Parquet, CSV, Arrow dataset). Repeatable."),
     shots: list[str] = typer.Option([], "--shots", help="TASK=PATH: few-shot examples (default: the data file itself, the item left out)."),
-    num_shots: list[str] = typer.Option([], "--num-shots", help="TASK=K: override the paper's shot count."),
+    num_shots: list[str] = typer.Option([], "--num-shots", help="TASK=K: override the shot count (= --set shots.TASK=K)."),
     samples: Path = typer.Option(None, "--samples", help="Score completions produced elsewhere: JSONL of {task_id, completion} (one task)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Evaluate the first N items of each task."),
     seed: int = typer.Option(0, "--seed", help="Chooses the few-shot examples and the sampling seeds."),
     log_samples: Path = typer.Option(None, "--log-samples", help="JSONL file for per-sample records (prompt, output, score)."),
-    num_samples: int = typer.Option(1, "--num-samples", "-n", min=1, help="Code tasks: completions per problem."),
-    ks: str = typer.Option("1", "--k", help="Code tasks: comma-separated k for pass@k (each <= --num-samples)."),
-    temperature: float = typer.Option(None, "--temperature", min=0.0, help="Default: greedy; 0.8 for code with --num-samples > 1."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="Override the task's generation budget."),
-    lengths: str = typer.Option("4096", "--lengths", help="kv-recall: comma-separated context lengths in tokens."),
+    num_samples: int = typer.Option(None, "--num-samples", "-n", min=1, help="Code tasks: completions per problem (= --set num_samples=N)."),
+    ks: str = typer.Option(None, "--k", help="Code tasks: comma-separated k for pass@k (= --set k=[1,10])."),
+    temperature: float = typer.Option(None, "--temperature", min=0.0, help="Every task's temperature (= --set temperature=T --set sampled_temperature=T)."),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="Every task's generation budget (= --set max_new_tokens.TASK=N for all)."),
+    lengths: str = typer.Option(None, "--lengths", help="kv-recall: comma-separated context lengths in tokens (= --set kv_recall.lengths=[...])."),
     workers: int = typer.Option(4, "--workers", min=1, help="Sandbox processes at once."),
-    timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Sandbox wall-clock seconds per program."),
-    memory_mb: int = typer.Option(1024, "--memory-mb", min=64, help="Sandbox address-space limit per program."),
+    timeout: float = typer.Option(None, "--timeout", min=0.1, help="Sandbox wall-clock seconds per program (= --set sandbox.timeout_s=S)."),
+    memory_mb: int = typer.Option(None, "--memory-mb", min=64, help="Sandbox address-space limit per program (= --set sandbox.memory_mb=M)."),
+    config: Path = typer.Option(None, "--config", help="Protocol settings (TOML). Default: stages/eval.toml."),
+    sets: list[str] = typer.Option([], "--set", help="Override a setting: --set shots.gsm8k=4 --set k=[1,10] (repeatable; flags win)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Local model: sequences per forward."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Local model: tokenizer spec when the checkpoint names none."),
     device: str = typer.Option("cpu", "--device", help="Local model: cpu or cuda."),
@@ -48,11 +52,14 @@ def eval_command(
     Tasks: mmlu (5-shot, acc), arc (1-shot, acc/acc_norm), gsm8k (8-shot, exact_match), math (4-shot,
     exact_match), triviaqa (1-shot, exact_match), humaneval / mbpp (pass@k, sandboxed), kv-recall (JSON
     key-value recall at --lengths, subem), toy (the toy world's families; also toy/arith, toy/facts_mc,
-    toy/kv_recall, toy/pyfunc). Data files are local: nothing is downloaded.
+    toy/kv_recall, toy/pyfunc). Data files are local: nothing is downloaded. The protocol's numbers are
+    stages/eval.toml (--config, --set); results.json records the settings used.
 
     Example:
 
         phi4 eval --model runs/demo/pretrain --tasks toy -o runs/demo/eval-pretrain.json
+
+        phi4 eval --model runs/demo/pretrain --tasks toy --set shots.toy_arith=0 -o r.json
 
         phi4 eval --model http://127.0.0.1:8000 --tasks gsm8k --data gsm8k=gsm8k-test.jsonl --limit 50 -o r.json
 
@@ -69,10 +76,12 @@ def eval_command(
         return
     if files:
         raise Phi4Error(f"unexpected argument {files[0]} (results files go with --compare)")
-    from phi4cli.evaluate.sandbox import Limits
+    from phi4cli.evaluate.config import load_eval_config
     from phi4cli.evaluate.tasks import TASKS, Options
 
     names = _task_names(tasks, TASKS)
+    flags = _flag_overrides(num_shots, num_samples, ks, temperature, max_new_tokens, lengths, timeout, memory_mb)
+    settings = load_eval_config(config, [*sets, *flags])
     if out is None:
         raise Phi4Error("-o/--out: give the results.json to write")
     data_paths = _pairs(data, "--data")
@@ -82,28 +91,15 @@ def eval_command(
         raise Phi4Error("--samples: scores completions of generation and code tasks (gsm8k, math, triviaqa, humaneval, mbpp)")
     if given is None and not model:
         raise Phi4Error("--model: give a checkpoint or server URL (or --samples to score given completions)")
-    options = Options(
-        backend=None,
-        seed=seed,
-        limit=limit,
-        shots_files=_pairs(shots, "--shots"),
-        num_shots={k: _int(v, f"--num-shots {k}") for k, v in _pairs(num_shots, "--num-shots").items()},
-        num_samples=num_samples,
-        temperature=temperature,
-        ks=tuple(sorted(_ints(ks, "--k"))),
-        max_new_tokens=max_new_tokens,
-        lengths=tuple(_ints(lengths, "--lengths")),
-        sandbox=Limits(timeout=timeout, memory_mb=memory_mb),
-        workers=workers,
-        samples=given,
-    )
+    options = Options(backend=None, config=settings, seed=seed, limit=limit, shots_files=_pairs(shots, "--shots"),
+                      workers=workers, samples=given)
     if given is None:
         from phi4cli.generate import load_backend
 
         options.backend = load_backend(model, max_batch_size=batch_size, tokenizer=tokenizer, device=device, concurrency=concurrency,
                                        retries=retries)
     results = {"model": model or str(samples), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "seed": seed, "limit": limit, "tasks": {}}  # fmt: skip
+               "seed": seed, "limit": limit, "config": settings.to_dict(), "tasks": {}}  # fmt: skip
     logged = []
     for name in names:
         console.print(f"eval: {name} ...")
@@ -135,6 +131,29 @@ def _task_names(tasks: str | None, registry: dict) -> list[str]:
         if name not in registry:
             raise Phi4Error(f"--tasks: unknown task {name!r} (known: {', '.join(registry)})")
     return names
+
+
+def _flag_overrides(num_shots: list[str], num_samples: int | None, ks: str | None, temperature: float | None,
+                    max_new_tokens: int | None, lengths: str | None, timeout: float | None, memory_mb: int | None) -> list[str]:  # fmt: skip
+    """The convenience flags as `--set` items (applied after --set, so a flag wins)."""
+    from phi4cli.evaluate.config import MaxNewTokens, field_name
+
+    items = [f"shots.{field_name(task)}={_int(k, f'--num-shots {task}')}" for task, k in _pairs(num_shots, "--num-shots").items()]
+    if num_samples is not None:
+        items.append(f"num_samples={num_samples}")
+    if ks is not None:
+        items.append(f"k={sorted(_ints(ks, '--k'))}")
+    if temperature is not None:
+        items += [f"temperature={temperature}", f"sampled_temperature={temperature}"]
+    if max_new_tokens is not None:
+        items += [f"max_new_tokens.{f.name}={max_new_tokens}" for f in dataclasses.fields(MaxNewTokens)]
+    if lengths is not None:
+        items.append(f"kv_recall.lengths={_ints(lengths, '--lengths')}")
+    if timeout is not None:
+        items.append(f"sandbox.timeout_s={timeout}")
+    if memory_mb is not None:
+        items.append(f"sandbox.memory_mb={memory_mb}")
+    return items
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:

@@ -22,6 +22,8 @@ clustering runs once (`phi4 filter cluster`); a last pass over each shard writes
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -105,8 +107,9 @@ def judge(texts: pa.Array, steps: Steps) -> dict[str, pa.Array]:
     `reason` is null for rows that pass steps 1-3; only those get dedup signatures.
     """
     batch = TextBatch(texts)
-    reasons = apply_rules(batch, steps.rules) if steps.rules else [None] * batch.n
     columns: dict[str, pa.Array] = {}
+    # 1. heuristic rules
+    reasons = apply_rules(batch, steps.rules) if steps.rules else [None] * batch.n
 
     if steps.langid:  # 2. language id, scored for every row so the rejected rows carry it too
         langs, scores = steps.langid.identify(batch.texts)
@@ -152,17 +155,32 @@ def _scatter(values: pa.Array, where: np.ndarray) -> pa.Array:
 
 
 def _slices(source: Source) -> Iterator[pa.RecordBatch]:
-    """The source's rows in slices of bounded size (a huge batch is cut; memory stays flat)."""
+    """The source's rows in slices of about SLICE_ROWS rows or SLICE_BYTES of text: small batches are
+    joined (vectorised work wants many rows at once), huge ones are cut (memory stays flat)."""
+    pending: list[pa.RecordBatch] = []
+    rows = size = 0
     for batch in iter_source(source):
         require_columns(batch.schema, [TEXT], source.path)
         sizes = pc.binary_length(pc.fill_null(batch.column(TEXT), "")).to_numpy(zero_copy_only=False)
         start = 0
         while start < batch.num_rows:
-            end = min(start + SLICE_ROWS, batch.num_rows)
-            fits = int(np.searchsorted(np.cumsum(sizes[start:end]), SLICE_BYTES, side="right"))
-            end = start + max(1, fits)
-            yield batch.slice(start, end - start)
-            start = end
+            room_rows, room_bytes = SLICE_ROWS - rows, SLICE_BYTES - size
+            fits = int(np.searchsorted(np.cumsum(sizes[start : start + room_rows]), room_bytes, side="right"))
+            take = max(1, fits) if not pending else fits
+            if take:
+                pending.append(batch.slice(start, take))
+                rows, size, start = rows + take, size + int(sizes[start : start + take].sum()), start + take
+            if not take or rows >= SLICE_ROWS or size >= SLICE_BYTES:
+                yield _joined(pending)
+                pending, rows, size = [], 0, 0
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def score_shard(source: Source, emit, settings: dict) -> dict:
@@ -196,30 +214,36 @@ class Signatures:
             for batch in iter_source(source):
                 require_columns(batch.schema, [REASON], source.path)
                 alive = pc.is_null(batch.column(REASON))
-                shard.append(np.full(pc.sum(alive).as_py() or 0, index, dtype=np.int32))
-                row.append(position + np.flatnonzero(alive.to_numpy(zero_copy_only=False)))
+                rows = position + np.flatnonzero(alive.to_numpy(zero_copy_only=False))
                 position += batch.num_rows
+                shard.append(np.full(len(rows), index, dtype=np.int32))
+                row.append(rows)
                 kept = batch.filter(alive)
-                ids.append(kept.column("id") if "id" in kept.schema.names else pa.nulls(kept.num_rows, pa.string()))
+                ids.append(kept.column("id").cast(pa.string()) if "id" in kept.schema.names else pa.nulls(len(rows), pa.string()))
                 if EXACT_HASH in kept.schema.names:
                     exact.append(kept.column(EXACT_HASH).to_numpy(zero_copy_only=False))
                 if BANDS in kept.schema.names:
                     width = kept.schema.field(BANDS).type.list_size
                     bands.append(kept.column(BANDS).flatten().to_numpy(zero_copy_only=False).reshape(-1, width))
-        if not exact and not bands and sum(len(s) for s in shard):
-            raise Phi4Error(f"{scores[0].path}: no dedup signatures (it was scored with dedup.enabled = false)")
+        if not exact and not bands:
+            if sum(len(r) for r in row):
+                raise Phi4Error(f"{scores[0].path}: no dedup signatures (it was scored with dedup.enabled = false)")
+            exact = [np.zeros(0, np.uint64)]  # no row is left to deduplicate
         return cls(
             np.concatenate(shard or [np.zeros(0, np.int32)]),
             np.concatenate(row or [np.zeros(0, np.int64)]),
-            pa.concat_arrays([a.cast(pa.string()) for a in ids]) if ids else pa.array([], pa.string()),
+            pa.concat_arrays(ids) if ids else pa.array([], pa.string()),
             np.concatenate(exact) if exact else None,
             np.concatenate(bands) if bands else None,
         )
 
-    def name(self, i: int) -> str:
-        """How a dropped row names the row it duplicates: its id, else shard:row."""
-        doc_id = self.ids[i].as_py()
-        return doc_id if doc_id is not None else f"{shard_name(int(self.shard[i]))}:{self.row[i]}"
+    def names(self, rows: np.ndarray) -> pa.Array:
+        """How dropped rows name the rows they duplicate: the id, else part-NNNNN.arrow:ROW."""
+        ids = pc.take(self.ids, pa.array(rows, pa.int64()))
+        if ids.null_count == 0:
+            return ids
+        where = [f"{shard_name(int(self.shard[i]))}:{self.row[i]}" for i in rows]
+        return pc.coalesce(ids, pa.array(where, pa.string()))
 
 
 def cluster_scores(scores: list[Source], out: Path, prov: dict, overwrite: bool) -> Counter:
@@ -228,20 +252,18 @@ def cluster_scores(scores: list[Source], out: Path, prov: dict, overwrite: bool)
     Output shard k lists (row, reason) for input shard k, so pass 3 reads only what concerns its shard.
     """
     index = Signatures.read(scores)
-    if index.exact is None and index.bands is None:
-        representative, kind = np.arange(len(index.row)), np.zeros(len(index.row), np.int8)
-    else:
-        representative, kind = cluster(index.exact, index.bands)
-    dropped = np.flatnonzero(kind > 0)
-    reasons = [f"{EXACT if kind[i] == 1 else NEAR}(of {index.name(representative[i])})" for i in dropped]
-    table = pa.table({"shard": index.shard[dropped], "row": index.row[dropped], REASON: pa.array(reasons, pa.string())})
+    representative, kind = cluster(index.exact, index.bands)
+    dropped = np.flatnonzero(kind > 0)  # in (shard, row) order
+    prefixes = np.where(kind[dropped] == 1, f"{EXACT}(of ", f"{NEAR}(of ")
+    reasons = pc.binary_join_element_wise(pa.array(prefixes, pa.string()), index.names(representative[dropped]), ")", "")
+    bounds = np.searchsorted(index.shard[dropped], np.arange(len(scores) + 1))
     schema = pa.schema([("row", pa.int64()), (REASON, pa.string())])
     prepare_output_dir(out, overwrite)
     shards = []
     for k in range(len(scores)):
+        lo, hi = bounds[k], bounds[k + 1]
         writer = ShardWriter(out / shard_name(k), schema)
-        mine = table.filter(pc.equal(table["shard"], k))
-        writer.write(pa.table({"row": mine["row"], REASON: mine[REASON]}, schema=schema))
+        writer.write(pa.table({"row": index.row[dropped[lo:hi]], REASON: reasons.slice(lo, hi - lo)}, schema=schema))
         shards.append(writer.close())
     write_manifest(out, shards, schema, prov)
     return Counter({EXACT: int((kind == 1).sum()), NEAR: int((kind == 2).sum()), "kept": int((kind == 0).sum())})
@@ -254,7 +276,7 @@ def filter_shard(source: Source, emit, settings: dict, index: dict[str, int], sc
     Without `scores`, steps 1-3 are judged here (the one-pass form, when dedup is off).
     """
     verdicts = _read_shard(scores, index[source.path]) if scores else None
-    duplicates = _duplicates(clusters, index[source.path]) if clusters else {}
+    duplicates = _read_shard(clusters, index[source.path]) if clusters else None
     steps = None if verdicts is not None else Steps.load(settings)
     stats = Stats()
     position = 0
@@ -265,27 +287,24 @@ def filter_shard(source: Source, emit, settings: dict, index: dict[str, int], sc
         else:
             columns = judge(batch.column(TEXT), steps)
         reasons = columns[REASON].to_pylist()
-        for row in range(position, position + batch.num_rows):
-            if row in duplicates:
-                reasons[row - position] = duplicates[row]
-        columns[REASON] = pa.array(reasons, pa.string())
+        if duplicates is not None:  # 4b. the rows the clustering dropped
+            rows = duplicates["row"].to_numpy()
+            lo, hi = np.searchsorted(rows, [position, position + batch.num_rows])
+            for row, reason in zip(rows[lo:hi], duplicates[REASON].slice(lo, hi - lo).to_pylist()):
+                reasons[row - position] = reason
+            columns[REASON] = pa.array(reasons, pa.string())
         stats.add(reasons, pc.binary_length(pc.fill_null(batch.column(TEXT), "")).to_numpy(zero_copy_only=False))
         _emit_split(batch, columns, emit)
         position += batch.num_rows
     if verdicts is not None and position != verdicts.num_rows:
         raise Phi4Error(f"{source.path}: has {position} rows but its scores have {verdicts.num_rows} (scores of other inputs?)")
-    return stats.as_dict()
+    return stats.counts
 
 
 def _read_shard(directory: Path, k: int) -> pa.Table:
     """Shard k of a scores/clusters dataset, whole (a few bytes per row)."""
     source = resolve_inputs([str(directory / shard_name(k))])[0]
     return pa.Table.from_batches(list(iter_source(source)), schema=source.schema)
-
-
-def _duplicates(directory: Path, k: int) -> dict[int, str]:
-    table = _read_shard(directory, k)
-    return dict(zip(table["row"].to_pylist(), table[REASON].to_pylist()))
 
 
 def _emit_split(batch: pa.RecordBatch, columns: dict[str, pa.Array], emit) -> None:
@@ -302,24 +321,21 @@ def _emit_split(batch: pa.RecordBatch, columns: dict[str, pa.Array], emit) -> No
 class Stats:
     """Rows and text bytes per outcome: "kept" or a rule (the reason without its numbers)."""
 
-    def __init__(self, counts: dict | None = None):
-        self.counts: dict[str, list[int]] = counts or {}
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
 
     def add(self, reasons: list[str | None], sizes: np.ndarray) -> None:
         for reason, size in zip(reasons, sizes):
-            key = "kept" if reason is None else reason.split("(", 1)[0]
-            entry = self.counts.setdefault(key, [0, 0])
-            entry[0] += 1
-            entry[1] += int(size)
+            self._count("kept" if reason is None else reason.split("(", 1)[0], 1, int(size))
 
-    def merge(self, other: dict) -> None:
-        for key, (rows, size) in other.items():
-            entry = self.counts.setdefault(key, [0, 0])
-            entry[0] += rows
-            entry[1] += size
+    def merge(self, counts: dict[str, list[int]]) -> None:
+        for key, (rows, size) in counts.items():
+            self._count(key, rows, size)
 
-    def as_dict(self) -> dict:
-        return self.counts
+    def _count(self, key: str, rows: int, size: int) -> None:
+        entry = self.counts.setdefault(key, [0, 0])
+        entry[0] += rows
+        entry[1] += size
 
 
 # ------------------------------------------------------------------------------------- summary
@@ -337,9 +353,9 @@ def print_summary(stats: Stats, skipped: int, out: str) -> None:
     for column in ("outcome", "rows", "% rows", "text MB", "% bytes"):
         table.add_column(column, justify="left" if column == "outcome" else "right")
 
-    def rank(key: str) -> tuple[int, str]:
+    def rank(key: str) -> tuple[int, int]:  # pipeline order, then the most rows first
         group = key.split(":", 1)[0]
-        return (ORDER.index(group) if group in ORDER else len(ORDER), key)
+        return (ORDER.index(group) if group in ORDER else len(ORDER), -stats.counts[key][0])
 
     for key in sorted(stats.counts, key=rank):
         rows, size = stats.counts[key]
@@ -467,6 +483,7 @@ def run_command(
     if out != "-" and _complete(Path(out)) and not overwrite:
         raise Phi4Error(f"{out}: is already a complete dataset (pass --overwrite to replace it)")
     work = work_dir or (Path(f"{out}.filter-work") if out != "-" else Path(tempfile.mkdtemp(prefix="phi4-filter-")))
+    _reuse_only_if_same(work, settings, sources)
     scores, clusters = work / "scores", work / "clusters"
     if not _complete(scores):
         map_shards(sources, {"main": str(scores)}, partial(score_shard, settings=settings), workers=workers, prov=prov)
@@ -474,8 +491,37 @@ def run_command(
         cluster_scores(resolve_inputs([str(scores)]), clusters, prov, overwrite=True)
     process = partial(filter_shard, settings=settings, index=position, scores=scores, clusters=clusters)
     results = map_shards(sources, outputs, process, workers=workers, prov=prov, overwrite=overwrite)
-    shutil.rmtree(work)
+    _remove_work(work)
     _summarise(results, out)
+
+
+WORK_ENTRIES = ("scores", "clusters", "run.json")
+
+
+def _reuse_only_if_same(work: Path, settings: dict, sources: list[Source]) -> None:
+    """A work dir left by an interrupted run is resumed only for the same settings and inputs."""
+    stamp = work / "run.json"
+    wanted = json.dumps({"settings": settings, "inputs": [s.path for s in sources]}, sort_keys=True)
+    if work.is_dir():
+        foreign = sorted(set(os.listdir(work)) - set(WORK_ENTRIES))
+        if foreign:
+            raise Phi4Error(f"{work}: is not a phi4 filter work dir (it holds '{foreign[0]}'); choose another --work-dir")
+        if not stamp.is_file() or stamp.read_text() != wanted:
+            _remove_work(work)
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(wanted)
+
+
+def _remove_work(work: Path) -> None:
+    """Remove what this stage put in the work dir, and the dir itself if that leaves it empty."""
+    for name in WORK_ENTRIES:
+        path = work / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    if work.is_dir() and not any(work.iterdir()):
+        work.rmdir()
 
 
 @filter_app.command("score")
@@ -592,7 +638,7 @@ def train_classifier_command(
     """Train the quality classifier (hashed word uni+bigram logistic regression) from labelled rows.
 
     The Phi-4 report trains its web-quality classifiers on ~1M LLM annotations; any dataset with a text
-    column and a label works (`phi4 rewrite` annotations, hand labels, the toy world's meta.label). The
+    column and a label works (LLM annotations, hand labels, the toy world's meta.label). The
     held-out precision, recall and F1 of "good" at 0.5 are printed and stored in the model file. Use the
     model with `phi4 filter --classifier MODEL --threshold T`.
 

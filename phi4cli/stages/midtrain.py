@@ -28,7 +28,7 @@ def midtrain_command(
 
     Example:
 
-        phi4 midtrain data/demo/mix-midtrain -o runs/demo-midtrain --config stages/demo/midtrain.toml
+        phi4 midtrain data/demo/mix-midtrain -o runs/demo/midtrain --config stages/demo/midtrain.toml
 
         phi4 midtrain data/mix-midtrain -o runs/midtrain --set init_from=runs/pretrain
     """

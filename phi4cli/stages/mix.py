@@ -66,7 +66,7 @@ def mix_command(
     spec = load_manifest(manifest, settings)
     tokenizer = _tokenizer(spec)
     target = _check_output(out, plan, overwrite)
-    workers = workers or os.cpu_count() or 1
+    workers = workers or _all_cores()
 
     # 2. Each source's documents; with --plan an absent source may stand in with its declared size.
     inputs = {source.name: _find_documents(spec, source, allow_declared=plan) for source in spec.sources}
@@ -109,7 +109,7 @@ def mix_command(
             for batch in mixer.batches(skip, limit):
                 writer.write(batch)
                 progress.advance(task, batch.num_rows)
-    _report(mix_plan, mixer, cache, target)
+    _report(mix_plan, mixer, target)
 
 
 # ------------------------------------------------------------------------------------------- steps
@@ -191,6 +191,11 @@ def _say(line: str) -> None:
     console.print(line, highlight=False, soft_wrap=True)
 
 
+def _all_cores() -> int:
+    """Cores this process may use (a Slurm/cgroup allotment, not the whole machine, where the OS says)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _declared(source: SourceSpec) -> SourceSize:
     return SourceSize(documents=0, unique_tokens=int(source.unique_tokens or 0), declared=True)
 
@@ -202,7 +207,7 @@ def _progress() -> Progress:
     )
 
 
-def _report(plan: MixPlan, mixer: Mixer, cache: CacheStats, target: str) -> None:
+def _report(plan: MixPlan, mixer: Mixer, target: str) -> None:
     """What was written: sequences and tokens per source, epochs of each source covered, achieved shares."""
     seq_len = plan.spec.seq_len
     written = sum(mixer.emitted)

@@ -100,8 +100,8 @@ class SourceStream:
         pass_number = 0
         while True:
             for shard, order in self.pass_order(pass_number):
-                lengths = shard.lengths[order]
-                if skip:
+                if skip:  # resuming: pass over whole shards, then whole documents, then part of one
+                    lengths = shard.lengths[order]
                     total = int(lengths.sum())
                     if skip >= total:
                         skip -= total

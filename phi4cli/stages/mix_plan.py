@@ -11,18 +11,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phi4cli.config import did_you_mean, parse_value, read_toml
 from phi4cli.errors import Phi4Error
 
 # Table 5's most-repeated source (synthetic) is seen 13.8 times; 15 leaves it room and still stops a
 # typo in a weight from silently turning a small source into hundreds of epochs.
 DEFAULT_MAX_EPOCHS = 15.0
-# Rows shuffled together (per source) after interleaving: enough to scatter the consecutive chunks of a
-# long document across a global batch (phi-4's is 5,760 sequences spread over many steps), small
-# enough that memory stays at window x seq_len tokens.
+# Rows shuffled together after interleaving (each source's rows among that source's slots): enough to
+# scatter the consecutive chunks of a long document over many steps, small enough that memory stays
+# at window x seq_len tokens.
 DEFAULT_SHUFFLE_WINDOW = 1024
 WEIGHT_TOLERANCE = 1e-6  # 0.15 + 0.15 + 0.40 + 0.20 + 0.10 is 1.0000000000000002 in floating point
 
@@ -75,28 +75,10 @@ class MixSpec:
 def load_manifest(path: str | Path, overrides: list[str] = ()) -> MixSpec:
     """Read and validate a manifest; `overrides` are `--set` strings like `mix.seed=7`, `source.web.weight=0.2`."""
     where = str(path)
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise Phi4Error(f"{where}: no such manifest")
-    except (OSError, UnicodeDecodeError) as e:
-        raise Phi4Error(f"{where}: cannot read ({getattr(e, 'strerror', None) or e})")
-    raw = _parse_toml(text, where)
+    raw = read_toml(Path(path), what="manifest")
     for setting in overrides:
         _apply_override(raw, setting, where)
     return _validate(raw, where)
-
-
-def _parse_toml(text: str, where: str) -> dict:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        message = str(e)
-        at = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
-        if at:  # put the line where editors and humans look for it: FILE:LINE
-            reason = message[: at.start()] + message[at.end():]
-            raise Phi4Error(f"{where}:{at.group(1)}: bad TOML: {reason.strip()} (column {at.group(2)})")
-        raise Phi4Error(f"{where}: bad TOML: {message}")
 
 
 def _apply_override(raw: dict, setting: str, where: str) -> None:
@@ -104,10 +86,7 @@ def _apply_override(raw: dict, setting: str, where: str) -> None:
     parts = key.strip().split(".")
     if not sep or not (parts[0] == "mix" and len(parts) == 2 or parts[0] == "source" and len(parts) == 3):
         raise Phi4Error(f"--set {setting}: expected mix.KEY=VALUE or source.NAME.KEY=VALUE")
-    try:
-        value = tomllib.loads(f"v = {value_text}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = value_text  # a bare word or path: take it as a string
+    value = parse_value(value_text)
     if parts[0] == "mix":
         raw.setdefault("mix", {})[parts[1]] = value
         return
@@ -192,7 +171,8 @@ def _long_weight(table: object, where: str, label: str) -> tuple[tuple[int, floa
 def _no_unknown_keys(table: dict, known: tuple[str, ...], where: str, label: str) -> None:
     for key in table:
         if key not in known:
-            raise Phi4Error(f"{where}: {label}: unknown key '{key}' (known: {', '.join(known)})")
+            hint = did_you_mean(key, known) or f" (known: {', '.join(known)})"
+            raise Phi4Error(f"{where}: {label}: unknown key '{key}'{hint}")
 
 
 _MISSING = object()

@@ -9,11 +9,11 @@ The rule, the same for every text (corpus documents, benchmark items, whitelist 
      collapsed). Brackets, dots between letters, hyphens and underscores are boundaries, so code reads
      the same however it is spaced: len(s.strip()) = len( s.strip( ) );
   3. words are the maximal runs of the remaining characters.
-A word hashes to 64 bits: a polynomial over its UTF-8 bytes, finished with a mixer. An n-gram hashes
-to a polynomial over its n word hashes, computed for every position at once from a prefix sum (a
-rolling hash), finished with the same mixer. Everything is whole-array numpy work over a batch of
-texts; no Python loop touches a word. Hashes are stable across processes and machines (Python's
-`hash()` is not), so an index built in one process can be used in another.
+Words and n-grams are hashed by phi4cli/hashing.py, the hashing `phi4 filter` uses too: a word is a
+polynomial over its UTF-8 bytes (each distinct word hashed once), an n-gram a polynomial over its n word
+hashes, computed for every position at once from a prefix sum (a rolling hash). Everything is
+whole-array numpy work over a batch of texts; no Python loop touches a word. Hashes are stable across
+processes and machines (Python's `hash()` is not), so an index built in one process can be used in another.
 """
 
 from __future__ import annotations
@@ -27,12 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-U64 = np.uint64
+from phi4cli.hashing import U64, RollingHash, distinct_string_hashes, mix64
+
 SPACE = 0x20
-_BYTE_BASE = 0x100000001B3  # FNV-1a's 64-bit prime: the polynomial base over a word's bytes
-_WORD_BASE = 0x9E3779B97F4A7C15  # odd (so invertible mod 2^64): the polynomial base over word hashes
-_WORD_BASE_INV = pow(_WORD_BASE, -1, 2**64)
-_LENGTH_SALT = 0xD6E8FEB86659FD93  # mixes the word / n-gram length in, so different lengths do not collide
 
 # What a character is to the word splitter.
 LETTER, DIGIT, APOSTROPHE, NUMBER_MARK, BOUNDARY = 0, 1, 2, 3, 4
@@ -109,35 +106,6 @@ def _strip_punctuation(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarra
     return data[keep], kept_before[offsets]
 
 
-class _Powers:
-    """base^0, base^1, ... mod 2^64, grown on demand (np.cumprod wraps around like the hash does)."""
-
-    def __init__(self, base: int):
-        self.base = U64(base)
-        self.table = np.ones(1, U64)
-
-    def __getitem__(self, size: int) -> np.ndarray:
-        if size > self.table.size:
-            grown = np.full(max(size, 2 * self.table.size), self.base, U64)
-            grown[0] = 1
-            self.table = np.cumprod(grown)
-        return self.table[:size]
-
-
-_BYTE_POW = _Powers(_BYTE_BASE)
-_WORD_POW = _Powers(_WORD_BASE)
-_WORD_POW_INV = _Powers(_WORD_BASE_INV)
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser: spreads every input bit over every output bit."""
-    x = x ^ (x >> U64(33))
-    x = x * U64(0xFF51AFD7ED558CCD)
-    x = x ^ (x >> U64(33))
-    x = x * U64(0xC4CEB9FE1A85EC53)
-    return x ^ (x >> U64(33))
-
-
 @dataclass
 class WordBatch:
     """The words of a batch of texts: hashes, byte spans in the normalised text, owning text."""
@@ -148,7 +116,7 @@ class WordBatch:
     word_text: np.ndarray  # int64: which text of the batch each word belongs to
     text_words: np.ndarray  # int64 [num_texts + 1]: words of text i are text_words[i]:text_words[i+1]
     hashes: np.ndarray  # uint64 per word
-    _prefix: np.ndarray | None = None
+    _rolling: RollingHash | None = None
 
     @property
     def num_texts(self) -> int:
@@ -162,11 +130,10 @@ class WordBatch:
         count = self.hashes.size - n + 1
         if n < 1 or count <= 0:
             return np.empty(0, U64), np.empty(0, np.int64)
-        if self._prefix is None:  # prefix[k] = sum_{j<k} hash_j * base^-j: one cumsum serves every n
-            self._prefix = np.concatenate([np.zeros(1, U64), np.cumsum(self.hashes * _WORD_POW_INV[self.hashes.size])])
-        rolled = (self._prefix[n:] - self._prefix[:count]) * _WORD_POW[count]  # sum_i hash_{k+i} * base^-i
+        if self._rolling is None:  # one prefix sum serves every n
+            self._rolling = RollingHash(self.hashes)
         first = np.flatnonzero(self.word_text[:count] == self.word_text[n - 1 :])
-        return mix64(rolled[first] ^ U64(n * _LENGTH_SALT % 2**64)), first
+        return mix64(self._rolling.windows(first, n) ^ U64(n)), first
 
     def text(self, first_word: int, n: int) -> str:
         """The normalised words first_word .. first_word+n-1, joined by single spaces."""
@@ -200,15 +167,13 @@ def split_words(texts: pa.Array | Sequence[str]) -> WordBatch:
 
 
 def _hash_words(data: np.ndarray, is_char: np.ndarray, word_start: np.ndarray, word_end: np.ndarray) -> np.ndarray:
-    """64-bit hash of each word: sum_j byte_j * base^j over its bytes, then length-salted and mixed."""
+    """64-bit hash of each word (phi4cli/hashing.py's string hash, so each distinct word is hashed once)."""
     if word_start.size == 0:
         return np.empty(0, U64)
-    chars = data[is_char].astype(U64)
-    lengths = word_end - word_start
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # word starts among the non-separator bytes
-    position = np.arange(chars.size) - np.repeat(starts, lengths)  # byte position inside its word
-    poly = np.add.reduceat(chars * _BYTE_POW[int(lengths.max())][position], starts)
-    return mix64(poly ^ (lengths.astype(U64) * U64(_LENGTH_SALT)))
+    chars = data[is_char]  # the words' bytes back to back
+    offsets = np.concatenate([[0], np.cumsum(word_end - word_start)]).astype(np.int64)
+    words = pa.LargeStringArray.from_buffers(word_start.size, pa.py_buffer(offsets), pa.py_buffer(chars))
+    return distinct_string_hashes(words)
 
 
 def normalize_text(text: str) -> str:

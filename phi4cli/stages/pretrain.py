@@ -31,12 +31,13 @@ def run_stage(
     require_init_from: bool = False,
 ) -> None:
     """Load the stage's settings and hand them to the trainer core (torch is imported only here)."""
-    from phi4cli.train import load_config, train
-    from phi4cli.train.config import stage_config_path
+    from phi4cli.train.config import load_config, stage_config_path
 
     settings = load_config(config or stage_config_path(stage), sets)
     if require_init_from and not settings.init_from:
         raise Phi4Error(f"config: {stage} needs init_from (a pretrain run directory or checkpoint)")
+    from phi4cli.train.loop import train  # torch: only once the settings are known to be good
+
     train(settings, data or ["-"], out, resume=resume, overwrite=overwrite, stage=stage)
 
 
@@ -56,7 +57,7 @@ def pretrain_command(
 
     Example:
 
-        phi4 pretrain data/demo/mix -o runs/demo-pretrain --config stages/demo/pretrain.toml
+        phi4 pretrain data/demo/mix -o runs/demo/pretrain --config stages/demo/pretrain.toml
 
         phi4 mix --manifest manifests/final.toml | torchrun --nproc-per-node 8 -m phi4cli pretrain - -o runs/pretrain
     """

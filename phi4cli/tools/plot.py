@@ -22,7 +22,7 @@ def plot_command(
 
     Example:
 
-        phi4 plot runs/demo-pretrain -o runs/demo-pretrain/loss.png
+        phi4 plot runs/demo/pretrain -o runs/demo/pretrain/loss.png
     """
     records = read_metrics(run_dir)
     try:

@@ -29,7 +29,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from phi4cli.errors import Phi4Error
-from phi4cli.model.checkpoint import MODEL_JSON, SAVED_TOKENIZER, load_model_weights, write_json
+from phi4cli.model.checkpoint import MODEL_JSON, SAVED_TOKENIZER, latest_checkpoint, load_model_weights, write_json
 from phi4cli.train.parallel import Distributed
 
 CHECKPOINTS = "checkpoints"
@@ -49,8 +49,13 @@ def step_dir(run_dir: Path, step: int) -> Path:
 
 
 def has_checkpoints(run_dir: Path) -> bool:
-    root = run_dir / CHECKPOINTS
-    return root.is_dir() and any(root.iterdir())
+    return latest_checkpoint(run_dir) is not None
+
+
+def remove_partial_saves(run_dir: Path) -> None:
+    """Temporary step directories left by a run killed while saving."""
+    for partial in (run_dir / CHECKPOINTS).glob(".step-*.tmp"):
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def save(

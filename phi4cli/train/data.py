@@ -49,9 +49,11 @@ class Batch:
 
     def split(self, rows: int) -> list["Batch"]:
         """Micro-batches of `rows` rows each, in order."""
-        parts = [t.split(rows) if t is not None else None for t in (self.input_ids, self.doc_lens, self.loss_mask)]
-        masks = parts[2] if parts[2] is not None else [None] * len(parts[0])
-        return [Batch(i, d, m) for i, d, m in zip(parts[0], parts[1], masks)]
+        return [self.slice(start, start + rows) for start in range(0, self.rows, rows)]
+
+    def slice(self, start: int, stop: int | None = None) -> "Batch":
+        mask = None if self.loss_mask is None else self.loss_mask[start:stop]
+        return Batch(self.input_ids[start:stop], self.doc_lens[start:stop], mask)
 
     def doc_lens_lists(self) -> list[list[int]]:
         """The model's `doc_lens` argument: per row, the segment lengths without the padding."""
@@ -67,6 +69,7 @@ class DataFeed:
         self.global_batch = global_batch
         self.rows_per_rank = global_batch // dist_ctx.world_size
         self.where = ", ".join(inputs)
+        self._pending: Batch | None = None  # rank 0: the global batch being handed out
         if "-" in inputs:
             skip = 0  # a stream starts where the run resumes: its producer skipped the consumed rows
         self._batches = _global_batches(inputs, seq_len, global_batch, skip, self.where) if dist_ctx.is_main else None
@@ -127,8 +130,8 @@ def _global_batches(inputs: list[str], seq_len: int, global_batch: int, skip: in
         held += batch.rows
         while held >= global_batch:
             joined = _concat(pending)
-            yield Batch(*(_head(t, global_batch) for t in (joined.input_ids, joined.doc_lens, joined.loss_mask)))
-            rest = Batch(*(_tail(t, global_batch) for t in (joined.input_ids, joined.doc_lens, joined.loss_mask)))
+            yield joined.slice(0, global_batch)
+            rest = joined.slice(global_batch)
             pending, held = ([rest], rest.rows) if rest.rows else ([], 0)
 
 
@@ -141,12 +144,11 @@ def _packed_rows(inputs: list[str], seq_len: int, skip: int, where: str) -> Iter
             continue
         require_columns(record_batch.schema, ["input_ids", "doc_lens"], where)
         batch = _to_batch(record_batch, seq_len, where, first_row=start)
-        offset = max(skip - start, 0)
-        yield Batch(*(t[offset:] if t is not None else None for t in (batch.input_ids, batch.doc_lens, batch.loss_mask)))
+        yield batch.slice(max(skip - start, 0))
     if seen == 0:
         raise Phi4Error(f"{where}: no sequences (empty input)")
     if seen <= skip:
-        raise Phi4Error(f"{where}: has {seen} sequences, but the checkpoint resumes after {skip}")
+        raise Phi4Error(f"{where}: has {seen} sequences, all consumed before the resume position {skip} (add data)")
 
 
 def _to_batch(record_batch: pa.RecordBatch, seq_len: int, where: str, first_row: int) -> Batch:
@@ -199,10 +201,3 @@ def _concat(batches: list[Batch]) -> Batch:
     loss_mask = None if masks[0] is None else torch.cat(masks)
     return Batch(torch.cat([b.input_ids for b in batches]), torch.cat([b.doc_lens for b in batches]), loss_mask)
 
-
-def _head(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    return None if t is None else t[:n]
-
-
-def _tail(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    return None if t is None else t[n:]

@@ -38,7 +38,7 @@ from phi4cli.train.checkpoint import CHECKPOINTS, TrainState
 from phi4cli.train.config import TrainConfig, to_toml
 from phi4cli.train.data import Batch, DataFeed
 from phi4cli.train.metrics import METRICS, MetricsLogger, device_peak_flops, truncate_metrics
-from phi4cli.train.parallel import Distributed, init_distributed, parallelize
+from phi4cli.train.parallel import Distributed, forward_precision, init_distributed, parallelize, precision_name
 from phi4cli.train.schedule import lr_at
 from phi4cli.train.task import CausalLM, Task
 
@@ -85,8 +85,10 @@ def _train(
     _check_run_dir(run_dir, resume, overwrite)
     resume_from = latest_checkpoint(run_dir) if resume else None
     state = ckpt.load_train_state(resume_from) if resume_from else TrainState()
-    if state.step >= config.max_steps:
-        raise Phi4Error(f"{resume_from}: already at step {state.step} of max_steps {config.max_steps} (raise max_steps)")
+    if state.step >= config.max_steps:  # e.g. a job script that always passes --resume, rerun after the end
+        if dist_ctx.is_main:
+            print(f"{resume_from}: already at step {state.step} of max_steps {config.max_steps}; nothing to do", file=sys.stderr)
+        return
 
     feed = DataFeed(data, seq_len=config.seq_len, global_batch=config.global_batch, dist_ctx=dist_ctx, skip=state.sequences)
     first_batch = feed.next()
@@ -171,7 +173,8 @@ def train_step(
         raise Phi4Error(f"step {step}: the global batch has no target tokens (its loss_mask is all zero)")
     loss_sum = torch.zeros((), dtype=torch.float64, device=dist_ctx.device)
     for micro_batch in micro_batches:
-        micro_loss = task.loss_sum(model, micro_batch, dist_ctx.device)
+        with forward_precision(dist_ctx, config.mixed_precision):
+            micro_loss = task.loss_sum(model, micro_batch, dist_ctx.device)
         (micro_loss / targets).backward()
         loss_sum += micro_loss.detach()
     (total,) = dist_ctx.all_reduce_sum([loss_sum.item()])
@@ -329,6 +332,7 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, data: list[str], stage:
     if overwrite:
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
         (run_dir / METRICS).unlink(missing_ok=True)
+    ckpt.remove_partial_saves(run_dir)
     truncate_metrics(run_dir, step)
     header = (
         f"phi4 {stage}: the resolved settings of this run (use with --config)\n"
@@ -347,7 +351,7 @@ def _summary(stage, config, model, dist_ctx, accumulation, run_dir, resume_from,
         f"{stage}: {config.init_from or config.model} ({params / 1e6:,.2f}M params without embeddings) on "
         f"{dist_ctx.world_size} x {dist_ctx.device.type}, global batch {config.global_batch} x {config.seq_len} "
         f"tokens ({config.micro_batch}/micro-batch, {accumulation} accumulation steps), {config.max_steps} steps, "
-        f"{start} -> {run_dir}"
+        f"{precision_name(dist_ctx, config.mixed_precision)}, {start} -> {run_dir}"
     )
     if data == ["-"] and state.sequences:
         line += f"\nthe stream on stdin must start at sequence {state.sequences} (e.g. `phi4 mix ... --skip {state.sequences}`)"

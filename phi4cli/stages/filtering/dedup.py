@@ -20,7 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phi4cli.stages.filtering.hashing import U64, band_keys, minhash, minhash_parameters, mix64, ngram_hashes
+from phi4cli.hashing import (
+    NGRAM_BASE,
+    U64,
+    band_keys,
+    group_keys,
+    minhash,
+    minhash_parameters,
+    mix64,
+    ngram_hashes,
+)
 from phi4cli.stages.filtering.text import TextBatch
 
 EXACT, NEAR = "dedup:exact", "dedup:minhash"
@@ -44,9 +53,6 @@ class DedupSettings:
     def num_perm(self) -> int:
         return self.bands * self.rows_per_band
 
-    def collision_probability(self, similarity: float) -> float:
-        return 1.0 - (1.0 - similarity**self.rows_per_band) ** self.bands
-
 
 # ------------------------------------------------------------------------------- 1. signatures
 
@@ -56,7 +62,7 @@ def exact_hashes(batch: TextBatch) -> np.ndarray:
     n_tokens = len(batch.token_hashes)
     starts = np.searchsorted(batch.token_doc, np.arange(batch.n))
     position = np.arange(n_tokens) - starts[batch.token_doc] if n_tokens else np.zeros(0, np.int64)
-    terms = mix64(batch.token_hashes + position.astype(U64) * U64(0x9E3779B97F4A7C15))  # order matters
+    terms = mix64(batch.token_hashes + position.astype(U64) * NGRAM_BASE)  # the position makes order matter
     sums = np.add.reduceat(np.append(terms, U64(0)), np.minimum(starts, n_tokens))
     sums[batch.token_count == 0] = 0  # reduceat's quirk for empty ranges
     return mix64(sums ^ batch.token_count.astype(U64))
@@ -88,15 +94,10 @@ def signatures(batch: TextBatch, settings: DedupSettings, docs: np.ndarray) -> t
 # --------------------------------------------------------------------------------- 2. clusters
 
 
-def exact_representatives(exact: np.ndarray) -> np.ndarray:
-    """For each document, the index of the first document with the same exact hash."""
-    order = np.argsort(exact, kind="stable")  # equal hashes keep their (shard, row) order
-    sorted_hashes = exact[order]
-    group_start = np.flatnonzero(np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]])
-    heads = np.repeat(order[group_start], np.diff(np.r_[group_start, len(exact)]))
-    representative = np.empty(len(exact), dtype=np.int64)
-    representative[order] = heads
-    return representative
+def exact_representatives(keys: np.ndarray) -> np.ndarray:
+    """For each document, the index of the first document with the same key."""
+    groups = group_keys(keys, np.zeros(len(keys), dtype=np.int64))
+    return groups.first[groups.group]
 
 
 def band_components(bands: np.ndarray) -> np.ndarray:

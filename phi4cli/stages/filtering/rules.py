@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from phi4cli.stages.filtering.hashing import first_occurrence, ngram_hashes
+from phi4cli.hashing import first_occurrence
 from phi4cli.stages.filtering.text import TextBatch, ratio
 
 BULLET_LINE = r"^[•‣◦▪●∙·\-*]"
@@ -143,44 +143,37 @@ def duplicate_fraction(unit: str, by_chars: bool) -> Callable[[TextBatch], np.nd
     return measure
 
 
-def _ngrams(b: TextBatch, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hash, document, character count) of every n-gram of words. Adapted: numbers are not words and end
-    a run of words, because quantities recur in any worked solution ("3*60 = 180 ... 180+60 = 240")."""
-    hashes, start = ngram_hashes(b.word_token_hashes, b.word_token_run, n)
-    cumulative = np.concatenate([[0.0], np.cumsum(b.word_token_chars)])
-    return hashes, b.word_token_doc[start], cumulative[start + n] - cumulative[start] + (n - 1)  # + the spaces between
-
-
 def top_ngram_chars(n: int) -> Callable[[TextBatch], np.ndarray]:
-    """Characters covered by the most frequent repeated n-gram, as a fraction of the document's characters."""
+    """Characters covered by the most frequent repeated word n-gram, as a fraction of the document's
+    characters. Adapted: numbers are not words and break n-grams, because quantities recur in any
+    worked solution ("3*60 = 180 ... 180+60 = 240"); an n-gram seen once is not repetition."""
 
     def measure(b: TextBatch) -> np.ndarray:
-        hashes, doc, chars = _ngrams(b, n)
-        order = np.lexsort((hashes, doc))
-        hashes, doc, chars = hashes[order], doc[order], chars[order]
-        starts = np.flatnonzero(np.r_[True, (hashes[1:] != hashes[:-1]) | (doc[1:] != doc[:-1])])
-        counts = np.diff(np.r_[starts, len(hashes)])
-        group_doc, group_chars = doc[starts], chars[starts]
-        repeated = counts > 1  # an n-gram seen once is not repetition
-        # most frequent first; among equally frequent ones the longest
-        pick = np.lexsort((group_chars[repeated], counts[repeated], group_doc[repeated]))
+        level = b.word_ngrams(n)
+        size, first = level.groups.size, level.groups.first
+        repeated = size >= 2
+        doc, chars, count = level.doc[first][repeated], level.chars[first][repeated], size[repeated]
+        order = np.lexsort((chars, count, doc))  # per document: most frequent last, the longest of ties last
+        doc, covered = doc[order], (count * chars)[order]
+        last = np.flatnonzero(np.r_[doc[1:] != doc[:-1], True]) if len(doc) else np.zeros(0, np.int64)
         top = np.zeros(b.n)
-        top[group_doc[repeated][pick]] = (counts[repeated] * group_chars[repeated])[pick]  # last write per doc wins
+        top[doc[last]] = covered[last]
         return ratio(top, b.chars)
 
     return measure
 
 
 def duplicated_ngram_chars(n: int) -> Callable[[TextBatch], np.ndarray]:
-    """Fraction of the document's characters inside n-grams that repeat an earlier n-gram of the document.
+    """Fraction of the document's characters inside word n-grams that repeat an earlier n-gram of the
+    document (numbers are not words, as above).
 
     Overlapping repeats are counted once (Gopher: "not counting characters in overlapping n-grams more
-    than once"): the repeated n-grams mark token ranges, and the union of the ranges is measured.
+    than once"): the repeated n-grams mark word ranges, and the union of the ranges is measured.
     """
 
     def measure(b: TextBatch) -> np.ndarray:
-        hashes, start = ngram_hashes(b.word_token_hashes, b.word_token_run, n)
-        repeat_start = start[~first_occurrence(hashes, b.word_token_doc[start])]
+        level = b.word_ngrams(n)
+        repeat_start = level.start[~level.groups.is_first()]
         total = len(b.word_token_hashes)
         depth = np.cumsum(np.bincount(repeat_start, minlength=total + 1) - np.bincount(repeat_start + n, minlength=total + 1))
         covered = depth[:total] > 0

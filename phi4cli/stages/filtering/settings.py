@@ -7,15 +7,14 @@ The TOML holds the values and says where each comes from; this module holds what
 from __future__ import annotations
 
 import copy
-import difflib
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from phi4cli.config import STAGES_DIR, did_you_mean, parse_override, read_toml
 from phi4cli.errors import Phi4Error
 
-STAGE_TOML = Path(__file__).resolve().parents[3] / "stages" / "filter.toml"
+STAGE_TOML = STAGES_DIR / "filter.toml"
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
@@ -57,12 +56,12 @@ def some_words(v: Any) -> str | None:
 
 
 def ngram_fractions(v: Any) -> str | None:
-    """A table {n = fraction} with n in 1..20, e.g. { 2 = 0.2, 3 = 0.18 }."""
+    """A table {n = fraction} with n in 2..20, e.g. { 2 = 0.2, 3 = 0.18 }."""
     if not isinstance(v, dict):
         return "must be a table like { 2 = 0.2, 3 = 0.18 }"
     for n, limit in v.items():
-        if not (n.isdigit() and 1 <= int(n) <= 20) or fraction(limit):
-            return f"must map n-gram sizes 1..20 to numbers in [0, 1] (bad entry {n} = {limit!r})"
+        if not (n.isdigit() and 2 <= int(n) <= 20) or fraction(limit):
+            return f"must map n-gram sizes 2..20 to numbers in [0, 1] (bad entry {n} = {limit!r})"
     return None
 
 
@@ -138,32 +137,13 @@ def _unflatten(flat: dict[str, Any]) -> dict:
 
 
 def _unknown(key: str, where: str) -> Phi4Error:
-    close = difflib.get_close_matches(key, SCHEMA, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return Phi4Error(f"{where}: unknown setting '{key}'{hint}")
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """`key=value` with a TOML value; a bare word is a string (--set language.model=lid.176.bin)."""
-    key, sep, raw = item.partition("=")
-    key, raw = key.strip(), raw.strip()
-    if not sep or not key:
-        raise Phi4Error(f"--set {item}: expected section.key=value")
-    try:
-        return key, tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return key, raw
+    return Phi4Error(f"{where}: unknown setting '{key}'{did_you_mean(key, SCHEMA)}")
 
 
 def load_settings(path: Path | str | None, overrides: Sequence[str] = (), flags: dict[str, Any] | None = None) -> dict:
     """The checked settings as a nested dict. `flags` are command-line options (already parsed values)."""
     path = Path(path) if path else STAGE_TOML
-    try:
-        flat = _flatten(tomllib.loads(path.read_text()))
-    except FileNotFoundError:
-        raise Phi4Error(f"{path}: no such config file")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise Phi4Error(f"{path}: bad TOML ({e})")
+    flat = _flatten(read_toml(path))
     origin = {key: str(path) for key in flat}
     for item in overrides:
         key, value = parse_override(item)
@@ -195,6 +175,4 @@ def _check_together(flat: dict[str, Any], origin: dict[str, str]) -> None:
     names = {rule.name for rule in all_rules(_unflatten(flat)["rules"])}
     for name in flat["rules.skip"]:
         if name not in names:
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise Phi4Error(f"{origin['rules.skip']}: rules.skip names no rule '{name}'{hint}")
+            raise Phi4Error(f"{origin['rules.skip']}: rules.skip names no rule '{name}'{did_you_mean(name, names)}")

@@ -2,7 +2,7 @@
 
 Every view is a flat Arrow/numpy array over the whole batch plus, per element, the index of the document
 it belongs to, so per-document statistics are one `np.bincount` away. Splitting runs in Arrow's C++
-kernels; hashing in numpy (hashing.py).
+kernels; hashing in numpy (phi4cli/hashing.py).
 
 - lines:  the text split on newlines, stripped, empty lines left out (what line rules look at)
 - words:  whitespace-separated words of the raw text, punctuation attached ("farm.", "x^2")
@@ -12,13 +12,14 @@ kernels; hashing in numpy (hashing.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from phi4cli.stages.filtering.hashing import first_occurrence, string_hashes
+from phi4cli.hashing import U64, Groups, RollingHash, distinct_string_hashes, first_occurrence, group_keys, mix64
 
 NOT_LETTER_OR_DIGIT = r"[^\pL\pN]+"
 # A word is content when it has a letter or a digit, or is a math/code operator. (Gopher counts words with
@@ -50,6 +51,7 @@ class TextBatch:
             texts = texts.combine_chunks()
         self.texts: pa.Array = pc.fill_null(texts, "")
         self.n = len(self.texts)
+        self._levels: dict[int, NgramLevel] = {}  # word_ngrams(n), by n
 
     def per_doc(self, doc: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Sum `weights` (or count elements) per document."""
@@ -108,7 +110,7 @@ class TextBatch:
     @cached_property
     def line_repeated(self) -> np.ndarray:
         """Lines equal to an earlier line of the same document."""
-        return ~first_occurrence(string_hashes(self.lines), self.line_doc)
+        return ~first_occurrence(_equal_ids(self.lines), self.line_doc)
 
     def line_fraction(self, mask: np.ndarray) -> np.ndarray:
         """Fraction of each document's non-empty lines where `mask` is true (0 for no lines)."""
@@ -139,7 +141,7 @@ class TextBatch:
 
     @cached_property
     def paragraph_repeated(self) -> np.ndarray:
-        return ~first_occurrence(string_hashes(self.paragraphs), self.paragraph_doc)
+        return ~first_occurrence(_equal_ids(self.paragraphs), self.paragraph_doc)
 
     # ------------------------------------------------------------------------------------- words
     @cached_property
@@ -189,7 +191,7 @@ class TextBatch:
 
     @cached_property
     def token_hashes(self) -> np.ndarray:
-        return string_hashes(self.tokens)
+        return distinct_string_hashes(self.tokens)
 
     @cached_property
     def token_count(self) -> np.ndarray:
@@ -204,25 +206,71 @@ class TextBatch:
         """Tokens with a letter in them (not pure numbers)."""
         return pc.match_substring_regex(self.tokens, r"\pL").to_numpy(zero_copy_only=False)
 
-    @property
+    @cached_property
     def word_token_hashes(self) -> np.ndarray:
         return self.token_hashes[self._word_tokens]
 
-    @property
+    @cached_property
     def word_token_doc(self) -> np.ndarray:
         return self.token_doc[self._word_tokens]
 
-    @property
+    @cached_property
     def word_token_chars(self) -> np.ndarray:
         return self.token_chars[self._word_tokens]
+
+    def word_ngrams(self, n: int) -> NgramLevel:
+        """The word n-grams (n >= 2) that may repeat within their document, grouped.
+
+        Computed level by level: an n-gram can only repeat if the (n-1)-gram it starts with repeats, so
+        level n hashes only the starts that repeat at level n-1 — usually a small part of the text.
+        A window's hash comes from one prefix sum over the word hashes (`RollingHash`).
+        """
+        if n not in self._levels:
+            candidates = np.arange(len(self.word_token_hashes)) if n == 2 else self._repeating_starts(n - 1)
+            end = candidates + n - 1
+            inside = end < len(self.word_token_hashes)
+            candidates, end = candidates[inside], end[inside]
+            candidates = candidates[self.word_token_run[candidates] == self.word_token_run[end]]
+            window = self._rolling.windows(candidates, n)
+            doc = self.word_token_doc[candidates]
+            chars = self._cumulative_chars[candidates + n] - self._cumulative_chars[candidates] + (n - 1)
+            self._levels[n] = NgramLevel(candidates, doc, chars, group_keys(mix64(window ^ U64(n)), doc))
+        return self._levels[n]
+
+    def _repeating_starts(self, n: int) -> np.ndarray:
+        level = self.word_ngrams(n)
+        return level.start[level.groups.count >= 2]
+
+    @cached_property
+    def _rolling(self) -> RollingHash:
+        return RollingHash(self.word_token_hashes)
+
+    @cached_property
+    def _cumulative_chars(self) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(self.word_token_chars)])
 
     @cached_property
     def word_token_run(self) -> np.ndarray:
         """Which run of consecutive word tokens each word token is in: a number or a new document starts a
         new run, so n-grams of words never reach across a number ("3 women = 12 inches" has no 3-gram)."""
-        new_document = np.r_[True, self.token_doc[1:] != self.token_doc[:-1]]
+        new_document = np.ones(len(self.token_doc), dtype=bool)
+        new_document[1:] = self.token_doc[1:] != self.token_doc[:-1]
         return np.cumsum(~self._word_tokens | new_document)[self._word_tokens]
 
+
+def _equal_ids(strings: pa.Array) -> np.ndarray:
+    """An id per string, equal for equal strings (Arrow's hash table: exact, no hashing in numpy)."""
+    return pc.dictionary_encode(strings).indices.to_numpy(zero_copy_only=False).astype(U64)
+
+
+@dataclass
+class NgramLevel:
+    """Word n-grams of one size n: the occurrences that could repeat, and their groups of equal n-grams."""
+
+    start: np.ndarray  # index of the first word token of each occurrence
+    doc: np.ndarray
+    chars: np.ndarray  # characters of the n-gram, spaces between its words included
+    groups: Groups  # equal n-grams of the same document
 
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
