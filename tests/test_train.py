@@ -23,7 +23,7 @@ import torch
 from phi4cli.errors import Phi4Error
 from phi4cli.io import open_output
 from phi4cli.tokenizer import train_bpe, write_tokenizer
-from phi4cli.train.config import TrainConfig, load_config, to_toml
+from phi4cli.train.config import load_config, to_toml
 from phi4cli.train.data import DataFeed
 from phi4cli.train.parallel import Distributed
 from phi4cli.train.schedule import lr_at
@@ -132,9 +132,9 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return result
 
 
-def losses(run_dir: Path) -> dict[int, float]:
+def losses(run_dir: Path, key: str = "loss") -> dict[int, float]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records}
+    return {r["step"]: r[key] for r in records}
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -342,6 +342,10 @@ def test_two_ranks_reading_a_stream_match_one_rank_then_resume_in_one(world, ref
     assert sorted(got) == list(range(1, 9))
     for step in got:
         assert got[step] == pytest.approx(expected[step], rel=1e-5)
+    # the same gradients, not only the same curve (Adam would hide a gradient scaled by the rank count)
+    expected_norms, got_norms = losses(reference, "grad_norm"), losses(two, "grad_norm")
+    for step in got_norms:
+        assert got_norms[step] == pytest.approx(expected_norms[step], rel=1e-5)
     model = load_model(str(two))  # written by 2 ranks, read by one process
     assert model.config.hidden_size == 32 and model.tokenizer_spec
     ok(run("pretrain", world["data"], "-o", two, *settings(world), "--resume"))

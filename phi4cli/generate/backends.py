@@ -1,6 +1,6 @@
 """Backends: one text-level interface over a local phi4 checkpoint or any OpenAI-compatible server.
 
-    backend = load_backend("runs/sft")                 # local: the engine in this process
+    backend = load_backend("runs/demo/midtrain")                 # local: the engine in this process
     backend = load_backend("http://127.0.0.1:8000/v1") # openai: vLLM, SGLang, llama.cpp, `phi4 serve`
 
     backend.generate(["2+2="], SamplingParams(max_new_tokens=8, temperature=0))

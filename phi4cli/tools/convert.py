@@ -31,7 +31,7 @@ def convert_command(
 
         phi4 convert --from-hf ~/hf/phi-4 ckpt/phi-4
 
-        phi4 convert --to-hf runs/sft hf/my-phi4 --dtype bfloat16
+        phi4 convert --to-hf runs/demo/midtrain hf/my-phi4 --dtype bfloat16
     """
     if (from_hf is None) == (to_hf is None):
         raise Phi4Error("convert: give exactly one of --from-hf HF_DIR or --to-hf CHECKPOINT")

@@ -13,7 +13,7 @@ METRICS = "metrics.jsonl"  # written by phi4cli/train/metrics.py
 
 
 def plot_command(
-    run_dir: Path = typer.Argument(..., help="A run directory written by phi4 pretrain/midtrain/sft/dpo."),
+    run_dir: Path = typer.Argument(..., help="A run directory written by phi4 pretrain or phi4 midtrain."),
     out: Path = typer.Option(None, "-o", "--out", help="PNG to write. Default: RUN_DIR/loss.png."),
 ) -> None:
     """Plot training loss and tokens/s against the step.

@@ -22,7 +22,7 @@ def serve_command(
 
     Example:
 
-        phi4 serve --model runs/demo/sft --port 8000 &
+        phi4 serve --model runs/demo/midtrain --port 8000 &
 
         curl -s localhost:8000/v1/completions -d '{"prompt": "Question: 2 + 3?\\nAnswer:", "max_tokens": 8}'
     """

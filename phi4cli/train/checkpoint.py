@@ -90,7 +90,6 @@ def save(
     dist_ctx.barrier()
     return final
 
-
 def load_train_state(checkpoint: Path) -> TrainState:
     """The step and data position, read before the model is built (the data reader needs them)."""
     template = {"train": asdict(TrainState())}
@@ -100,7 +99,6 @@ def load_train_state(checkpoint: Path) -> TrainState:
     except Exception as e:
         raise Phi4Error(f"{checkpoint}: not a training checkpoint ({_first_line(e)})")
     return TrainState(**template["train"])
-
 
 def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, dist_ctx: Distributed) -> None:
     """Restore model, optimizer and this rank's RNG states in place (resharding as needed)."""
@@ -117,13 +115,11 @@ def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     if rng.exists():  # absent when resuming with more ranks than wrote the checkpoint
         _set_rng_states(torch.load(rng, weights_only=False))
 
-
 def _rng_states() -> dict:
     states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state()
     return states
-
 
 def _set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
@@ -132,7 +128,6 @@ def _set_rng_states(states: dict) -> None:
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state(states["cuda"])
 
-
 class _quiet_single_process(warnings.catch_warnings):
     """DCP warns that it assumes a single process when there is no process group: that is intended."""
 
@@ -140,7 +135,6 @@ class _quiet_single_process(warnings.catch_warnings):
         super().__enter__()
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         warnings.filterwarnings("ignore", message=".*assumes.*single process.*")
-
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
