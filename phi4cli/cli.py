@@ -30,43 +30,36 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     """Run `phi4 COMMAND --help` for a worked example of each command."""
 
 
-# ---- commands: each line registers one command (keep this block sorted by pipeline order) ----
-from phi4cli.tools.cat import cat_command
-from phi4cli.tools.ingest import ingest_command
-from phi4cli.tools.stats import stats_command
-from phi4cli.tools.tokenizer_cmd import tokenizer_app
+# ---- commands, in pipeline order (each module keeps torch imports inside its functions) ----
+from phi4cli.stages.decontam import decontam_command  # noqa: E402
+from phi4cli.stages.eval import eval_command  # noqa: E402
+from phi4cli.stages.filter import filter_app  # noqa: E402
+from phi4cli.stages.midtrain import midtrain_command  # noqa: E402
+from phi4cli.stages.mix import mix_command  # noqa: E402
+from phi4cli.stages.pretrain import pretrain_command  # noqa: E402
+from phi4cli.tools.cat import cat_command  # noqa: E402
+from phi4cli.tools.convert import convert_command  # noqa: E402
+from phi4cli.tools.demo_data import demo_data_command  # noqa: E402
+from phi4cli.tools.ingest import ingest_command  # noqa: E402
+from phi4cli.tools.plot import plot_command  # noqa: E402
+from phi4cli.tools.serve import serve_command  # noqa: E402
+from phi4cli.tools.stats import stats_command  # noqa: E402
+from phi4cli.tools.tokenizer_cmd import tokenizer_app  # noqa: E402
 
+app.command("demo-data")(demo_data_command)
 app.command("ingest")(ingest_command)
+app.add_typer(filter_app, name="filter")
+app.command("decontam")(decontam_command)
+app.command("mix")(mix_command)
+app.command("pretrain")(pretrain_command)
+app.command("midtrain")(midtrain_command)
+app.command("eval")(eval_command)
+app.command("serve")(serve_command)
+app.command("convert")(convert_command)
+app.command("plot")(plot_command)
 app.command("cat")(cat_command)
 app.command("stats")(stats_command)
 app.add_typer(tokenizer_app, name="tokenizer")
-from phi4cli.tools.demo_data import demo_data_command  # noqa: E402
-
-app.command("demo-data")(demo_data_command)
-from phi4cli.tools.convert import convert_command  # noqa: E402
-
-app.command("convert")(convert_command)
-from phi4cli.stages.filter import filter_app  # noqa: E402
-
-app.add_typer(filter_app, name="filter")
-from phi4cli.stages.decontam import decontam_command  # noqa: E402
-
-app.command("decontam")(decontam_command)
-from phi4cli.stages.mix import mix_command  # noqa: E402
-
-app.command("mix")(mix_command)
-from phi4cli.stages.pretrain import pretrain_command  # noqa: E402
-from phi4cli.stages.midtrain import midtrain_command  # noqa: E402
-from phi4cli.tools.plot import plot_command  # noqa: E402
-
-app.command("pretrain")(pretrain_command)
-app.command("midtrain")(midtrain_command)
-app.command("plot")(plot_command)
-from phi4cli.stages.eval import eval_command  # noqa: E402
-from phi4cli.tools.serve import serve_command  # noqa: E402
-
-app.command("eval")(eval_command)
-app.command("serve")(serve_command)
 # ---- end of commands ----
 
 

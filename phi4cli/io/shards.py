@@ -306,7 +306,35 @@ def conform(batch: pa.RecordBatch | pa.Table, schema: pa.Schema, where: str) -> 
         raise Phi4Error(f"{where}: inputs have incompatible column types ({_first_line(e)})")
 
 
-class DatasetWriter:
+class _Writer:
+    """What both writers share: rows from dicts, and close-or-abort as a context manager."""
+
+    schema: pa.Schema | None
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        raise NotImplementedError
+
+    def close(self) -> dict:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def write_rows(self, rows: list[dict]) -> None:
+        if rows:
+            self.write(pa.RecordBatch.from_pylist(rows, schema=self.schema))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class DatasetWriter(_Writer):
     """Writes a dataset directory: numbered shards (rolled over by size), then the manifest.
 
     Use as a context manager. If the body raises, the shards written by this run are removed, so a
@@ -344,10 +372,6 @@ class DatasetWriter:
             self._shards.append(self._current.close())
             self._current = None
 
-    def write_rows(self, rows: list[dict]) -> None:
-        if rows:
-            self.write(pa.RecordBatch.from_pylist(rows, schema=self.schema))
-
     def close(self) -> dict:
         if self._current is not None:
             self._shards.append(self._current.close())
@@ -364,17 +388,9 @@ class DatasetWriter:
         if self._created and not any(self.out.iterdir()):
             self.out.rmdir()
 
-    def __enter__(self) -> "DatasetWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
-class StreamWriter:
+class StreamWriter(_Writer):
     """Writes an Arrow IPC stream (to stdout for `-`); same interface as DatasetWriter."""
 
     def __init__(self, sink: BinaryIO | None = None, schema: pa.Schema | None = None):
@@ -396,10 +412,6 @@ class StreamWriter:
         self._open().write(batch)
         self.rows += batch.num_rows
 
-    def write_rows(self, rows: list[dict]) -> None:
-        if rows:
-            self.write(pa.RecordBatch.from_pylist(rows, schema=self.schema))
-
     def close(self) -> dict:
         self._open().close()
         self._sink.flush()
@@ -409,15 +421,6 @@ class StreamWriter:
         # A stream cannot be unwritten; closing without the end-of-stream marker lets readers see
         # that it was cut short.
         self._sink.flush()
-
-    def __enter__(self) -> "StreamWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def open_output(
