@@ -32,9 +32,9 @@ import pyarrow as pa
 
 from phi4cli.demo import write_toy_world
 from phi4cli.io import read_table
-from phi4cli.stages.filtering.rules import apply_rules, build_rules
-from phi4cli.stages.filtering.settings import load_settings
-from phi4cli.stages.filtering.text import TextBatch
+from phi4cli.stages.filter.rules import apply_rules, build_rules
+from phi4cli.stages.filter.settings import load_settings
+from phi4cli.stages.filter.text import TextBatch
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "gsm8k-test.jsonl"
 BATCH = 2048  # documents per batch: the filter's own slice size

@@ -32,9 +32,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from phi4cli.io import DOCUMENTS_SCHEMA, DatasetWriter, read_table, resolve_inputs
-from phi4cli.stages.mix_pack import Mixer, SourceStream
-from phi4cli.stages.mix_plan import SourceSpec
-from phi4cli.stages.mix_tokens import tokenise
+from phi4cli.stages.mix.pack import Mixer, SourceStream
+from phi4cli.stages.mix.plan import SourceSpec
+from phi4cli.stages.mix.tokens import tokenise
 from phi4cli.tokenizer import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]

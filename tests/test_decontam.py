@@ -16,7 +16,7 @@ import pytest
 
 from phi4cli.io import DOCUMENTS_SCHEMA, open_output, read_table
 from phi4cli.stages.decontam import field_text, load_benchmarks
-from phi4cli.stages.ngrams import NgramTable, normalize_text, split_words
+from phi4cli.stages.decontam.ngrams import NgramTable, normalize_text, split_words
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"  # the real files (see conftest)
 GSM8K = BENCHMARKS / "gsm8k-test.jsonl"

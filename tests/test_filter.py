@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 
 from phi4cli.io import DOCUMENTS_SCHEMA, DatasetWriter, provenance, read_table
-from phi4cli.stages.filtering.dedup import DedupSettings, cluster, signatures
-from phi4cli.stages.filtering.rules import all_rules, apply_rules, build_rules
-from phi4cli.stages.filtering.settings import load_settings
-from phi4cli.stages.filtering.text import TextBatch
+from phi4cli.stages.filter.dedup import DedupSettings, cluster, signatures
+from phi4cli.stages.filter.rules import all_rules, apply_rules, build_rules
+from phi4cli.stages.filter.settings import load_settings
+from phi4cli.stages.filter.text import TextBatch
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 JUNK = {"spam", "boilerplate", "repeated_lines", "near_duplicate", "non_english"}
@@ -263,7 +263,7 @@ def test_language_id_keeps_english_and_names_the_language_it_drops(phi4, tmp_pat
     assert kept.column("lang_score")[0].as_py() > 0.9
     assert rejected.column("reason")[0].as_py() in ("language:de(1.00)", "language:de(0.99)")
     # the same page is kept when German is wanted; a user-given fastText model file works the same way
-    from phi4cli.stages.filtering.langid import bundled_model_path
+    from phi4cli.stages.filter.langid import bundled_model_path
 
     phi4("filter", data, "-o", tmp_path / "both", "--set", "rules.enabled=false", "--set", 'language.languages=["en","de"]',
          "--langid-model", bundled_model_path())

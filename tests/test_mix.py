@@ -13,9 +13,9 @@ import pytest
 
 from phi4cli.errors import Phi4Error
 from phi4cli.io import DOCUMENTS_SCHEMA, DatasetWriter, read_table, resolve_inputs
-from phi4cli.stages.mix_pack import Schedule, SourceStream
-from phi4cli.stages.mix_plan import SourceSpec, apportion, load_manifest
-from phi4cli.stages.mix_tokens import TokenShard, tokenise
+from phi4cli.stages.mix.pack import Schedule, SourceStream
+from phi4cli.stages.mix.plan import SourceSpec, apportion, load_manifest
+from phi4cli.stages.mix.tokens import TokenShard, tokenise
 from phi4cli.tokenizer import load_tokenizer, train_bpe, write_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -324,7 +324,7 @@ def test_bad_input_is_one_line_and_writes_nothing(phi4, tmp_path, world, case):
 
 
 def test_too_small_says_by_how_much(tmp_path, world):
-    from phi4cli.stages.mix_plan import MixSpec, SourceSize, make_plan
+    from phi4cli.stages.mix.plan import MixSpec, SourceSize, make_plan
 
     spec = MixSpec("m.toml", "phi4", 10, 1000, 0, 8, (SourceSpec("s", ("x",), 1.0, max_epochs=2.0),))
     with pytest.raises(Phi4Error, match=r"100 unique tokens for 100.0% of 1K is 10.0 epochs > max_epochs 2 \(5.00x too few"):

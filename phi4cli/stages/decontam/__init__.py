@@ -50,7 +50,7 @@ from phi4cli.errors import Phi4Error
 from phi4cli.io import Source, default_shard_index, iter_source, map_shards, provenance, resolve_inputs
 from phi4cli.io.formats import detect_format, read_records
 from phi4cli.log import console
-from phi4cli.stages.ngrams import APOSTROPHES, NUMBER_MARKS, NgramTable, WordBatch, split_words
+from phi4cli.stages.decontam.ngrams import APOSTROPHES, NUMBER_MARKS, NgramTable, WordBatch, split_words
 
 STAGE_TOML = STAGES_DIR / "decontam.toml"
 CUTS_COLUMN = "decontam_cuts"

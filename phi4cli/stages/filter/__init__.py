@@ -5,13 +5,13 @@ trained on LLM annotations, removes text with broken grammar or format, selects 
 language id, and deduplicates. This stage runs those steps in that order; each can be switched off in
 stages/filter.toml and each names its reason on the rows it drops:
 
-1. Heuristic rules (filtering/rules.py): Gopher quality and repetition, C4 and FineWeb rules, adapted
+1. Heuristic rules (filter/rules.py): Gopher quality and repetition, C4 and FineWeb rules, adapted
    so that worked math solutions, formulas and code pass.       reason: `gopher_quality:word_count(7<10)`
-2. Language id (filtering/langid.py): fastText lid.176, keep the configured languages above a score.
+2. Language id (filter/langid.py): fastText lid.176, keep the configured languages above a score.
    Adds `lang` and `lang_score` to every row.                   reason: `language:de(0.99)`
-3. Quality classifier (filtering/classifier.py), when one is given: adds `quality` (P(good)) and keeps
+3. Quality classifier (filter/classifier.py), when one is given: adds `quality` (P(good)) and keeps
    rows at or above the threshold.                              reason: `classifier(0.12<0.5)`
-4. Deduplication (filtering/dedup.py) across all input shards: exact, then MinHash near-duplicates;
+4. Deduplication (filter/dedup.py) across all input shards: exact, then MinHash near-duplicates;
    the lowest (shard, row) of each cluster is kept.             reason: `dedup:minhash(of web-000017)`
 
 Steps 1-3 and the dedup signatures are one pass over each shard (`phi4 filter score`, fans out); the
@@ -55,12 +55,12 @@ from phi4cli.io import (
 )
 from phi4cli.io.shards import write_manifest
 from phi4cli.log import console
-from phi4cli.stages.filtering.classifier import QualityClassifier
-from phi4cli.stages.filtering.dedup import EXACT, NEAR, DedupSettings, cluster, signatures
-from phi4cli.stages.filtering.langid import LanguageId
-from phi4cli.stages.filtering.rules import Rule, apply_rules, build_rules
-from phi4cli.stages.filtering.settings import load_settings
-from phi4cli.stages.filtering.text import TextBatch
+from phi4cli.stages.filter.classifier import QualityClassifier
+from phi4cli.stages.filter.dedup import EXACT, NEAR, DedupSettings, cluster, signatures
+from phi4cli.stages.filter.langid import LanguageId
+from phi4cli.stages.filter.rules import Rule, apply_rules, build_rules
+from phi4cli.stages.filter.settings import load_settings
+from phi4cli.stages.filter.text import TextBatch
 
 TEXT = "text"
 # Columns this stage adds; an input that already has them (a filtered dataset filtered again) gets them replaced.
@@ -647,7 +647,7 @@ def train_classifier_command(
         phi4 filter train-classifier data/demo/web --label meta.label --positive good --positive contaminated -o quality.npz
         phi4 filter data/demo/web --classifier quality.npz --threshold 0.5 -o data/demo/web-filtered
     """
-    from phi4cli.stages.filtering.classifier import Labels, train
+    from phi4cli.stages.filter.classifier import Labels, train
 
     for name, ok, rule in (("--holdout", 0.0 < holdout < 1.0, "in (0, 1)"), ("--epochs", epochs >= 1, "at least 1"),
                            ("--buckets", buckets >= 1024, "at least 1024")):

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from phi4cli.stages.mix_plan import SourceSize, SourceSpec
-from phi4cli.stages.mix_tokens import TokenShard
+from phi4cli.stages.mix.plan import SourceSize, SourceSpec
+from phi4cli.stages.mix.tokens import TokenShard
 
 PACKED_SCHEMA = pa.schema(
     [

@@ -30,7 +30,7 @@ from phi4cli.hashing import (
     mix64,
     ngram_hashes,
 )
-from phi4cli.stages.filtering.text import TextBatch
+from phi4cli.stages.filter.text import TextBatch
 
 EXACT, NEAR = "dedup:exact", "dedup:minhash"
 

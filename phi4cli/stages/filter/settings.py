@@ -170,7 +170,7 @@ def _check_together(flat: dict[str, Any], origin: dict[str, str]) -> None:
                       ("rules.gopher_quality.min_mean_word_length", "rules.gopher_quality.max_mean_word_length")):
         if flat[low] > flat[high]:
             raise Phi4Error(f"{origin[low]}: {low} ({flat[low]}) is above {high} ({flat[high]})")
-    from phi4cli.stages.filtering.rules import all_rules  # the rule names depend on the n-gram tables
+    from phi4cli.stages.filter.rules import all_rules  # the rule names depend on the n-gram tables
 
     names = {rule.name for rule in all_rules(_unflatten(flat)["rules"])}
     for name in flat["rules.skip"]:

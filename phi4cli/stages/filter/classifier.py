@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from phi4cli.errors import Phi4Error
 from phi4cli.hashing import U64, mix64, ngram_hashes
-from phi4cli.stages.filtering.text import TextBatch
+from phi4cli.stages.filter.text import TextBatch
 
 FORMAT = "phi4-quality-classifier/1"
 

@@ -6,8 +6,8 @@ shares, tokenises each source once (every document ends with `<|endoftext|>`; to
 checks that no source is stretched over more epochs than it allows, packs each source into sequences
 on its own, and interleaves the sources so that every prefix of the output keeps the target shares.
 The output is what `phi4 pretrain` / `phi4 midtrain` read: `input_ids`, `doc_lens` (document segments,
-for attention masking), `source`. The pieces: mix_plan (manifest, plan), mix_tokens (token cache),
-mix_pack (epochs, packing, interleaving).
+for attention masking), `source`. The pieces: plan.py (manifest, plan), tokens.py (token cache),
+pack.py (epochs, packing, interleaving).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from rich.table import Table
 
 from phi4cli.errors import Phi4Error
 from phi4cli.io import MANIFEST, Source, open_output, provenance, require_columns, resolve_inputs
-from phi4cli.stages.mix_pack import PACKED_SCHEMA, Mixer, SourceStream
-from phi4cli.stages.mix_plan import MixPlan, MixSpec, SourceSize, SourceSpec, format_plan, human, load_manifest, make_plan
-from phi4cli.stages.mix_tokens import CacheStats, default_cache_dir, tokenise
+from phi4cli.stages.mix.pack import PACKED_SCHEMA, Mixer, SourceStream
+from phi4cli.stages.mix.plan import MixPlan, MixSpec, SourceSize, SourceSpec, format_plan, human, load_manifest, make_plan
+from phi4cli.stages.mix.tokens import CacheStats, default_cache_dir, tokenise
 from phi4cli.tokenizer import Tokenizer, load_tokenizer
 
 console = Console(stderr=True)

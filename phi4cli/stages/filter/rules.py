@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from phi4cli.hashing import first_occurrence
-from phi4cli.stages.filtering.text import TextBatch, ratio
+from phi4cli.stages.filter.text import TextBatch, ratio
 
 BULLET_LINE = r"^[•‣◦▪●∙·\-*]"
 ELLIPSIS_LINE = r"(\.\.\.|…)$"
