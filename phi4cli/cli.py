@@ -15,6 +15,11 @@ import typer
 
 from phi4cli.errors import Phi4Error
 
+try:  # typer vendors click since 0.20; its usage errors are that copy's classes
+    from typer import _click as click
+except ImportError:  # older typer: click itself
+    import click
+
 app = typer.Typer(
     name="phi4",
     help="The Phi-4 training recipe (arXiv 2412.08905) as small composable commands over Arrow shards.",
@@ -74,7 +79,18 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
         os.environ["PHI4_DEBUG"] = "1"  # so code further down (and worker processes) can see it
     try:
-        app(args=args, prog_name="phi4", standalone_mode=True)
+        # standalone_mode=False: usage errors reach us as exceptions, to be printed as one line
+        status = app(args=args, prog_name="phi4", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        if e.format_message():  # `phi4` or `phi4 filter` alone: the help (typer's rich help printed it already)
+            click.echo(e.format_message())
+        sys.exit(2)
+    except click.exceptions.ClickException as e:  # usage errors: a missing -o, a bad value, an unknown command
+        _say(_usage_line(e))
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        _say("interrupted")
+        sys.exit(130)
     except Phi4Error as e:
         if debug:
             traceback.print_exc()
@@ -95,3 +111,15 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         _say(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
         sys.exit(1)
+    if status == 130:  # typer turns Ctrl-C into exit status 130
+        _say("interrupted")
+    sys.exit(status if isinstance(status, int) else 0)  # `--help` returns 0; a command returns None
+
+
+def _usage_line(e: click.exceptions.ClickException) -> str:
+    """click's message on one line, after the command it is about: `phi4 pretrain: Missing option '-o' / '--out'.`"""
+    message = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    if ctx is None:
+        return message
+    return f"{ctx.command_path}: {message} (see '{ctx.command_path} --help')"
