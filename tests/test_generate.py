@@ -159,3 +159,107 @@ def test_local_backend_from_a_checkpoint(tmp_path, tok):
     assert abs(total - expected) < 1e-5
     with pytest.raises(Phi4Error, match="not a model"):
         load_backend(str(tmp_path))
+
+
+# ------------------------------------------------------------------------- shared prefixes, batching
+
+
+def count_prefill_rows(engine, monkeypatch) -> list[int]:
+    """Record the rows of every multi-token forward (prefills) the engine runs."""
+    rows: list[int] = []
+    original = engine.model.hidden_states
+
+    def spy(input_ids, *args, **kwargs):
+        if input_ids.shape[1] > 1:
+            rows.append(input_ids.shape[0])
+        return original(input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "hidden_states", spy)
+    return rows
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_forked_prefix_sampling_equals_unshared_sampling(tok, monkeypatch, temperature):
+    model = small_model(tok.vocab_size, seed=1)
+    shared, unshared = Engine(model, tok, max_batch_size=64), Engine(model, tok, max_batch_size=64, share_prefixes=False)
+    ps = prompts(tok)[:3]
+    params = SamplingParams(max_new_tokens=8, temperature=temperature, seed=11, stop_token_ids=[], top_logprobs=2)
+    prefills = count_prefill_rows(shared, monkeypatch)
+    outs = shared.sample(ps, 4, params)
+    assert prefills == [3]  # one prefill of the 3 distinct prompts for 12 rollouts
+    assert [len(o) for o in outs] == [4, 4, 4]
+    for prompt, samples in zip(ps, outs):
+        alone = [unshared.generate([prompt], SamplingParams(**{**params.__dict__, "seed": 11 + j}))[0] for j in range(4)]
+        assert [s.token_ids for s in samples] == [a.token_ids for a in alone]
+        for s, a in zip(samples, alone):
+            assert max(abs(x - y) for x, y in zip(s.logprobs, a.logprobs)) < 1e-4
+            assert s.top_logprobs[0].keys() == a.top_logprobs[0].keys()
+    if temperature:
+        assert len({tuple(s.token_ids) for s in outs[0]}) > 1  # the forks really sample independently
+
+
+def test_identical_prompts_in_generate_share_one_prefill(tok, monkeypatch):
+    engine = Engine(small_model(tok.vocab_size), tok, max_batch_size=64)
+    prefills = count_prefill_rows(engine, monkeypatch)
+    p = prompts(tok)
+    params = [SamplingParams(max_new_tokens=5, seed=s, stop_token_ids=[]) for s in range(8)]
+    outs = engine.generate([p[0], p[1], p[0], p[1], p[0], p[2], p[0], p[1]], params)
+    assert prefills == [3]
+    for i, prompt in enumerate([p[0], p[1], p[0], p[1], p[0], p[2], p[0], p[1]]):
+        assert outs[i].token_ids == engine.generate([prompt], params[i])[0].token_ids
+
+
+def test_token_budget_splits_batches_without_changing_results(tok, monkeypatch):
+    model = small_model(tok.vocab_size, seed=2)
+    params = SamplingParams(max_new_tokens=10, temperature=0.8, seed=3, stop_token_ids=[])
+    wide = Engine(model, tok, max_batch_size=64).sample(prompts(tok), 3, params)
+    tight = Engine(model, tok, max_batch_size=64, max_batch_tokens=128)  # max_context: ~6 rows of prompt + 10
+    prefills = count_prefill_rows(tight, monkeypatch)
+    assert [[s.token_ids for s in o] for o in tight.sample(prompts(tok), 3, params)] == [[s.token_ids for s in o] for o in wide]
+    assert len(prefills) > 1  # the budget forced several batches
+    with pytest.raises(Phi4Error, match="n must be >= 1"):
+        tight.sample(prompts(tok), 0, params)
+
+
+def test_grouped_query_decode_equals_repeated_kv_attention():
+    from phi4cli.model.phi4 import attend_grouped
+
+    gen = torch.Generator().manual_seed(0)
+    for seq in (1, 5):  # decode and a multi-token step over a cache
+        q = torch.randn(3, 6, seq, 16, generator=gen)
+        k, v = torch.randn(3, 2, 40, 16, generator=gen), torch.randn(3, 2, 40, 16, generator=gen)
+        mask = torch.rand(3, 1, seq, 40, generator=gen) > 0.3
+        mask[..., 0] = True
+        reference = torch.nn.functional.scaled_dot_product_attention(
+            q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1), attn_mask=mask
+        )
+        torch.testing.assert_close(attend_grouped(q, k, v, mask), reference, atol=1e-5, rtol=1e-5)
+
+
+def test_growing_kv_cache_decodes_like_a_full_forward(tok):
+    model = small_model(tok.vocab_size, seed=4)
+    x = torch.randint(0, tok.vocab_size, (2, 30), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(x)
+        cache = model.new_kv_cache(2, 40, capacity=6)
+        steps = [model(x[:, :5], kv_cache=cache)] + [model(x[:, t : t + 1], kv_cache=cache) for t in range(5, 30)]
+    assert 30 <= cache.capacity <= 40
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_scoring_equals_full_scoring(engine, tok, monkeypatch):
+    import phi4cli.generate.engine as engine_module
+
+    pairs = [(tok.encode("the cat sat"), tok.encode(" on the mat. a dog ran")), (tok.encode("Question:"), tok.encode(" what"))]
+    whole = engine.score(pairs, top_logprobs=3)
+    monkeypatch.setattr(engine_module, "SCORE_CHUNK_BYTES", 4 * tok.vocab_size * 3)  # 3 positions per chunk
+    chunked = engine.score(pairs, top_logprobs=3)
+    for (context, continuation), a, b in zip(pairs, whole, chunked):
+        with torch.no_grad():
+            logp = torch.log_softmax(engine.model(torch.tensor([context + continuation])).float(), -1)[0]
+        rows = logp[len(context) - 1 : len(context) + len(continuation) - 1]
+        direct = rows.gather(1, torch.tensor(continuation)[:, None])[:, 0].tolist()
+        for got in (a, b):
+            assert max(abs(x - y) for x, y in zip(got.logprobs, direct)) < 1e-4
+            assert got.greedy == (rows.argmax(-1) == torch.tensor(continuation)).tolist()
+            assert list(got.top_logprobs[0]) == rows[0].topk(3).indices.tolist()

@@ -1,29 +1,57 @@
-"""The generation engine: batched sampling with a KV cache, and log-likelihood scoring.
+"""The generation engine: batched sampling with a shared-prefix KV cache, and log-likelihood scoring.
 
-Sampling. Requests are sorted by prompt length and run in batches: the prompts of a batch are prefilled
-right-padded in one forward, the cache is cut back to each prompt's length, and then every step feeds
-one token per row. Rows that finish (a stop token, a stop string, their token budget) leave the batch
-at once (`KVCache.select`), so the batch only ever computes live rows. The per-token work outside the
-model is one vectorised sampling call plus a little bookkeeping per live row.
+API (token ids in, token ids out; `Generation` carries token_ids, per-token logprobs, finish_reason):
+
+    engine = Engine(model, tokenizer)                      # max_batch_size rows, max_batch_tokens KV slots
+    engine.sample(prompts, n=16, params)                   # -> list (per prompt) of n Generations
+    engine.generate(prompts, params)                       # -> one Generation per prompt, in order
+    engine.score([(context_ids, continuation_ids)])        # -> Score: log p of each continuation token
+    engine.loglikelihood(pairs) / engine.loglikelihood_rolling(token_lists)
+
+`params` is one SamplingParams or one per prompt. In `sample`, completion j of a prompt uses seed
+`params.seed + j` (a fresh seed from the engine when params.seed is None), the convention of OpenAI's
+`n` with a seed in `phi4 serve`; so `sample([p], n, SamplingParams(seed=s))[0][j]` equals
+`generate([p], SamplingParams(seed=s + j))[0]` token for token.
+
+Shared prefixes. Requests whose prompts are identical token sequences share one prefill: the prompt is
+run through the model once, its KV cache is forked into one row per request (`KVCache.select` with
+repeated rows) and the rows decode independently. `sample(prompts, n)` makes n such requests per
+prompt; `generate` detects identical prompts too, so `phi4 serve` requests with `n > 1` share as well.
+Rollouts of many prompts are batched together.
+
+Batches. Groups of identical prompts are sorted by prompt length and packed into batches of at most
+`max_batch_size` rows and `max_batch_tokens` KV-cache slots (sum over rows of prompt + token budget),
+so work is sized by memory rather than by a fixed row count. The default token budget is derived from
+the KV bytes per token: half the free accelerator memory on CUDA, 4 GiB on CPU. The cache itself is
+not preallocated for the worst case: it starts at the longest prompt and grows as tokens arrive.
+Rows that finish (a stop token, a stop string, their token budget) leave the batch at once, so a
+batch only ever computes live rows.
+
+Compute. The LM head runs only where a distribution is needed: the last prompt position at prefill,
+one position per row at decode, and the target positions when scoring — never the whole [B, T, V]
+logits. Decode attention is grouped-query natively (see phi4cli/model/phi4.py: one fused SDPA call
+per layer, no copy of K/V per query head).
 
 Randomness is per request: each request draws its uniforms from its own `random.Random(seed)`, so a
-request gives the same text for the same seed whatever else shares its batch. Sampling itself is
-inverse-CDF on the filtered distribution (temperature, top-k, top-p), one uniform per token.
-Temperature 0 is greedy (argmax), as transformers' `generate(do_sample=False)`.
+request gives the same tokens for the same seed whatever else shares its batch or its prefill.
+Sampling is inverse-CDF on the filtered distribution (temperature, top-k, top-p), one uniform per
+token. Temperature 0 is greedy (argmax), as transformers' `generate(do_sample=False)`.
 
 Log-probabilities returned with tokens are those of the model's own distribution (temperature 1, no
 filtering), which is what scoring and Pivotal Token Search need.
 
 Scoring. `score` runs (context, continuation) token pairs through the model without a cache — right
-padding cannot change earlier positions under causal attention — and returns the log-probability of
-every continuation token and whether each was the argmax. `loglikelihood` sums them; `rolling`
-splits a long text into context-window chunks so every token is predicted exactly once.
+padding cannot change earlier positions under causal attention — and scores the continuation tokens
+in chunks of positions (at most `SCORE_CHUNK_BYTES` of fp32 logits at a time), returning the
+log-probability of every continuation token and whether each was the argmax. `loglikelihood` sums
+them; `rolling` splits a long text into context-window chunks so every token is predicted exactly once.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -31,23 +59,47 @@ import torch
 from phi4cli.errors import Phi4Error
 from phi4cli.generate.types import Generation, SamplingParams, Score
 
+CPU_KV_BYTES = 4 << 30  # default KV-cache budget on CPU (a documented choice: fits a laptop)
+GPU_KV_FRACTION = 0.5  # share of free accelerator memory for the KV cache; the rest for activations
+SCORE_CHUNK_BYTES = 256 << 20  # fp32 logits materialised at once when scoring (~670 positions at 100K ids)
+
 
 class Engine:
     """Batched generation and scoring over a Phi4ForCausalLM and its tokenizer."""
 
-    def __init__(self, model, tokenizer, *, max_batch_size: int = 32, max_context: int | None = None, seed: int = 0):
+    def __init__(self, model, tokenizer, *, max_batch_size: int = 32, max_context: int | None = None, seed: int = 0,
+                 max_batch_tokens: int | None = None, share_prefixes: bool = True):  # fmt: skip
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.max_context = max_context or model.config.max_position_embeddings
         self.device = model.lm_head.weight.device
+        self.max_batch_tokens = max(max_batch_tokens or default_batch_tokens(model), self.max_context)
+        self.share_prefixes = share_prefixes
         self._seeds = random.Random(seed)
         self.default_stop_ids = (tokenizer.eot_id, tokenizer.im_end_id)
 
     # ----------------------------------------------------------------------------------- sampling
 
+    def sample(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams | Sequence[SamplingParams]) -> list[list[Generation]]:
+        """n completions of each prompt, sharing the prompt's prefill. Completion j uses seed params.seed + j."""
+        if n < 1:
+            raise Phi4Error(f"sample: n must be >= 1, got {n}")
+        params = self._params(prompts, params)
+        requests = []
+        for prompt, p in zip(prompts, params):
+            base = p.seed if p.seed is not None else self._seeds.getrandbits(62)
+            requests += [_Request(tuple(prompt), p, base + j) for j in range(n)]
+        outs = self._run(requests)
+        return [outs[i * n : (i + 1) * n] for i in range(len(prompts))]
+
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]:
         """One Generation per prompt (token ids), in order. `params` is shared or one per prompt."""
+        params = self._params(prompts, params)
+        seeds = [p.seed if p.seed is not None else self._seeds.getrandbits(63) for p in params]
+        return self._run([_Request(tuple(prompt), p, s) for prompt, p, s in zip(prompts, params, seeds)])
+
+    def _params(self, prompts: Sequence[Sequence[int]], params) -> list[SamplingParams]:
         if isinstance(params, SamplingParams):
             params = [params] * len(prompts)
         if len(params) != len(prompts):
@@ -56,15 +108,7 @@ class Engine:
             p.validate()
         for i, prompt in enumerate(prompts):
             self._check_prompt(len(prompt), f"prompt {i}")
-        seeds = [p.seed if p.seed is not None else self._seeds.getrandbits(63) for p in params]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        results: list[Generation | None] = [None] * len(prompts)
-        for start in range(0, len(order), self.max_batch_size):
-            batch = order[start : start + self.max_batch_size]
-            outs = self._generate_batch([list(prompts[i]) for i in batch], [params[i] for i in batch], [seeds[i] for i in batch])
-            for i, out in zip(batch, outs):
-                results[i] = out
-        return results  # type: ignore[return-value]
+        return list(params)
 
     def _check_prompt(self, length: int, what: str) -> None:
         if length == 0:
@@ -72,41 +116,74 @@ class Engine:
         if length >= self.max_context:
             raise Phi4Error(f"{what}: {length} tokens is longer than the model's context of {self.max_context} tokens")
 
+    def _run(self, requests: list["_Request"]) -> list[Generation]:
+        """Generations of the requests, in order: grouped by identical prompt, batched by budget."""
+        for slot, r in enumerate(requests):
+            r.slot = slot
+            r.budget = min(r.params.max_new_tokens, self.max_context - len(r.prompt))
+        results: list[Generation | None] = [None] * len(requests)
+        for batch in self._batches(_groups(requests, self.share_prefixes)):
+            for r, out in zip([r for g in batch for r in g.requests], self._generate_batch(batch)):
+                results[r.slot] = out
+        return results  # type: ignore[return-value]
+
+    def _batches(self, groups: list["_Group"]) -> list[list["_Group"]]:
+        """Length-sorted groups packed into batches within max_batch_size rows and max_batch_tokens slots.
+        A group too big for one batch is split (each part prefilled once)."""
+        batches: list[list[_Group]] = []
+        current: list[_Group] = []
+        rows = tokens = 0
+        for group in sorted(groups, key=lambda g: len(g.prompt)):
+            per_row = len(group.prompt) + max(r.budget for r in group.requests)
+            fit = max(1, min(self.max_batch_size, self.max_batch_tokens // per_row))
+            for part in group.split(fit):
+                size = len(part.requests)
+                if current and (rows + size > self.max_batch_size or tokens + size * per_row > self.max_batch_tokens):
+                    batches.append(current)
+                    current, rows, tokens = [], 0, 0
+                current.append(part)
+                rows, tokens = rows + size, tokens + size * per_row
+        return batches + ([current] if current else [])
+
     @torch.inference_mode()
-    def _generate_batch(self, prompts: list[list[int]], params: list[SamplingParams], seeds: list[int]) -> list[Generation]:
-        rows = [_Row(p, prm, random.Random(s), self, self.max_context - len(p)) for p, prm, s in zip(prompts, params, seeds)]
-        lengths = [len(p) for p in prompts]
+    def _generate_batch(self, groups: list["_Group"]) -> list[Generation]:
+        lengths = [len(g.prompt) for g in groups]
+        rows = [_Row(r, self) for g in groups for r in g.requests]
         budget = max(r.budget for r in rows)
-        cache = self.model.new_kv_cache(len(rows), max(lengths) + budget + 1)
-        ids = torch.full((len(rows), max(lengths)), self.tokenizer.pad_id, dtype=torch.long)
-        for b, prompt in enumerate(prompts):
-            ids[b, : len(prompt)] = torch.tensor(prompt)
-        logits = self.model(ids.to(self.device), kv_cache=cache)
+        # prefill each distinct prompt once, right-padded; the cache grows during decoding as needed
+        cache = self.model.new_kv_cache(len(groups), max(lengths) + budget + 1, capacity=max(lengths) + min(budget, 64))
+        ids = torch.full((len(groups), max(lengths)), self.tokenizer.pad_id, dtype=torch.long)
+        for b, g in enumerate(groups):
+            ids[b, : len(g.prompt)] = torch.tensor(g.prompt)
+        hidden = self.model.hidden_states(ids.to(self.device), kv_cache=cache)
         cache.truncate(lengths)
-        logits = logits[torch.arange(len(rows)), torch.tensor(lengths, device=self.device) - 1]
-        live = [r for r in rows if r.budget > 0]
+        last = hidden[torch.arange(len(groups)), torch.tensor(lengths, device=self.device) - 1]
+        logits = self.model.lm_head(last)  # the head at one position per prompt, not at all T
+        # fork: one cache row and one copy of the next-token logits per request; rows with no budget drop out
+        fork = [b for b, g in enumerate(groups) for _ in g.requests]
+        live_index = [i for i, r in enumerate(rows) if r.budget > 0]
         for r in rows:
             if r.budget <= 0:
                 r.finish("length")
-        if len(live) < len(rows):
-            keep = [b for b, r in enumerate(rows) if r.budget > 0]
+        if not live_index:
+            return [r.result() for r in rows]
+        keep = [fork[i] for i in live_index]
+        if keep != list(range(len(groups))):
             cache.select(keep)
-            logits = logits[keep]
+            logits = logits[torch.tensor(keep, device=self.device)]
+        live = [rows[i] for i in live_index]
         sampler = _Sampler([r.params for r in live], self.device)
         while live:
             tokens, logprobs, tops = sampler.step(logits.float(), [r.rng for r in live])
-            still = []
-            for b, row in enumerate(live):
-                if not row.append(int(tokens[b]), float(logprobs[b]), tops[b] if tops else None):
-                    still.append(b)
+            still = [b for b, row in enumerate(live) if not row.append(int(tokens[b]), logprobs[b], tops[b] if tops else None)]
+            if not still:
+                break
             if len(still) < len(live):
-                if not still:
-                    break
                 cache.select(still)
                 tokens = tokens[still]
                 live = [live[b] for b in still]
                 sampler = sampler.select(still)
-            logits = self.model(tokens[:, None].to(self.device), kv_cache=cache)[:, -1]
+            logits = self.model.lm_head(self.model.hidden_states(tokens[:, None].to(self.device), kv_cache=cache)[:, -1])
         return [r.result() for r in rows]
 
     # ------------------------------------------------------------------------------------ scoring
@@ -131,10 +208,14 @@ class Engine:
             inputs.append((full, len(continuation)))
         order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i][0]))
         results: list[Score | None] = [None] * len(inputs)
-        for start in range(0, len(order), self.max_batch_size):
-            batch = order[start : start + self.max_batch_size]
+        start = 0
+        while start < len(order):
+            width = len(inputs[order[start]][0])  # longest first: every later row is no wider
+            size = max(1, min(self.max_batch_size, self.max_batch_tokens // width))
+            batch = order[start : start + size]
             for i, s in zip(batch, self._score_batch([inputs[i] for i in batch], top_logprobs)):
                 results[i] = s
+            start += size
         return results  # type: ignore[return-value]
 
     def _score_batch(self, items: list[tuple[list[int], int]], top_logprobs: int) -> list[Score]:
@@ -142,16 +223,17 @@ class Engine:
         ids = torch.full((len(items), width), self.tokenizer.pad_id, dtype=torch.long)
         for b, (full, _) in enumerate(items):
             ids[b, : len(full) - 1] = torch.tensor(full[:-1])
-        logits = self.model(ids.to(self.device)).float()
-        out = []
-        for b, (full, n) in enumerate(items):
-            end = len(full) - 1
-            row = torch.log_softmax(logits[b, end - n : end], dim=-1)
-            target = torch.tensor(full[-n:], device=row.device)
-            chosen = row.gather(1, target[:, None])[:, 0]
-            greedy = (row.argmax(-1) == target).tolist()
-            tops = _top_dicts(row, top_logprobs) if top_logprobs else []
-            out.append(Score(chosen.tolist(), greedy, tops))
+        hidden = self.model.hidden_states(ids.to(self.device))
+        # only the positions that predict a continuation token, flattened across rows
+        rows = torch.cat([torch.full((n,), b) for b, (_, n) in enumerate(items)])
+        cols = torch.cat([torch.arange(len(full) - 1 - n, len(full) - 1) for full, n in items])
+        targets = torch.tensor([t for full, n in items for t in full[-n:]], device=self.device)
+        chosen, greedy, tops = score_positions(self.model.lm_head, hidden[rows.to(self.device), cols.to(self.device)], targets, top_logprobs)
+        out, start = [], 0
+        for _, n in items:
+            end = start + n
+            out.append(Score(chosen[start:end], greedy[start:end], tops[start:end] if top_logprobs else []))
+            start = end
         return out
 
     def loglikelihood(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[tuple[float, bool]]:
@@ -186,9 +268,67 @@ class Engine:
 # ---------------------------------------------------------------------------------------- helpers
 
 
+def default_batch_tokens(model) -> int:
+    """KV-cache slots a batch may hold: the memory budget over the KV bytes of one token."""
+    config, weight = model.config, model.lm_head.weight
+    per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * weight.element_size()
+    if weight.is_cuda:
+        free, _ = torch.cuda.mem_get_info(weight.device)
+        budget = int(free * GPU_KV_FRACTION)
+    else:
+        budget = CPU_KV_BYTES
+    return max(1, budget // per_token)
+
+
+def score_positions(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, top_logprobs: int = 0):
+    """log p(target) and is-argmax at each position of hidden [N, d], in chunks of positions so that at
+    most SCORE_CHUNK_BYTES of fp32 logits exist at once. Returns (list[float], list[bool], list[dict])."""
+    chunk = max(1, SCORE_CHUNK_BYTES // (4 * head.weight.shape[0]))
+    chosen, greedy, tops = [], [], []
+    for start in range(0, hidden.shape[0], chunk):
+        logits = head(hidden[start : start + chunk]).float()
+        target = targets[start : start + chunk]
+        norm = torch.logsumexp(logits, dim=-1)
+        chosen += (logits.gather(1, target[:, None])[:, 0] - norm).tolist()
+        greedy += (logits.argmax(-1) == target).tolist()
+        if top_logprobs:
+            values, indices = logits.topk(top_logprobs, dim=-1)
+            tops += [dict(zip(i, v)) for i, v in zip(indices.tolist(), (values - norm[:, None]).tolist())]
+    return chosen, greedy, tops
+
+
 def _top_dicts(logprobs: torch.Tensor, k: int) -> list[dict[int, float]]:
     values, indices = logprobs.topk(k, dim=-1)
     return [dict(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
+
+
+@dataclass(eq=False)
+class _Request:
+    prompt: tuple[int, ...]
+    params: SamplingParams
+    seed: int
+    slot: int = 0  # index in the caller's list of requests
+    budget: int = 0  # new tokens allowed: max_new_tokens, clipped to the context
+
+
+@dataclass(eq=False)
+class _Group:
+    """Requests with the same prompt: one prefill, then one forked cache row each."""
+
+    prompt: tuple[int, ...]
+    requests: list[_Request] = field(default_factory=list)
+
+    def split(self, size: int) -> list["_Group"]:
+        return [_Group(self.prompt, self.requests[i : i + size]) for i in range(0, len(self.requests), size)]
+
+
+def _groups(requests: list[_Request], share: bool) -> list[_Group]:
+    if not share:
+        return [_Group(r.prompt, [r]) for r in requests]
+    groups: dict[tuple[int, ...], _Group] = {}
+    for r in requests:
+        groups.setdefault(r.prompt, _Group(r.prompt)).requests.append(r)
+    return list(groups.values())
 
 
 class _Sampler:
@@ -208,14 +348,14 @@ class _Sampler:
         return _Sampler([self.params[b] for b in rows], self.temperature.device)
 
     def step(self, logits: torch.Tensor, rngs: list[random.Random]):
-        """logits [B, V] fp32 -> (tokens [B], their model log-probs [B], per-row top dicts or None)."""
-        logprobs = torch.log_softmax(logits, dim=-1)
+        """logits [B, V] fp32 -> (tokens [B] on CPU, their model log-probs, per-row top dicts or None)."""
         if self.all_greedy:
             tokens = logits.argmax(-1)
         else:
             tokens = self._sample(logits, rngs)
-        chosen = logprobs.gather(1, tokens[:, None])[:, 0]
-        tops = _top_dicts(logprobs, self.max_top) if self.max_top else None
+        norm = torch.logsumexp(logits, dim=-1)
+        chosen = logits.gather(1, tokens[:, None])[:, 0] - norm
+        tops = _top_dicts(logits - norm[:, None], self.max_top) if self.max_top else None
         return tokens.cpu(), chosen.tolist(), tops
 
     def _sample(self, logits: torch.Tensor, rngs: list[random.Random]) -> torch.Tensor:
@@ -242,12 +382,12 @@ class _Sampler:
 class _Row:
     """One request while it is generated: its tokens so far, stop checks, and the final result."""
 
-    def __init__(self, prompt: list[int], params: SamplingParams, rng: random.Random, engine: Engine, room: int):
-        self.params = params
-        self.rng = rng
+    def __init__(self, request: _Request, engine: Engine):
+        self.params = params = request.params
+        self.rng = random.Random(request.seed)
         self.tokenizer = engine.tokenizer
-        self.prompt_tokens = len(prompt)
-        self.budget = min(params.max_new_tokens, room)
+        self.prompt_tokens = len(request.prompt)
+        self.budget = request.budget
         stop_ids = params.stop_token_ids if params.stop_token_ids is not None else engine.default_stop_ids
         self.stop_ids = set(stop_ids)
         self.stops = [s for s in params.stop if s]

@@ -15,7 +15,11 @@ never crosses a document boundary and positions restart at 0 in each document, s
 is computed exactly as if it were alone. On CPU this is `scaled_dot_product_attention` with a
 block-diagonal causal mask; on CUDA it is flex attention with a block mask (skips empty tiles).
 
-Incremental decoding: pass a `KVCache` (see below); each call appends its tokens to the cache.
+Incremental decoding: pass a `KVCache` (see below); each call appends its tokens to the cache. With a
+cache, attention is grouped-query natively: the query heads that share a K/V head are folded into that
+head's query rows, so one fused SDPA call reads each cached K/V head once (no copy of the cache per
+query head). `hidden_states` returns the final hidden states without the LM head, so generation and
+scoring can apply the head only at the positions whose next-token distribution they need.
 """
 
 from __future__ import annotations
@@ -88,7 +92,9 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)
-        y = attend(q, k, v, mask)
+            y = attend_grouped(q, k, v, mask)
+        else:
+            y = attend(q, k, v, mask)
         return self.o_proj(y.transpose(1, 2).reshape(batch, seq, -1))
 
 
@@ -103,6 +109,21 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Ten
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return _compiled_flex_attention()(q, k, v, block_mask=mask, enable_gqa=True)
+
+
+def attend_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked GQA without repeating K/V: q [B, H, T, D] is viewed as [B, kv_heads, groups·T, D] (query head
+    h reads K/V head h // groups) and the mask [B, 1, T, S] is repeated over the groups, which costs T·S
+    booleans per group instead of a copy of the whole cache per query head."""
+    batch, heads, seq, dim = q.shape
+    kv_heads = k.shape[1]
+    groups = heads // kv_heads
+    if groups == 1:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    grouped_q = q.reshape(batch, kv_heads, groups * seq, dim)
+    grouped_mask = mask[:, :, None].expand(-1, -1, groups, -1, -1).reshape(batch, 1, groups * seq, mask.shape[-1])
+    y = F.scaled_dot_product_attention(grouped_q, k, v, attn_mask=grouped_mask)
+    return y.view(batch, heads, seq, dim)
 
 
 class MLP(nn.Module):
@@ -192,6 +213,17 @@ class Phi4ForCausalLM(nn.Module):
         kv_cache: "KVCache | None" = None,
     ) -> torch.Tensor:
         """input_ids [B, T] -> logits [B, T, vocab] (in the compute dtype; upcast for the loss).
+        The arguments are those of `hidden_states`; this is `lm_head(hidden_states(...))`."""
+        return self.lm_head(self.hidden_states(input_ids, doc_lens, position_ids, kv_cache))
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        doc_lens: Sequence[Sequence[int]] | torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        kv_cache: "KVCache | None" = None,
+    ) -> torch.Tensor:
+        """input_ids [B, T] -> final (normed) hidden states [B, T, hidden], before the LM head.
 
         doc_lens: per row, the lengths of the packed documents (summing to T) — a list of lists, or a
             LongTensor [B, S] padded with zeros. None or one document per row = plain causal attention.
@@ -215,12 +247,13 @@ class Phi4ForCausalLM(nn.Module):
         hidden = self.model(input_ids, cos, sin, mask, kv_cache)
         if kv_cache is not None:
             kv_cache.end(seq)
-        return self.lm_head(hidden)
+        return hidden
 
-    def new_kv_cache(self, batch_size: int, max_len: int) -> "KVCache":
-        """An empty cache on this model's device and dtype."""
+    def new_kv_cache(self, batch_size: int, max_len: int, capacity: int | None = None) -> "KVCache":
+        """An empty cache on this model's device and dtype: room for `capacity` slots per row (default
+        max_len), grown on demand up to `max_len`."""
         weight = self.lm_head.weight
-        return KVCache(self.config, batch_size, max_len, device=weight.device, dtype=weight.dtype)
+        return KVCache(self.config, batch_size, max_len, capacity=capacity, device=weight.device, dtype=weight.dtype)
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         """Parameters held (global counts, also when sharded). `exclude_embeddings` drops the input
@@ -316,18 +349,24 @@ def _compiled_flex_attention():
 class KVCache:
     """Keys and values of the tokens seen so far, for batched incremental decoding.
 
-    Per layer `k[i]`, `v[i]`: [B, kv_heads, max_len, head_dim], preallocated; `lengths[b]`: tokens
-    cached for row b. Each `model(ids, kv_cache=cache)` writes the new tokens of row b at slots
+    Per layer `k[i]`, `v[i]`: [B, kv_heads, capacity, head_dim]; `lengths[b]`: tokens cached for row b.
+    The capacity starts at `capacity` slots (default: max_len) and grows in steps (at least doubling, so
+    the copies cost O(total) over a generation) when a call needs more, never beyond `max_len`; so a
+    batch pays memory for the tokens it has actually reached, not for its worst-case budget. Each `model(ids, kv_cache=cache)` writes the new tokens of row b at slots
     lengths[b] .. lengths[b]+T-1 (which are also their RoPE positions), lets them attend to slots
     0 .. their own, then advances `lengths` by T.
 
     Prompts of different lengths: prefill them right-padded in one call, then `truncate(prompt_lens)`;
     the pad slots are simply overwritten by the next tokens, and each row's next-token logits are at
-    index prompt_len-1 of the prefill output. `select(rows)` keeps only some rows (drop finished ones).
+    index prompt_len-1 of the prefill output. `select(rows)` keeps only some rows (drop finished ones),
+    in any order and with repeats: `select([0, 0, 0, 1, 1, 1])` forks each row's cache into three, which
+    is how n samples of one prompt share a single prefill.
     """
 
-    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, *, device=None, dtype=torch.float32):
-        shape = (batch_size, config.num_key_value_heads, max_len, config.head_dim)
+    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, *, capacity: int | None = None,
+                 device=None, dtype=torch.float32):  # fmt: skip
+        capacity = max_len if capacity is None else max(1, min(capacity, max_len))
+        shape = (batch_size, config.num_key_value_heads, capacity, config.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -341,7 +380,22 @@ class KVCache:
         self._kv_len = int(self._slots.max()) + 1
         if self._kv_len > self.max_len:
             raise Phi4Error(f"KV cache: {self._kv_len} tokens do not fit in max_len {self.max_len}")
+        if self._kv_len > self.capacity:
+            self._grow(min(self.max_len, max(self._kv_len, 2 * self.capacity)))
         return self._slots
+
+    @property
+    def capacity(self) -> int:
+        return self.k[0].shape[2] if self.k else self.max_len
+
+    def _grow(self, capacity: int) -> None:
+        def grown(t: torch.Tensor) -> torch.Tensor:
+            out = t.new_zeros(t.shape[0], t.shape[1], capacity, t.shape[3])
+            out[:, :, : t.shape[2]] = t
+            return out
+
+        self.k = [grown(k) for k in self.k]
+        self.v = [grown(v) for v in self.v]
 
     def attention_mask(self) -> torch.Tensor:
         """[B, 1, T, kv_len]: the token in slot s attends to slots 0..s of its own row."""
@@ -367,7 +421,7 @@ class KVCache:
         self.lengths = lengths.clone()
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> None:
-        """Keep only these rows (in this order)."""
+        """Keep only these rows, in this order; a row listed twice is forked (copied)."""
         rows = torch.as_tensor(rows, dtype=torch.long, device=self.lengths.device)
         self.k = [k[rows] for k in self.k]
         self.v = [v[rows] for v in self.v]
