@@ -1,6 +1,7 @@
 """The one I/O layer: Arrow shards, datasets, stdin/stdout streams, external formats."""
 
 from phi4cli.io.fanout import ShardResult, default_shard_index, map_shards
+from phi4cli.io.schemas import CHAT_SCHEMA, PAIRS_SCHEMA, PROBLEMS_SCHEMA, SCHEMAS, detect_schema, require_schema
 from phi4cli.io.shards import (
     DOCUMENTS_SCHEMA,
     MANIFEST,
@@ -21,6 +22,12 @@ from phi4cli.io.shards import (
 )
 
 __all__ = [
+    "CHAT_SCHEMA",
+    "PAIRS_SCHEMA",
+    "PROBLEMS_SCHEMA",
+    "SCHEMAS",
+    "detect_schema",
+    "require_schema",
     "DOCUMENTS_SCHEMA",
     "MANIFEST",
     "DatasetWriter",

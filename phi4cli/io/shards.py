@@ -349,11 +349,13 @@ class DatasetWriter(_Writer):
         prov: dict | None = None,
         shard_bytes: int = DEFAULT_SHARD_BYTES,
         overwrite: bool = False,
+        shard_rows: int | None = None,
     ):
         self.out = Path(out)
         self.schema = schema
         self.prov = prov if prov is not None else provenance()
         self.shard_bytes = shard_bytes
+        self.shard_rows = shard_rows
         self._created = prepare_output_dir(self.out, overwrite)
         for stale in self.out.glob("part-*.arrow"):  # an interrupted run's shards: rewritten below
             stale.unlink()
@@ -363,14 +365,16 @@ class DatasetWriter(_Writer):
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if self.schema is None:
             self.schema = batch.schema
-        if batch.num_rows == 0:
-            return
-        if self._current is None:
-            self._current = ShardWriter(self.out / shard_name(len(self._shards)), self.schema)
-        self._current.write(batch)
-        if self._current.nbytes >= self.shard_bytes:
-            self._shards.append(self._current.close())
-            self._current = None
+        while batch.num_rows > 0:
+            if self._current is None:
+                self._current = ShardWriter(self.out / shard_name(len(self._shards)), self.schema)
+            room = batch.num_rows if self.shard_rows is None else self.shard_rows - self._current.rows
+            self._current.write(batch.slice(0, room))
+            batch = batch.slice(room)
+            full = self.shard_rows is not None and self._current.rows >= self.shard_rows
+            if full or self._current.nbytes >= self.shard_bytes:
+                self._shards.append(self._current.close())
+                self._current = None
 
     def close(self) -> dict:
         if self._current is not None:
@@ -430,10 +434,11 @@ def open_output(
     prov: dict | None = None,
     overwrite: bool = False,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
+    shard_rows: int | None = None,
 ) -> DatasetWriter | StreamWriter:
     """`-` -> an Arrow stream on stdout; anything else -> a dataset directory."""
     if out == "-":
         if sys.stdout.isatty():
             raise Phi4Error("-o -: refusing to write an Arrow stream to a terminal (pipe it or use -o DIR)")
         return StreamWriter(schema=schema)
-    return DatasetWriter(out, schema, prov=prov, overwrite=overwrite, shard_bytes=shard_bytes)
+    return DatasetWriter(out, schema, prov=prov, overwrite=overwrite, shard_bytes=shard_bytes, shard_rows=shard_rows)
