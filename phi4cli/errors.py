@@ -8,7 +8,3 @@ class Phi4Error(Exception):
 
     exit_code = 2
 
-
-def fail(message: str) -> "Phi4Error":
-    """Build a Phi4Error; `raise fail(...)` reads like the sentence it prints."""
-    return Phi4Error(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
@@ -9,6 +10,7 @@ from rich.console import Console
 console = Console(stderr=True, highlight=False)
 
 
-def progress_enabled() -> bool:
-    """Progress bars only when a person is watching stderr."""
-    return sys.stderr.isatty()
+def warn(message: str) -> None:
+    """`phi4: warning: MESSAGE` on stderr, once per job: only rank 0 of a torchrun job says it."""
+    if os.environ.get("RANK", "0") == "0":
+        sys.stderr.write(f"phi4: warning: {message}\n")

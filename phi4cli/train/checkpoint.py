@@ -8,8 +8,9 @@ and each rank's RNG states, in the layout phi4cli.model reads (phi4cli/model/che
         tokenizer.tiktoken[.json]   the tokenizer (a toy one's files; phi-4's is recorded by name)
         model.json                  {"model_config", "tokenizer", "step"}
 
-Atomic: every rank writes into `.step-N.tmp`; rank 0 adds the tokenizer and model.json, then renames the
-directory into place, so a step directory that exists is complete. DCP stores global shapes, so a
+Atomic and durable: every rank writes into `.step-N.tmp`; rank 0 adds the tokenizer and model.json, fsyncs
+every file and the directory, then renames it into place, so a step directory that exists is complete on
+disk. A full disk is one line naming the directory; the partial save is removed. DCP stores global shapes, so a
 checkpoint written by N ranks loads into M ranks (or one process, or `load_model`).
 The learning-rate schedule is a pure function of the step, so the step is its whole state.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +29,18 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from phi4cli.errors import Phi4Error
-from phi4cli.model.checkpoint import MODEL_JSON, SAVED_TOKENIZER, latest_checkpoint, load_model_weights, write_json
+from phi4cli.model.checkpoint import (
+    MODEL_JSON,
+    SAVED_TOKENIZER,
+    disk_full_is_one_line,
+    first_line,
+    latest_checkpoint,
+    load_model_weights,
+    quiet_dcp,
+    sync_dir,
+    sync_tree,
+    write_json,
+)
 from phi4cli.train.parallel import Distributed
 
 CHECKPOINTS = "checkpoints"
@@ -68,12 +79,23 @@ def save(
 ) -> Path:
     final = step_dir(run_dir, state.step)
     tmp = final.with_name(f".{final.name}.tmp")
+    try:
+        with disk_full_is_one_line(final.parent):
+            _save_into(tmp, final, state, model, optimizer, tokenizer, dist_ctx)
+    except BaseException:
+        if dist_ctx.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)  # never leave half a checkpoint behind
+        raise
+    return final
+
+
+def _save_into(tmp: Path, final: Path, state: TrainState, model, optimizer, tokenizer, dist_ctx: Distributed) -> None:
     if dist_ctx.is_main:
         shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while saving
         tmp.mkdir(parents=True)
     dist_ctx.barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    with _quiet_single_process():
+    with quiet_dcp():
         dcp.save({"model": model_state, "optim": optim_state, "train": asdict(state)}, checkpoint_id=str(tmp))
     torch.save(_rng_states(), tmp / f"rng-rank{dist_ctx.rank:05d}.pt")
     dist_ctx.barrier()
@@ -84,20 +106,22 @@ def save(
             tokenizer_spec = SAVED_TOKENIZER
         meta = {"model_config": model.config.to_dict(), "tokenizer": tokenizer_spec, "step": state.step}
         write_json(tmp / MODEL_JSON, meta)
+        sync_tree(tmp)  # every rank's files are on disk before the name says "complete"
         if final.exists():  # a checkpoint of this step from a run that was resumed from an earlier one
             shutil.rmtree(final)
         os.replace(tmp, final)
+        sync_dir(final.parent)
     dist_ctx.barrier()
-    return final
+
 
 def load_train_state(checkpoint: Path) -> TrainState:
     """The step and data position, read before the model is built (the data reader needs them)."""
     template = {"train": asdict(TrainState())}
     try:
-        with _quiet_single_process():
+        with quiet_dcp():
             dcp.load(template, checkpoint_id=str(checkpoint))
-    except Exception as e:
-        raise Phi4Error(f"{checkpoint}: not a training checkpoint ({_first_line(e)})")
+    except (Exception, dcp.CheckpointException) as e:  # CheckpointException is a BaseException
+        raise Phi4Error(f"{checkpoint}: not a training checkpoint ({first_line(e)})")
     return TrainState(**template["train"])
 
 def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, dist_ctx: Distributed) -> None:
@@ -106,10 +130,10 @@ def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"optim": optim_state}
     try:
-        with _quiet_single_process():
+        with quiet_dcp():
             dcp.load(state, checkpoint_id=str(checkpoint))
-    except Exception as e:
-        raise Phi4Error(f"{checkpoint}: optimizer state does not fit this model ({_first_line(e)})")
+    except (Exception, dcp.CheckpointException) as e:
+        raise Phi4Error(f"{checkpoint}: optimizer state does not fit this model ({first_line(e)})")
     set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=state["optim"])
     rng = checkpoint / f"rng-rank{dist_ctx.rank:05d}.pt"
     if rng.exists():  # absent when resuming with more ranks than wrote the checkpoint
@@ -127,15 +151,3 @@ def _set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state(states["cuda"])
-
-class _quiet_single_process(warnings.catch_warnings):
-    """DCP warns that it assumes a single process when there is no process group: that is intended."""
-
-    def __enter__(self):
-        super().__enter__()
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        warnings.filterwarnings("ignore", message=".*assumes.*single process.*")
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
