@@ -49,7 +49,7 @@ def make_batch(batch: int, seq_len: int, docs_per_row: int, seed: int = 0) -> Ba
     base = seq_len // docs_per_row
     doc_lens[:, :docs_per_row] = base
     doc_lens[:, docs_per_row - 1] += seq_len - base * docs_per_row
-    return Batch(input_ids, doc_lens, None)
+    return Batch({"input_ids": input_ids, "doc_lens": doc_lens, "loss_mask": torch.ones_like(input_ids, dtype=torch.int8)})
 
 
 def toy_tokenizer(directory: Path) -> str:
@@ -69,7 +69,7 @@ def phi4_step(args, tokenizer: str, docs_per_row: int, mixed_precision: str):
     model, _ = build_model(config, ONE_PROCESS)
     optimizer = build_optimizer(model, config)
     batch = make_batch(args.batch, args.seq_len, docs_per_row)
-    task = CausalLM()
+    task = CausalLM(args.seq_len)
 
     def step() -> None:
         train_step(model, optimizer, batch, task, config, ONE_PROCESS, 1e-4, step=1, run_dir=Path("."))

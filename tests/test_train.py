@@ -26,6 +26,7 @@ from phi4cli.tokenizer import train_bpe, write_tokenizer
 from phi4cli.train.config import load_config, to_toml
 from phi4cli.train.data import DataFeed
 from phi4cli.train.parallel import Distributed
+from phi4cli.train.task import CausalLM
 from phi4cli.train.schedule import lr_at
 
 torch.set_num_threads(1)
@@ -228,12 +229,12 @@ def test_schedule_warms_up_then_decays_linearly():
 
 
 def test_feed_cuts_global_batches_and_skips_to_the_resume_position(world):
-    feed = DataFeed([str(world["data"])], seq_len=SEQ_LEN, global_batch=GLOBAL_BATCH, dist_ctx=ONE_PROCESS, skip=20)
+    feed = DataFeed([str(world["data"])], CausalLM(SEQ_LEN), global_batch=GLOBAL_BATCH, dist_ctx=ONE_PROCESS, skip=20)
     batch = feed.next()
     expected = world["rows"][20:28]
     assert batch.input_ids.tolist() == [r["input_ids"] for r in expected]
     assert batch.doc_lens_lists() == [r["doc_lens"] for r in expected]
-    assert batch.loss_mask is None
+    assert bool((batch.loss_mask == 1).all())  # no loss_mask column: every token is a target
     micro = batch.split(2)
     assert len(micro) == 4 and micro[1].input_ids.tolist() == [r["input_ids"] for r in expected[2:4]]
     remaining = 1 + sum(1 for _ in iter(feed.next, None))
@@ -243,7 +244,7 @@ def test_feed_cuts_global_batches_and_skips_to_the_resume_position(world):
 def test_feed_reads_loss_mask(tmp_path):
     schema = PACKED_SCHEMA.append(pa.field("loss_mask", pa.list_(pa.int8())))
     rows = [{**r, "loss_mask": [i % 2 for i in range(SEQ_LEN)]} for r in packed_rows(4)]
-    feed = DataFeed([str(write_dataset(tmp_path / "d", rows, schema))], seq_len=SEQ_LEN, global_batch=4, dist_ctx=ONE_PROCESS)
+    feed = DataFeed([str(write_dataset(tmp_path / "d", rows, schema))], CausalLM(SEQ_LEN), global_batch=4, dist_ctx=ONE_PROCESS)
     assert feed.next().loss_mask.tolist() == [r["loss_mask"] for r in rows]
 
 
@@ -253,12 +254,12 @@ def test_feed_reads_loss_mask(tmp_path):
         (packed_rows(8, seq_len=16), "input_ids rows hold 16 tokens but seq_len is 32"),
         ([{"input_ids": [1] * SEQ_LEN, "doc_lens": [10, 10], "source": "x"}] * 8, "row 0: doc_lens must be positive and sum to seq_len 32"),
         ([{"input_ids": [1] * SEQ_LEN, "doc_lens": [40, -8], "source": "x"}] * 8, "doc_lens must be positive"),
-        ([], "no sequences"),
+        ([], "no rows"),
     ],
 )
 def test_feed_rejects_bad_data(tmp_path, rows, message):
     data = write_dataset(tmp_path / "d", rows)
-    feed = DataFeed([str(data)], seq_len=SEQ_LEN, global_batch=GLOBAL_BATCH, dist_ctx=ONE_PROCESS)
+    feed = DataFeed([str(data)], CausalLM(SEQ_LEN), global_batch=GLOBAL_BATCH, dist_ctx=ONE_PROCESS)
     with pytest.raises(Phi4Error, match=message):
         feed.next()
 
@@ -267,7 +268,7 @@ def test_feed_needs_the_columns(tmp_path):
     schema = pa.schema([("text", pa.string())])
     data = write_dataset(tmp_path / "d", [{"text": "hi"}], schema)
     with pytest.raises(Phi4Error, match="missing column 'input_ids'"):
-        DataFeed([str(data)], seq_len=SEQ_LEN, global_batch=1, dist_ctx=ONE_PROCESS).next()
+        DataFeed([str(data)], CausalLM(SEQ_LEN), global_batch=1, dist_ctx=ONE_PROCESS).next()
 
 
 # --------------------------------------------------------------------------------- the loss itself
@@ -280,7 +281,7 @@ def test_loss_is_the_mean_over_predicted_tokens_and_checkpointing_changes_nothin
     from phi4cli.train.task import CausalLM
 
     config = load_config(DEMO_CONFIG, settings(world)[3::2])
-    batch = DataFeed([str(world["data"])], seq_len=SEQ_LEN, global_batch=GLOBAL_BATCH, dist_ctx=ONE_PROCESS).next()
+    batch = DataFeed([str(world["data"])], CausalLM(SEQ_LEN), global_batch=GLOBAL_BATCH, dist_ctx=ONE_PROCESS).next()
     gradients = []
     for checkpointing in (False, True):
         config.activation_checkpointing = checkpointing
@@ -291,7 +292,7 @@ def test_loss_is_the_mean_over_predicted_tokens_and_checkpointing_changes_nothin
         optimizer = build_optimizer(model, config)
         optimizer.step = lambda: None  # keep the gradients to compare them
         optimizer.zero_grad = lambda set_to_none=True: None
-        loss, _ = train_step(model, optimizer, batch, CausalLM(), config, ONE_PROCESS, 1e-3, step=1, run_dir=world["root"])
+        loss = train_step(model, optimizer, batch, CausalLM(SEQ_LEN), config, ONE_PROCESS, 1e-3, step=1, run_dir=world["root"]).loss
         assert loss == pytest.approx(expected.item(), rel=1e-6)
         gradients.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(gradients[0], gradients[1])
@@ -303,12 +304,12 @@ def test_bf16_autocast_on_cpu_stays_close_to_fp32(world):
     from phi4cli.train.loop import build_model, build_optimizer, train_step
     from phi4cli.train.task import CausalLM
 
-    batch = DataFeed([str(world["data"])], seq_len=SEQ_LEN, global_batch=GLOBAL_BATCH, dist_ctx=ONE_PROCESS).next()
+    batch = DataFeed([str(world["data"])], CausalLM(SEQ_LEN), global_batch=GLOBAL_BATCH, dist_ctx=ONE_PROCESS).next()
     result = {}
     for precision in ("none", "bf16"):
         config = load_config(DEMO_CONFIG, settings(world, mixed_precision=precision)[3::2])
         model, _ = build_model(config, ONE_PROCESS)
-        result[precision], _ = train_step(model, build_optimizer(model, config), batch, CausalLM(), config, ONE_PROCESS, 1e-3, step=1, run_dir=world["root"])
+        result[precision] = train_step(model, build_optimizer(model, config), batch, CausalLM(SEQ_LEN), config, ONE_PROCESS, 1e-3, step=1, run_dir=world["root"]).loss
         assert all(p.dtype == torch.float32 for p in model.parameters())
     assert result["bf16"] == pytest.approx(result["none"], rel=2e-2)
 
@@ -381,7 +382,7 @@ def test_kill_9_then_resume_continues_exactly(world, reference, tmp_path):
     assert [got[s] for s in range(9, STEPS + 1)] == [expected[s] for s in range(9, STEPS + 1)]
 
 
-def test_sigterm_checkpoints_and_exits_0(world, tmp_path):
+def test_sigterm_checkpoints_and_exits_143(world, tmp_path):
     from phi4cli.model import load_model
 
     run_dir = tmp_path / "run"
@@ -403,7 +404,7 @@ def test_sigterm_checkpoints_and_exits_0(world, tmp_path):
         process.stdin.flush()
     except BrokenPipeError:
         pass  # it had already stopped after step 3
-    assert process.wait(timeout=120) == 0, process.stderr.read().decode()
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM, process.stderr.read().decode()  # unfinished: not 0
     last_step = max(losses(run_dir))
     assert last_step in (3, 4)
     assert f"stopped by signal after step {last_step}" in process.stderr.read().decode()
@@ -432,7 +433,7 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(world, tmp_path):
     out = tmp_path / "run"
     assert "unknown key 'lr_peak'" in one_error_line(run("pretrain", world["data"], "-o", out, *settings(world), "--set", "lr_peak=1"))
     assert "seq_len must be an integer" in one_error_line(run("pretrain", world["data"], "-o", out, *settings(world, seq_len="long")))
-    assert "-: no sequences" in one_error_line(run("pretrain", "-", "-o", out, *settings(world), input=stream_bytes([])))
+    assert "-: no rows" in one_error_line(run("pretrain", "-", "-o", out, *settings(world), input=stream_bytes([])))
     with pytest.raises(Phi4Error, match="input_ids rows hold 32 tokens but seq_len is 16"):
         train_in_process(world, world["data"], out, seq_len=16)
     assert not out.exists()

@@ -6,6 +6,7 @@ trainer core is phi4cli/train (FSDP2, checkpoints, exact resume, metrics).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -29,16 +30,21 @@ def run_stage(
     resume: bool,
     overwrite: bool,
     require_init_from: bool = False,
+    config_cls: type | None = None,
+    task: Callable | None = None,
 ) -> None:
-    """Load the stage's settings and hand them to the trainer core (torch is imported only here)."""
-    from phi4cli.train.config import load_config, stage_config_path
+    """Load the stage's settings and hand them to the trainer core (torch is imported only here).
+    `config_cls`: the stage's TrainConfig subclass; `task(settings, tokenizer)`: its task (default:
+    next-token loss on packed sequences)."""
+    from phi4cli.train.config import TrainConfig, load_config, stage_config_path
 
-    settings = load_config(config or stage_config_path(stage), sets)
+    settings = load_config(config or stage_config_path(stage), sets, config_cls or TrainConfig)
     if require_init_from and not settings.init_from:
-        raise Phi4Error(f"config: {stage} needs init_from (a pretrain run directory or checkpoint)")
-    from phi4cli.train.loop import train  # torch: only once the settings are known to be good
+        raise Phi4Error(f"config: {stage} needs init_from (a run directory, checkpoint or Hugging Face directory)")
+    from phi4cli.train.loop import resolve_tokenizer, train  # torch: only once the settings are known to be good
 
-    train(settings, data or ["-"], out, resume=resume, overwrite=overwrite, stage=stage)
+    stage_task = task(settings, resolve_tokenizer(settings)) if task else None
+    train(settings, data or ["-"], out, resume=resume, overwrite=overwrite, stage=stage, task=stage_task)
 
 
 def pretrain_command(
@@ -53,7 +59,7 @@ def pretrain_command(
 
     One process: `phi4 pretrain DATA -o RUN`. Many: `torchrun --nproc-per-node N -m phi4cli pretrain ...`
     (multi-node: add torchrun's --nnodes/--rdzv-endpoint; checkpoints need a shared filesystem).
-    SIGTERM or Ctrl-C: checkpoint at the end of the step, exit 0; `--resume` continues from there.
+    SIGTERM or Ctrl-C: checkpoint at the end of the step, exit 143 (130); `--resume` continues from there.
 
     Example:
 

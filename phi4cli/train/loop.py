@@ -36,11 +36,11 @@ from phi4cli.tokenizer import Tokenizer, load_tokenizer
 from phi4cli.train import checkpoint as ckpt
 from phi4cli.train.checkpoint import CHECKPOINTS, TrainState
 from phi4cli.train.config import TrainConfig, to_toml
-from phi4cli.train.data import Batch, DataFeed
+from phi4cli.train.data import Batch, DataFeed, check_vocabulary
 from phi4cli.train.metrics import METRICS, MetricsLogger, device_peak_flops, truncate_metrics
 from phi4cli.train.parallel import Distributed, forward_precision, init_distributed, parallelize, precision_name
 from phi4cli.train.schedule import lr_at
-from phi4cli.train.task import CausalLM, Task
+from phi4cli.train.task import CausalLM, Run, Task
 
 # The resolved settings, readable with --config. Not config.json: that name marks a Hugging Face
 # model directory, and a run directory is also a model source (its latest checkpoint).
@@ -60,12 +60,13 @@ def train(
     stage: str = "train",
     task: Task | None = None,
 ) -> None:
-    """Train `config` on packed sequences from `data` into `run_dir` (see the module docstring)."""
+    """Train `config` on `data` into `run_dir` (see the module docstring). `task` says what the rows are
+    and what a step computes: packed sequences and next-token loss unless given."""
     if resume and overwrite:
         raise Phi4Error("--resume and --overwrite cannot be combined")
     dist_ctx = init_distributed()
     try:
-        _train(config, data, Path(run_dir), resume, overwrite, stage, task or CausalLM(), dist_ctx)
+        _train(config, data, Path(run_dir), resume, overwrite, stage, task or CausalLM(config.seq_len), dist_ctx)
     finally:
         dist_ctx.close()
 
@@ -90,12 +91,16 @@ def _train(
             print(f"{resume_from}: already at step {state.step} of max_steps {config.max_steps}; nothing to do", file=sys.stderr)
         return
 
-    feed = DataFeed(data, seq_len=config.seq_len, global_batch=config.global_batch, dist_ctx=dist_ctx, skip=state.sequences)
+    feed = DataFeed(data, task, global_batch=config.global_batch, dist_ctx=dist_ctx, skip=state.sequences)
     first_batch = feed.next()
     if first_batch is None:
-        raise Phi4Error(f"{feed.where}: fewer sequences than one global batch ({config.global_batch})")
+        raise Phi4Error(f"{feed.where}: fewer rows than one global batch ({config.global_batch})")
 
     model, tokenizer = build_model(config, dist_ctx, fill=resume_from is None)
+    check_vocabulary(task.token_ids(first_batch), model.config.vocab_size, tokenizer, feed.where)
+    note = (lambda line: print(line, file=sys.stderr)) if dist_ctx.is_main else (lambda line: None)
+    # the task's own preparation sees the round's starting weights (before a resumed checkpoint's)
+    task.prepare(Run(model, config, data, run_dir, dist_ctx, overwrite, resuming=resume_from is not None, note=note))
     optimizer = build_optimizer(model, config)
     if resume_from:
         ckpt.load(resume_from, model, optimizer, dist_ctx)
@@ -124,7 +129,6 @@ def _train(
 
 
 def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger, stop, run_dir, dist_ctx) -> None:
-    step_tokens = config.global_batch * config.seq_len
     saved_step = state.step
     while state.step < config.max_steps:
         logger.step_started()
@@ -133,12 +137,15 @@ def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger,
             logger.note(f"data ended after {state.step} steps ({state.sequences} sequences)")
             break
         lr = lr_at(state.step, peak=config.lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps, max_steps=config.max_steps)
-        loss, grad_norm = train_step(model, optimizer, batch, task, config, dist_ctx, lr, step=state.step + 1, run_dir=run_dir)
+        result = train_step(model, optimizer, batch, task, config, dist_ctx, lr, step=state.step + 1, run_dir=run_dir)
         batch = None
         state.step += 1
         state.sequences += config.global_batch
-        state.tokens += step_tokens
-        logger.log_step(step=state.step, loss=loss, lr=lr, grad_norm=grad_norm, tokens=state.tokens, step_tokens=step_tokens, device=dist_ctx.device)
+        state.tokens += result.tokens
+        logger.log_step(
+            step=state.step, loss=result.loss, lr=lr, grad_norm=result.grad_norm, tokens=state.tokens,
+            step_tokens=result.tokens, device=dist_ctx.device, extra=result.metrics,
+        )  # fmt: skip
         stopping = dist_ctx.any(stop.requested)
         if stopping or state.step % config.checkpoint_every == 0 or state.step == config.max_steps:
             path = ckpt.save(run_dir, state, model, optimizer, tokenizer, dist_ctx)
@@ -146,10 +153,19 @@ def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger,
             logger.note(f"checkpoint {path}")
         if stopping:
             logger.note(f"stopped by signal after step {state.step}; resume with --resume")
-            return
+            # not 0: the run is unfinished, so make (and job scripts) must not take it as done
+            raise SystemExit(128 + (stop.signum or signal.SIGTERM))
     if saved_step != state.step:
         path = ckpt.save(run_dir, state, model, optimizer, tokenizer, dist_ctx)
         logger.note(f"checkpoint {path}")
+
+
+@dataclass
+class StepResult:
+    loss: float  # the global batch's mean loss
+    grad_norm: float  # before clipping
+    tokens: int  # tokens computed on, all ranks
+    metrics: dict[str, float]  # the task's extra metrics, global means (dpo: rewards, accuracy, margin)
 
 
 def train_step(
@@ -163,21 +179,26 @@ def train_step(
     *,
     step: int,
     run_dir: Path,
-) -> tuple[float, float]:
-    """One optimizer step over this rank's share of a global batch: (global mean loss, grad norm)."""
+) -> StepResult:
+    """One optimizer step over this rank's share of a global batch."""
     micro_batches = batch.split(config.micro_batch)
-    # Normalise by the target tokens of the *global* batch (all micro-batches, all ranks), so the
-    # summed gradients are the global mean: identical for any world size and accumulation.
-    (targets,) = dist_ctx.all_reduce_sum([sum(task.num_targets(mb) for mb in micro_batches)])
+    # Normalise by the targets of the *global* batch (all micro-batches, all ranks), so the summed
+    # gradients are the global mean: identical for any world size and accumulation.
+    counts = [sum(task.num_targets(mb) for mb in micro_batches), sum(task.tokens(mb) for mb in micro_batches)]
+    targets, tokens = dist_ctx.all_reduce_sum(counts)
     if targets == 0:
-        raise Phi4Error(f"step {step}: the global batch has no target tokens (its loss_mask is all zero)")
+        raise Phi4Error(f"step {step}: the global batch has no targets (its loss_mask is all zero)")
     loss_sum = torch.zeros((), dtype=torch.float64, device=dist_ctx.device)
+    metric_sums: dict[str, float] = {}
     for micro_batch in micro_batches:
         with forward_precision(dist_ctx, config.mixed_precision):
-            micro_loss = task.loss_sum(model, micro_batch, dist_ctx.device)
+            micro_loss, micro_metrics = task.loss_sum(model, micro_batch, dist_ctx.device)
         (micro_loss / targets).backward()
         loss_sum += micro_loss.detach()
-    (total,) = dist_ctx.all_reduce_sum([loss_sum.item()])
+        for name, value in micro_metrics.items():
+            metric_sums[name] = metric_sums.get(name, 0.0) + float(value)
+    names = sorted(metric_sums)
+    total, *metric_totals = dist_ctx.all_reduce_sum([loss_sum.item(), *(metric_sums[n] for n in names)])
     loss = total / targets
     grad_norm = _clip_grad_norm(model, config.grad_clip)
     if not (math.isfinite(loss) and math.isfinite(grad_norm)):
@@ -190,7 +211,8 @@ def train_step(
         group["lr"] = lr
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss, grad_norm
+    metrics = {name: value / targets for name, value in zip(names, metric_totals)}
+    return StepResult(loss, grad_norm, int(tokens), metrics)
 
 
 def _clip_grad_norm(model: torch.nn.Module, max_norm: float) -> float:
@@ -232,6 +254,12 @@ def build_model(config: TrainConfig, dist_ctx: Distributed, *, fill: bool = True
         _fill_weights(model, weights, model_config, config.seed, dist_ctx)
     model.tokenizer_spec = tokenizer.spec
     return model, tokenizer
+
+
+def resolve_tokenizer(config: TrainConfig) -> Tokenizer:
+    """The tokenizer the run will use (the configured one, or the one saved with init_from's weights),
+    for tasks that tokenize their input (sft, dpo) before the model is built."""
+    return _model_source(config.init_from or config.model, config)[1]
 
 
 def _model_source(source: str, config: TrainConfig) -> tuple[ModelConfig, Tokenizer, tuple[str, Path | None]]:
@@ -278,25 +306,32 @@ def _fill_weights(model, weights: tuple[str, Path | None], model_config: ModelCo
     if kind == "checkpoint":
         load_model_weights(model, path)  # DCP: loads straight into the shards
     elif kind == "hf":
-        full = load_hf(path, device="cpu", dtype=torch.float32)[0]
-        _load_full_state(model, full.state_dict(), dist_ctx)
+        # Only rank 0 reads the safetensors; the other ranks receive their shards from it, so a 14B Hugging
+        # Face directory is never held whole by every rank of a node.
+        full = load_hf(path, device="cpu", dtype=torch.float32)[0].state_dict() if dist_ctx.is_main else {}
+        _load_full_state(model, full, dist_ctx)
     elif dist_ctx.sharded and dist_ctx.device.type == "cpu":
-        # DTensor's random ops on a CPU mesh depend on the sharding, so initialise the whole model and
-        # copy each rank's shard: a run on N CPU ranks starts from the same weights as one process.
-        with torch.device("meta"):
-            full = Phi4ForCausalLM(model_config)
-        full.to_empty(device="cpu").init_weights(seed)
-        _load_full_state(model, full.state_dict(), dist_ctx)
+        # DTensor's random ops on a CPU mesh depend on the sharding, so rank 0 initialises the whole model
+        # and sends each rank its shard: a run on N CPU ranks starts from the same weights as one process.
+        full = {}
+        if dist_ctx.is_main:
+            with torch.device("meta"):
+                whole = Phi4ForCausalLM(model_config)
+            whole.to_empty(device="cpu").init_weights(seed)
+            full = whole.state_dict()
+        _load_full_state(model, full, dist_ctx)
     else:
         # one process, or GPU shards (DTensor's CUDA RNG draws each shard as part of the whole tensor)
         model.init_weights(seed)
 
 
 def _load_full_state(model, state: dict, dist_ctx: Distributed) -> None:
+    """A whole state dict held by rank 0 (the others pass {}) into the model, sharded."""
     if not dist_ctx.sharded:
         model.load_state_dict(state)
         return
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, state, options=options)
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -323,6 +358,9 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         raise Phi4Error(f"{run_dir}: exists and is not a directory")
     if not (resume or overwrite) and ckpt.has_checkpoints(run_dir):
         raise Phi4Error(f"{run_dir}: already holds checkpoints (pass --resume to continue, or --overwrite to start over)")
+    run_files = {RUN_CONFIG, CHECKPOINTS, METRICS, "done"}  # "done": the Makefile's marker
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not run_files & {p.name for p in run_dir.iterdir()}:
+        raise Phi4Error(f"{run_dir}: not empty and not a phi4 run directory (choose a new or empty -o directory)")
 
 
 def _prepare_run_dir(run_dir: Path, config: TrainConfig, data: list[str], stage: str, dist_ctx: Distributed, overwrite: bool, step: int) -> None:
@@ -366,10 +404,11 @@ def _seed_everything(seed: int) -> None:
 
 @dataclass
 class StopSignal:
-    """SIGTERM / SIGINT ask the loop to checkpoint at the end of the current step and exit 0.
-    A second SIGINT stops at once (Ctrl-C twice)."""
+    """SIGTERM / SIGINT ask the loop to checkpoint at the end of the current step and exit 128 + the
+    signal's number (143 for SIGTERM), as a process the signal ended. A second SIGINT stops at once."""
 
     requested: bool = False
+    signum: int | None = None
 
     def __post_init__(self) -> None:
         self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -377,7 +416,7 @@ class StopSignal:
     def _handle(self, signum, frame) -> None:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():

@@ -101,7 +101,18 @@ class MetricsLogger:
     def step_started(self) -> None:
         self._last_time = time.perf_counter()
 
-    def log_step(self, *, step: int, loss: float, lr: float, grad_norm: float, tokens: int, step_tokens: int, device: torch.device) -> dict:
+    def log_step(
+        self,
+        *,
+        step: int,
+        loss: float,
+        lr: float,
+        grad_norm: float,
+        tokens: int,
+        step_tokens: int,
+        device: torch.device,
+        extra: dict[str, float] | None = None,
+    ) -> dict:
         elapsed = max(time.perf_counter() - self._last_time, 1e-9)
         tokens_per_s = step_tokens / elapsed
         mfu = None
@@ -117,6 +128,7 @@ class MetricsLogger:
             "mfu": None if mfu is None else round(mfu, 4),
             "mem_gb": round(memory_gb(device), 3),
             "time": round(time.time(), 3),
+            **(extra or {}),  # the task's own metrics (dpo: rewards/chosen, rewards/accuracies, ...)
         }
         if self.enabled:
             self._file.write(json.dumps(record) + "\n")

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from phi4cli.io.pack import pack_documents
 from phi4cli.stages.mix.plan import SourceSize, SourceSpec
 from phi4cli.stages.mix.tokens import TokenShard
 
@@ -117,21 +118,8 @@ class SourceStream:
             pass_number += 1
 
     def rows(self, start_row: int, seq_len: int, doc_mask: bool = True) -> Iterator[tuple[np.ndarray, list[int]]]:
-        """Packed rows (ids, segment lengths) from row `start_row` on."""
-        row = np.empty(seq_len, dtype=np.int32)
-        filled, segments = 0, []
-        for document in self.documents(start_row * seq_len):
-            position = 0
-            while position < len(document):
-                take = min(len(document) - position, seq_len - filled)
-                row[filled : filled + take] = document[position : position + take]
-                segments.append(take)
-                filled += take
-                position += take
-                if filled == seq_len:
-                    yield row, segments if doc_mask else [seq_len]
-                    row = np.empty(seq_len, dtype=np.int32)
-                    filled, segments = 0, []
+        """Packed rows (ids, segment lengths) from row `start_row` on (the one packer, phi4cli/io/pack.py)."""
+        return pack_documents(self.documents(start_row * seq_len), seq_len, doc_mask=doc_mask)
 
 
 # ------------------------------------------------------------------------------------ interleaving
