@@ -1,5 +1,5 @@
 # The Phi-4 recipe as a DAG of stage targets. Each target is a dataset's _manifest.json (written last,
-# so an interrupted stage reruns and a finished one is skipped) or a run's final checkpoint.
+# so an interrupted stage reruns and a finished one is skipped) or a run's `done` marker (max_steps reached).
 #
 #   make all                 the whole recipe on the toy world (SCALE=demo), minutes on a laptop CPU
 #   make test                the test suite
@@ -92,12 +92,23 @@ $(DATA)/mix-midtrain/_manifest.json: $(MIDTRAIN_MANIFEST) $(DATA)/toy.tiktoken $
 	$(PHI4) mix --manifest $(MIDTRAIN_MANIFEST) -o $(DATA)/mix-midtrain --overwrite
 
 # ---- training: pretrain, then midtrain from its last checkpoint --------------------------------------
+# RUN/done marks a run that reached max_steps: a trainer stopped early (SIGTERM, Ctrl-C) exits 143/130
+# after its checkpoint, so make stops without marking it, and the next `make` resumes it (--resume starts
+# fresh when there is no checkpoint). A finished run whose inputs changed starts over (--overwrite); after
+# changing the settings of an interrupted run, remove its directory. (`rm -f $@` runs after the recipe
+# is expanded, so the choice sees the old marker.) TRAIN_ARGS reach both trainers, e.g.
+# `make all TRAIN_ARGS="--set max_steps=4"` for a smoke run.
+TRAIN_ARGS ?=
+RESUME_OR_REDO = $(if $(wildcard $(1)),--overwrite,--resume)
+
 $(RUNS)/pretrain/done: $(DATA)/mix/_manifest.json $(STAGES)/pretrain.toml
-	$(LAUNCH) pretrain $(DATA)/mix -o $(RUNS)/pretrain --config $(STAGES)/pretrain.toml --overwrite
+	rm -f $@
+	$(LAUNCH) pretrain $(DATA)/mix -o $(RUNS)/pretrain --config $(STAGES)/pretrain.toml $(call RESUME_OR_REDO,$@) $(TRAIN_ARGS)
 	touch $@
 
 $(RUNS)/midtrain/done: $(RUNS)/pretrain/done $(DATA)/mix-midtrain/_manifest.json $(STAGES)/midtrain.toml
-	$(LAUNCH) midtrain $(DATA)/mix-midtrain -o $(RUNS)/midtrain --config $(STAGES)/midtrain.toml --set init_from=$(RUNS)/pretrain --overwrite
+	rm -f $@
+	$(LAUNCH) midtrain $(DATA)/mix-midtrain -o $(RUNS)/midtrain --config $(STAGES)/midtrain.toml --set init_from=$(RUNS)/pretrain $(call RESUME_OR_REDO,$@) $(TRAIN_ARGS)
 	touch $@
 
 # ---- evaluation on the toy world's held-out benchmark families ---------------------------------------

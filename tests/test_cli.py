@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
+
 import pytest
+from conftest import REPO
 
 from phi4cli.cli import main
 
@@ -53,3 +59,33 @@ def test_bad_input_is_one_line_and_debug_shows_the_traceback(capsys, tmp_path, m
     assert status == 2 and err == f"phi4: error: {missing}: no such file\n"
     status, _, err = run_main(capsys, "--debug", "eval", "--compare", str(missing))
     assert status == 2 and "Traceback" in err and err.endswith(f"phi4: error: {missing}: no such file\n")
+
+
+def test_make_marks_a_training_stage_done_only_when_the_trainer_finished(tmp_path):
+    """The Makefile's trainer rule with a stand-in trainer: stopped early (143) -> no `done`, and the next
+    make resumes; finished (0) -> `done`; inputs changed after that -> start over."""
+    (tmp_path / "data/demo/mix").mkdir(parents=True)
+    (tmp_path / "data/demo/mix/_manifest.json").write_text("{}")
+    shutil.copytree(REPO / "stages", tmp_path / "stages")
+    calls = tmp_path / "calls"
+    trainer = tmp_path / "trainer"
+    trainer.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit $(cat {tmp_path}/status)\n')
+    trainer.chmod(0o755)
+
+    def make(status: int) -> int:
+        (tmp_path / "status").write_text(str(status))
+        args = ["make", "-s", "-f", str(REPO / "Makefile"), "-o", "data/demo/mix/_manifest.json",
+                "runs/demo/pretrain/done", f"LAUNCH={trainer}"]  # fmt: skip
+        return subprocess.run(args, cwd=tmp_path, capture_output=True).returncode
+
+    done = tmp_path / "runs/demo/pretrain/done"
+    done.parent.mkdir(parents=True)
+    assert make(143) != 0 and not done.exists()
+    assert make(0) == 0 and done.exists()
+    assert make(0) == 0  # up to date: the trainer is not run again
+    later = time.time() + 10  # the settings changed after the run finished
+    os.utime(tmp_path / "stages/demo/pretrain.toml", (later, later))
+    assert make(143) != 0 and not done.exists()  # an interrupted redo is not done either
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 3
+    assert lines[0].endswith("--resume") and lines[1].endswith("--resume") and lines[2].endswith("--overwrite")
