@@ -10,6 +10,7 @@ sft/dpo subclass TrainConfig to add their own keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) <= 0:
                 raise Phi4Error(f"config: {key} must be positive, got {getattr(self, key)}")
+        for key in ("lr", "min_lr", "weight_decay", "eps", "grad_clip"):
+            if not math.isfinite(getattr(self, key)):  # TOML and --set accept nan and inf
+                raise Phi4Error(f"config: {key} must be a finite number, got {getattr(self, key)}")
         for key in ("lr", "min_lr", "weight_decay", "eps", "grad_clip", "warmup_steps"):
             if getattr(self, key) < 0:
                 raise Phi4Error(f"config: {key} must not be negative, got {getattr(self, key)}")
