@@ -61,7 +61,7 @@ $(DATA)/chat/_manifest.json: | setup
 	$(PHI4) demo-data -o $(DATA) --seed $(SEED) --scale $(DEMO_SCALE) --overwrite
 
 $(DATA)/toy.tiktoken: $(DATA)/chat/_manifest.json
-	$(PHI4) tokenizer train $(DATA)/web $(DATA)/code $(DATA)/synthetic $(DATA)/acquired -o $@ --vocab-size 4096
+	$(PHI4) tokenizer train $(DATA)/web $(DATA)/code $(DATA)/synthetic $(DATA)/acquired -o $@ --vocab-size 4096 --overwrite
 
 # ---- organic web quality gate: heuristics, language id, dedup ----------------------------------------
 $(DATA)/web-filtered/_manifest.json: $(DATA)/chat/_manifest.json stages/filter.toml

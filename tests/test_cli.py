@@ -89,3 +89,42 @@ def test_make_marks_a_training_stage_done_only_when_the_trainer_finished(tmp_pat
     lines = calls.read_text().splitlines()
     assert len(lines) == 3
     assert lines[0].endswith("--resume") and lines[1].endswith("--resume") and lines[2].endswith("--overwrite")
+
+
+def empty_shard(path) -> str:
+    """A documents shard holding one 0-row batch (what a stage writes when it keeps nothing)."""
+    import pyarrow as pa
+
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("meta", pa.string())])
+    with pa.OSFile(str(path), "wb") as f:
+        writer = pa.ipc.new_file(f, schema)
+        writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
+        writer.close()
+    return str(path)
+
+
+def test_bad_inputs_are_one_clear_line(capsys, tmp_path):
+    demo = str(REPO / "stages/demo/pretrain.toml")
+    (tmp_path / "toy.tiktoken").write_text("keep me")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos/holiday.jpg").write_text("not a run")
+    cases = [
+        (["pretrain", "x", "-o", str(tmp_path / "run"), "--config", demo, "--set", "lr=nan"],
+         "config: lr must be a finite number, got nan"),
+        (["pretrain", "x", "-o", str(tmp_path / "run"), "--config", demo, "--set", "grad_clip=inf"],
+         "config: grad_clip must be a finite number, got inf"),
+        (["tokenizer", "train", "x", "-o", str(tmp_path / "toy.tiktoken")],
+         f"{tmp_path / 'toy.tiktoken'}: already exists (pass --overwrite to replace it)"),
+        (["tokenizer", "info", "phi4", "--bpe-file", "/nonexistent/cl100k.tiktoken"],
+         "/nonexistent/cl100k.tiktoken: no such file (--bpe-file)"),
+        (["pretrain", str(tmp_path / "x"), "-o", str(tmp_path / "photos"), "--config", demo],
+         f"{tmp_path / 'photos'}: not empty and not a phi4 run directory"),
+        (["filter", "train-classifier", empty_shard(tmp_path / "empty.arrow"), "--label", "meta.label", "-o",
+          str(tmp_path / "q.npz")], "training needs both classes (got 0 good and 0 not-good rows"),
+    ]  # fmt: skip
+    for args, says in cases:
+        status, out, err = run_main(capsys, *args)
+        assert status == 2 and out == "" and err.count("\n") == 1 and says in err, (args, err)
+    assert (tmp_path / "toy.tiktoken").read_text() == "keep me"
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["holiday.jpg"]
+    assert not (tmp_path / "q.npz").exists()

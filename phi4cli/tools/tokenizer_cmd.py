@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import typer
 
@@ -20,6 +21,8 @@ BPE_HELP = "Path of the cl100k_base BPE file [default: looked up in $TIKTOKEN_CA
 def _load(spec: str, bpe_file: str | None):
     from phi4cli.tokenizer import load_tokenizer
 
+    if bpe_file is not None and not Path(bpe_file).is_file():  # never fall back silently to the cache
+        raise Phi4Error(f"{bpe_file}: no such file (--bpe-file)")
     return load_tokenizer(spec, bpe_file)
 
 
@@ -85,6 +88,7 @@ def train(
     max_bytes: int = typer.Option(32_000_000, help="Text sampled for training, shared equally between inputs."),
     text_field: str = typer.Option("text", help="Column holding the text."),
     name: str = typer.Option("toy", help="Name of the encoding."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (and its sidecar)."),
 ) -> None:
     """Train a small byte-level BPE in tiktoken format (digits split one per token).
 
@@ -96,6 +100,11 @@ def train(
 
     if vocab_size > 200_000:
         raise Phi4Error(f"--vocab-size: {vocab_size} is not a toy vocabulary (at most 200,000)")
+    existing = [p for p in (Path(out), Path(f"{out}.json")) if p.exists()]
+    if existing and not overwrite:
+        raise Phi4Error(f"{existing[0]}: already exists (pass --overwrite to replace it)")
+    if Path(out).is_dir():
+        raise Phi4Error(f"{out}: is a directory (-o names the .tiktoken file to write)")
     budget = max_bytes // len(inputs)
     texts = [text for spec in inputs for text in _sample(spec, text_field, budget)]
     if not any(texts):

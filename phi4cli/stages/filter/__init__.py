@@ -668,7 +668,8 @@ def train_classifier_command(
         pending: list[pa.RecordBatch] = []
         for source in sources:
             for batch in iter_source(source, [TEXT, labels.source_column]):
-                pending.append(batch)
+                if batch.num_rows:  # an empty shard's 0-row batch has nothing to learn from
+                    pending.append(batch)
                 if sum(b.num_rows for b in pending) >= 16384:  # shuffle within chunks this big
                     yield _chunk(pending, labels, source.path)
                     pending = []
