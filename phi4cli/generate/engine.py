@@ -74,6 +74,8 @@ class Engine:
         self.max_batch_size = max_batch_size
         self.max_context = max_context or model.config.max_position_embeddings
         self.device = model.lm_head.weight.device
+        if self.device.type == "cpu":
+            model.use_inference_layout()
         self.max_batch_tokens = max(max_batch_tokens or default_batch_tokens(model), self.max_context)
         self.share_prefixes = share_prefixes
         self._seeds = random.Random(seed)
@@ -404,6 +406,8 @@ class _Row:
         self.logprobs.append(logprob)
         if top is not None and self.params.top_logprobs:
             self.tops.append(dict(list(top.items())[: self.params.top_logprobs]))
+        if self.params.on_token is not None and self.params.on_token(token, logprob, top) is False:
+            return self.finish("cancelled")  # the serve hook (SamplingParams.on_token): client gone, or its own stop
         if token in self.stop_ids:
             return self.finish("stop")
         if self.stops and any(s in self.tokenizer.decode(self.tokens[-self.tail_tokens :]) for s in self.stops):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from phi4cli.errors import Phi4Error
 
@@ -18,6 +18,9 @@ class SamplingParams:
     seed: int | None = None  # None: a fresh seed from the engine's generator
     top_logprobs: int = 0  # also return the k most likely tokens at each step
     stop_token_ids: Sequence[int] | None = None  # None: the tokenizer's <|endoftext|> and <|im_end|>
+    # Per-token hook for streaming and cancellation (phi4 serve): called with (token id, its log-prob, top
+    # log-probs or None) as each token is sampled; returning False ends this row at once (reason "cancelled").
+    on_token: Callable[[int, float, dict | None], bool] | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> None:
         checks = [
