@@ -252,7 +252,9 @@ def test_faults_every_row_written_or_rejected_once(serve, tmp_path):
     # per request: some fail once (retried), some always fail (rejected), some answer unparseable JSON
     def fault(key, attempt):
         k = int(key, 16) % 10
-        return {0: "429", 1: "500", 2: "stall", 3: "truncated", 4: "garbage"}.get(k) if attempt == 0 else ("500" if k == 5 else None)
+        if k == 5:
+            return "500"  # every attempt: the row is rejected once the retries are spent
+        return {0: "429", 1: "500", 2: "stall", 3: "truncated", 4: "garbage"}.get(k) if attempt == 0 else None
 
     def answer(body):
         prompt = body["messages"][-1]["content"]

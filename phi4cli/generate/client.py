@@ -115,8 +115,12 @@ class OpenAIClient:
             if not self.api_key and not is_loopback(url):
                 raise Phi4Error(f"{url}: a remote backend needs an API key (set PHI4_API_KEY or OPENAI_API_KEY)")
         names = set()
-        for url in self.urls:
-            names.add(await self._model_at(url))
+        try:
+            for url in self.urls:
+                names.add(await self._model_at(url))
+        except BaseException:
+            await self.aclose()
+            raise
         if len(names) > 1:
             raise Phi4Error(f"{', '.join(self.urls)}: the URLs serve different models ({', '.join(sorted(names))})")
         self.model = self.model or names.pop()
@@ -393,9 +397,5 @@ async def open_client(spec: str, options: ClientOptions, local_options: dict | N
             raise Phi4Error(f"--backend {spec}: no such checkpoint or run directory")
         return LocalClient(targets[0], local_options)
     client = OpenAIClient(targets, options)
-    try:
-        await client.check()
-    except BaseException:
-        await client.aclose()
-        raise
+    await client.check()
     return client

@@ -202,8 +202,11 @@ class _RowWriter:
 
 def _summary(runner, writer) -> None:
     from phi4cli.log import console
+    from phi4cli.stages.rewrite.steps import StepStats
 
-    total = sum((s for s in runner.stats.values()), start=type(next(iter(runner.stats.values())))())
+    total = StepStats()
+    for stats in runner.stats.values():
+        total.add(stats)
     console.print(f"rewrite: {writer.written} rows written, {writer.rejected} input rows rejected; "
                   f"{total.requests} answers ({total.cached} from the cache), {total.failed} failed requests, "
                   f"{total.malformed} malformed answers; {total.prompt_tokens} prompt + "

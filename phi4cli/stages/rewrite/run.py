@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pyarrow as pa
 
 from phi4cli.errors import Phi4Error
 from phi4cli.io import Source, iter_source
-from phi4cli.log import console, progress_enabled
+from phi4cli.log import console
 from phi4cli.stages.rewrite.recipe import PLACEHOLDER, Emit, lookup, render
 from phi4cli.stages.rewrite.steps import Row, Runner, StepFailed
 
@@ -55,7 +56,7 @@ class Progress:
         self._bar = None
 
     def __enter__(self) -> "Progress":
-        if progress_enabled():
+        if sys.stderr.isatty():  # progress only when a person watches stderr
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(TextColumn("rewrite"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
