@@ -42,6 +42,7 @@ from phi4cli.stages.filter import filter_app  # noqa: E402
 from phi4cli.stages.midtrain import midtrain_command  # noqa: E402
 from phi4cli.stages.mix import mix_command  # noqa: E402
 from phi4cli.stages.pretrain import pretrain_command  # noqa: E402
+from phi4cli.stages.rewrite import rewrite_command  # noqa: E402
 from phi4cli.tools.cat import cat_command  # noqa: E402
 from phi4cli.tools.convert import convert_command  # noqa: E402
 from phi4cli.tools.demo_data import demo_data_command  # noqa: E402
@@ -54,6 +55,7 @@ from phi4cli.tools.tokenizer_cmd import tokenizer_app  # noqa: E402
 app.command("demo-data")(demo_data_command)
 app.command("ingest")(ingest_command)
 app.add_typer(filter_app, name="filter")
+app.command("rewrite")(rewrite_command)
 app.command("decontam")(decontam_command)
 app.command("mix")(mix_command)
 app.command("pretrain")(pretrain_command)
