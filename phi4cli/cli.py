@@ -37,11 +37,13 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 
 # ---- commands, in pipeline order (each module keeps torch imports inside its functions) ----
 from phi4cli.stages.decontam import decontam_command  # noqa: E402
+from phi4cli.stages.dpo import dpo_command  # noqa: E402
 from phi4cli.stages.eval import eval_command  # noqa: E402
 from phi4cli.stages.filter import filter_app  # noqa: E402
 from phi4cli.stages.midtrain import midtrain_command  # noqa: E402
 from phi4cli.stages.mix import mix_command  # noqa: E402
 from phi4cli.stages.pretrain import pretrain_command  # noqa: E402
+from phi4cli.stages.sft import sft_command  # noqa: E402
 from phi4cli.stages.rewrite import rewrite_command  # noqa: E402
 from phi4cli.tools.cat import cat_command  # noqa: E402
 from phi4cli.tools.convert import convert_command  # noqa: E402
@@ -60,6 +62,8 @@ app.command("decontam")(decontam_command)
 app.command("mix")(mix_command)
 app.command("pretrain")(pretrain_command)
 app.command("midtrain")(midtrain_command)
+app.command("sft")(sft_command)
+app.command("dpo")(dpo_command)
 app.command("eval")(eval_command)
 app.command("serve")(serve_command)
 app.command("convert")(convert_command)
