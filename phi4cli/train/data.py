@@ -71,16 +71,16 @@ class Batch:
 
     @staticmethod
     def concat(batches: list["Batch"]) -> "Batch":
-        """Rows of several batches; tensors of different widths are zero-padded on the right (dpo's pairs
-        are as long as the longest of their record batch)."""
+        """Rows of several batches; tensors of different widths are zero-padded on the right of their last
+        axis (dpo's pairs are as long as the longest of their record batch)."""
         if len(batches) == 1:
             return batches[0]
         joined = {}
         for name in batches[0].tensors:
             parts = [b.tensors[name] for b in batches]
-            width = max(p.shape[1] for p in parts) if parts[0].ndim > 1 else None
-            if width is not None:
-                parts = [torch.nn.functional.pad(p, (0, width - p.shape[1])) if p.shape[1] < width else p for p in parts]
+            if parts[0].ndim > 1:  # pad the last axis (tokens) to the widest
+                width = max(p.shape[-1] for p in parts)
+                parts = [torch.nn.functional.pad(p, (0, width - p.shape[-1])) for p in parts]
             joined[name] = torch.cat(parts)
         return Batch(joined)
 
