@@ -1,0 +1,218 @@
+"""Runs many problems' searches at once and answers their p(success | prefix) questions.
+
+Each problem's search (search.py) is a coroutine that yields the prefixes it needs estimated. The driver
+keeps `concurrent_problems` of them going; each round it answers what it can from the memo (the problem's
+estimates so far, keyed by the exact token prefix), then gathers every other pending prefix of every
+active problem into ONE sampling call, judges the rollouts with the oracle, and sends each estimate back.
+So the rollouts of many prefixes and problems share the engine's batches.
+
+Costs are counted as the issue asks: rollouts spent (sampled now + read back from the rollout cache; both
+count against --max-rollouts, so a resumed run makes the same budget decisions), oracle calls, memo hits
+(each saved `rollouts` rollouts and oracle calls). When the budget cannot pay for the next estimate,
+the problems in flight stop (their pivots are not emitted) and no new problem starts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from phi4cli.stages.pts.rollouts import Completion, Request, RolloutCache, rollout_key, rollout_seed
+from phi4cli.stages.pts.search import Estimate, Pivot, Prefix, Rollout, alternative, pivotal_token_search, split_point
+from phi4cli.stages.pts.settings import PtsSettings
+
+Sampler = Callable[[Sequence[Request]], list[list[Completion]]]
+Judge = Callable[[dict, Sequence[str]], list[bool]]
+
+
+@dataclass
+class Problem:
+    row: dict  # id, prompt, answer, task, tests, meta
+    prompt_ids: tuple[int, ...]  # the rendered prompt the solution follows
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+
+@dataclass(frozen=True)
+class Found:
+    pivot: Pivot
+    prefix: tuple[int, ...]  # solution tokens before the pivot
+    other: int | None  # the alternative token (None: no alternative seen -> no pair)
+    p_other: float | None  # success rate of the rollouts that began with it
+    other_seen: int
+
+
+@dataclass
+class Outcome:
+    problem: Problem
+    p_prompt: float | None = None
+    found: list[Found] = field(default_factory=list)
+    skipped: str | None = None  # why the problem gave nothing (outside the window, budget)
+
+
+@dataclass
+class Stats:
+    problems: int = 0
+    searched: int = 0  # inside the p window and searched to the end
+    rollouts_sampled: int = 0
+    rollouts_cached: int = 0
+    oracle_calls: int = 0
+    memo_hits: int = 0
+    estimates: int = 0
+    budget_exhausted: bool = False
+
+    @property
+    def rollouts(self) -> int:
+        return self.rollouts_sampled + self.rollouts_cached
+
+
+@dataclass
+class _Slot:
+    problem: Problem
+    search: object  # the problem's coroutine
+    memo: dict[Prefix, Estimate] = field(default_factory=dict)
+    request: Prefix | None = None
+    outcome: Outcome | None = None
+
+
+class Driver:
+    def __init__(self, sampler: Sampler, judge: Judge, decode: Callable[[Sequence[int]], str], settings: PtsSettings,
+                 *, cache: RolloutCache | None = None, max_rollouts: int | None = None, model_name: str = "",
+                 split: Callable[[Sequence[float]], int] = split_point):  # fmt: skip
+        self.sample, self.judge, self.decode, self.settings = sampler, judge, decode, settings
+        self.cache = cache or RolloutCache(None)
+        self.max_rollouts = max_rollouts
+        self.model_name = model_name
+        self.split = split
+        self.stats = Stats()
+
+    # ------------------------------------------------------------------------- one problem's search
+
+    def search(self, problem: Problem):
+        """Estimate p(success | prompt); inside [p_min, p_max], run Fig. 4 on the first rollout, then find
+        each pivot's alternative among the rollouts at its prefix."""
+        s = self.settings
+        root = yield ()
+        outcome = Outcome(problem, p_prompt=root.p)
+        if not s.p_min <= root.p <= s.p_max:
+            outcome.skipped = f"p(success | prompt) = {root.p:.3f} is outside [{s.p_min}, {s.p_max}]"
+            return outcome
+        solution = root.rollouts[0]
+        pivots = yield from pivotal_token_search(solution.tokens, solution.logprobs, s.p_gap, self.split)
+        for pivot in pivots:
+            prefix = solution.tokens[: pivot.position]
+            other = alternative(pivot, (yield prefix))
+            if other is None:
+                outcome.found.append(Found(pivot, prefix, None, None, 0))
+            else:
+                outcome.found.append(Found(pivot, prefix, other.token, other.p_seen, other.seen))
+        return outcome
+
+    # ---------------------------------------------------------------------------------- the loop
+
+    def run(self, problems: Sequence[Problem]) -> list[Outcome]:
+        """Outcomes in the order of `problems`."""
+        queue = deque(problems)
+        active: list[_Slot] = []
+        done: dict[int, Outcome] = {}
+        order = {id(p): i for i, p in enumerate(problems)}
+        self.stats.problems += len(problems)
+        while queue or active:
+            while queue and len(active) < self.settings.concurrent_problems and not self.stats.budget_exhausted:
+                active.append(self._start(queue.popleft()))
+            if not active:
+                break
+            self._round(active)
+            for slot in [s for s in active if s.outcome is not None]:
+                done[order[id(slot.problem)]] = slot.outcome
+                active.remove(slot)
+        for problem in queue:  # never started: the budget ran out first
+            done[order[id(problem)]] = Outcome(problem, skipped="not searched: the rollout budget (--max-rollouts) was spent")
+        self.cache.sync()
+        return [done[i] for i in range(len(problems))]
+
+    def _start(self, problem: Problem) -> _Slot:
+        slot = _Slot(problem, self.search(problem))
+        slot.request = next(slot.search)
+        return slot
+
+    def _send(self, slot: _Slot, estimate: Estimate) -> None:
+        slot.memo[slot.request] = estimate
+        try:
+            slot.request = slot.search.send(estimate)
+        except StopIteration as stop:
+            slot.outcome = stop.value
+            if slot.outcome.skipped is None:
+                self.stats.searched += 1
+
+    def _round(self, active: list[_Slot]) -> None:
+        """Answer memo hits until every slot waits for a new prefix, then estimate all of those at once."""
+        for slot in active:
+            while slot.outcome is None and slot.request in slot.memo:
+                self.stats.memo_hits += 1
+                self._send(slot, slot.memo[slot.request])
+        waiting = [s for s in active if s.outcome is None]
+        affordable, reserved = [], 0
+        for slot in waiting:
+            cost = self.settings.rollouts if self._remaining_budget(slot) > 0 else 0  # a finished solution costs none
+            if self.max_rollouts is None or self.stats.rollouts + reserved + cost <= self.max_rollouts:
+                affordable.append(slot)
+                reserved += cost
+            else:
+                self.stats.budget_exhausted = True
+                slot.search.close()
+                slot.outcome = Outcome(slot.problem, skipped="stopped: the rollout budget (--max-rollouts) was spent")
+        for slot, estimate in zip(affordable, self._estimate(affordable)):
+            self._send(slot, estimate)
+
+    def _remaining_budget(self, slot: _Slot) -> int:
+        return self.settings.max_new_tokens - len(slot.request)
+
+    # ------------------------------------------------------------------------------- estimating
+
+    def _key(self, slot: _Slot) -> str:
+        s = self.settings
+        return rollout_key(self.model_name, s.seed, s.rollouts, s.temperature, s.top_p, s.max_new_tokens,
+                           slot.problem.id, list(slot.problem.prompt_ids), list(slot.request))  # fmt: skip
+
+    def _estimate(self, slots: list[_Slot]) -> list[Estimate]:
+        """One estimate per slot's pending prefix: from the cache, or sampled in one call and judged."""
+        keys = [self._key(s) for s in slots]
+        results: list[list | None] = [self.cache.get(k) for k in keys]
+        self.stats.estimates += len(slots)
+        for slot, cached in zip(slots, results):
+            if cached is not None and self._remaining_budget(slot) > 0:
+                self.stats.rollouts_cached += len(cached)
+        todo = [i for i, r in enumerate(results) if r is None]
+        requests = [self._request(slots[i], keys[i]) for i in todo]
+        to_sample = [r for r in requests if r.max_new_tokens > 0]
+        sampled = iter(self.sample(to_sample) if to_sample else [])
+        for i, request in zip(todo, requests):
+            slot = slots[i]
+            completions = next(sampled) if request.max_new_tokens > 0 else [((), ())]
+            self.stats.rollouts_sampled += len(completions) if request.max_new_tokens > 0 else 0
+            verdicts = self._judge(slot, [c[0] for c in completions])
+            judged = [(tokens, logprobs, ok) for (tokens, logprobs), ok in zip(completions, verdicts)]
+            if request.max_new_tokens <= 0:  # nothing left to sample: the solution is judged as it stands
+                judged = judged * self.settings.rollouts
+            self.cache.put(keys[i], judged, problem=slot.problem.id, prefix=list(slot.request))
+            results[i] = judged
+        self.cache.sync()
+        return [_estimate(r) for r in results]
+
+    def _request(self, slot: _Slot, key: str) -> Request:
+        room = max(self._remaining_budget(slot), 0)
+        return Request(slot.problem.prompt_ids + slot.request, self.settings.rollouts, rollout_seed(key), room)
+
+    def _judge(self, slot: _Slot, completions: list[tuple[int, ...]]) -> list[bool]:
+        texts = [self.decode(slot.request + tokens) for tokens in completions]
+        self.stats.oracle_calls += len(texts)
+        return self.judge(slot.problem.row, texts)
+
+
+def _estimate(judged: list[tuple[tuple[int, ...], tuple[float, ...], bool]]) -> Estimate:
+    rollouts = tuple(Rollout(tuple(t), tuple(lp), bool(ok)) for t, lp, ok in judged)
+    return Estimate(sum(r.success for r in rollouts) / len(rollouts), rollouts)

@@ -1,0 +1,286 @@
+"""`phi4 pts`: Pivotal Token Search (Phi-4 report, Fig. 4).
+
+A scripted world (a sampler and an oracle written here, no model) plants pivots whose positions and
+probabilities are known exactly; the search must find those and nothing else. Then the real command on
+a toy model trained for a few steps, and the bad-input cases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from phi4cli.stages.pts.driver import Driver, Problem
+from phi4cli.stages.pts.rollouts import Request, RolloutCache
+from phi4cli.stages.pts.search import Estimate, Pivot, Rollout, alternative, halve, split_point
+from phi4cli.stages.pts.settings import PtsSettings
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD, BAD = 7, 9
+PROMPT = (1000, 1001)
+
+
+def settings(**overrides) -> PtsSettings:
+    values = dict(rollouts=10, temperature=1.0, top_p=1.0, max_new_tokens=32, p_min=0.2, p_max=0.8, p_gap=0.2, chat=True,
+                  system="", concurrent_problems=4, seed=0, sandbox_timeout_s=5.0, sandbox_memory_mb=512, sandbox_workers=1)  # fmt: skip
+    values.update(overrides)
+    return PtsSettings(**values)
+
+
+class ScriptedWorld:
+    """Solutions are `length` tokens: filler token 100+i at position i, except at the planted positions,
+    where rollout j (its index among the prefix's rollouts) writes GOOD if `rules[position](j)` else BAD.
+    The oracle accepts a solution whose every planted position holds GOOD. So p(success | prefix) is
+    known exactly: 0 if the prefix holds a BAD, else the fraction of j for which the rules of the planted
+    positions not yet in the prefix all say GOOD."""
+
+    def __init__(self, length: int, rules: dict, logprob: float = -0.5):
+        self.length, self.rules, self.logprob = length, rules, logprob
+        self.sampled: list[tuple[int, ...]] = []  # every prefix the sampler was asked about
+
+    def sample(self, requests: list[Request]) -> list[list[tuple[tuple[int, ...], tuple[float, ...]]]]:
+        out = []
+        for request in requests:
+            prefix = request.prompt[len(PROMPT):]
+            self.sampled.append(prefix)
+            rollouts = []
+            for j in range(request.n):
+                tokens = tuple(self.token(i, j) for i in range(len(prefix), self.length))[: request.max_new_tokens]
+                rollouts.append((tokens, tuple(self.logprob for _ in tokens)))
+            out.append(rollouts)
+        return out
+
+    def token(self, position: int, j: int) -> int:
+        if position in self.rules:
+            return GOOD if self.rules[position](j) else BAD
+        return 100 + position
+
+    def judge(self, problem: dict, texts: list[str]) -> list[bool]:
+        verdicts = []
+        for text in texts:
+            tokens = [int(t) for t in text.split()]
+            verdicts.append(len(tokens) == self.length and all(tokens[k] == GOOD for k in self.rules))
+        return verdicts
+
+    @staticmethod
+    def decode(ids) -> str:
+        return " ".join(str(i) for i in ids)
+
+    def driver(self, **overrides) -> Driver:
+        return Driver(self.sample, self.judge, self.decode, settings(**overrides))
+
+
+def problem(i: int = 0) -> Problem:
+    return Problem({"id": f"p{i}", "prompt": "q", "answer": "", "task": "scripted", "tests": "", "meta": "{}"}, PROMPT)
+
+
+# ------------------------------------------------------------------------------------ the algorithm
+
+
+def test_split_is_at_the_midpoint_of_cumulative_logprob():
+    # costs 6, .1, .1, .1, 1: total 7.3, half 3.65; after one token the cost is 6 -> cut after the first
+    assert split_point([-6.0, -0.1, -0.1, -0.1, -1.0]) == 1
+    assert halve([-6.0, -0.1, -0.1, -0.1, -1.0]) == 2  # the len // 2 split would cut elsewhere
+    # cumulative 1, 2, 3, 13: half of 13 is 6.5, nearest is 3 (k=3) rather than 13 (k=4)
+    assert split_point([-1.0, -1.0, -1.0, -10.0, -0.0]) == 3
+    assert split_point([-0.1, -0.1, -0.1, -0.1, -5.0, -0.1]) == 4  # the cheap tokens go left, together
+    assert split_point([0.0, 0.0, 0.0, 0.0]) == 2  # certain tokens: the middle
+    assert split_point([-1.0, -1.0]) == 1
+
+
+def test_one_planted_pivot_is_found_exactly_and_alone():
+    world = ScriptedWorld(8, {5: lambda j: j < 3})  # 3 rollouts of 10 choose GOOD at position 5
+    driver = world.driver()
+    [outcome] = driver.run([problem()])
+    assert outcome.skipped is None and outcome.p_prompt == pytest.approx(0.3)
+    assert [(f.pivot.position, f.pivot.token) for f in outcome.found] == [(5, GOOD)]
+    found = outcome.found[0]
+    assert (found.pivot.p_before, found.pivot.p_after) == (pytest.approx(0.3), pytest.approx(1.0))
+    assert found.prefix == (100, 101, 102, 103, 104)
+    assert (found.other, found.p_other, found.other_seen) == (BAD, 0.0, 7)
+    # the memo: every prefix sampled once, and the repeated ones counted (worked out in docs/pts.md)
+    assert sorted(world.sampled, key=len) == [(), (100, 101, 102, 103), (100, 101, 102, 103, 104),
+                                              (100, 101, 102, 103, 104, GOOD), (100, 101, 102, 103, 104, GOOD, 106, 107)]
+    assert driver.stats.memo_hits == 11
+    assert driver.stats.rollouts_sampled == 50 and driver.stats.oracle_calls == 50
+
+
+def test_two_planted_pivots_are_both_found():
+    # p: 2/8 before position 2, 4/8 after GOOD there, 8/8 after GOOD at position 6 too
+    world = ScriptedWorld(9, {2: lambda j: j % 2 == 0, 6: lambda j: (j // 2) % 2 == 0})
+    [outcome] = world.driver(rollouts=8).run([problem()])
+    got = [(f.pivot.position, f.pivot.token, f.pivot.p_before, f.pivot.p_after, f.other) for f in outcome.found]
+    assert got == [(2, GOOD, 0.25, 0.5, BAD), (6, GOOD, 0.5, 1.0, BAD)]
+
+
+def test_a_lowering_pivot_pairs_the_better_alternative_as_chosen():
+    # the first rollout (j=0) writes BAD at position 3, 6 of 10 write GOOD: the solution searched fails
+    world = ScriptedWorld(6, {3: lambda j: j >= 4})
+    [outcome] = world.driver().run([problem()])
+    [found] = outcome.found
+    assert (found.pivot.position, found.pivot.token, found.pivot.p_before, found.pivot.p_after) == (3, BAD, 0.6, 0.0)
+    assert (found.other, found.p_other) == (GOOD, 1.0)
+
+
+def test_problems_outside_the_window_are_not_searched():
+    world = ScriptedWorld(6, {3: lambda j: j < 9})  # p = 0.9 > 0.8
+    [outcome] = world.driver().run([problem()])
+    assert outcome.found == [] and "outside [0.2, 0.8]" in outcome.skipped
+    assert world.sampled == [()]
+
+
+def test_no_alternative_seen_gives_no_pair():
+    pivot = Pivot(4, GOOD, 0.3, 1.0)
+    only_pivot = Estimate(0.3, tuple(Rollout((GOOD, 1), (-0.1, -0.1), j < 3) for j in range(10)))
+    assert alternative(pivot, only_pivot) is None
+    # an alternative that did as well as the pivot is no pair either
+    as_good = Estimate(1.0, (Rollout((GOOD,), (-0.1,), True), Rollout((BAD,), (-0.1,), True)))
+    assert alternative(pivot, as_good) is None
+
+
+def test_budget_stops_the_search_and_later_problems():
+    world = ScriptedWorld(8, {5: lambda j: j < 3})
+    driver = Driver(world.sample, world.judge, world.decode, settings(concurrent_problems=1), max_rollouts=60)
+    first, second = driver.run([problem(0), problem(1)])
+    assert [f.pivot.position for f in first.found] == [5]  # 50 rollouts
+    assert "budget" in second.skipped and driver.stats.budget_exhausted
+    assert driver.stats.rollouts <= 60
+
+
+def test_rollout_cache_survives_a_torn_line_and_resamples_nothing(tmp_path):
+    world = ScriptedWorld(8, {5: lambda j: j < 3})
+    cache = RolloutCache(tmp_path / "r.jsonl")
+    first = Driver(world.sample, world.judge, world.decode, settings(), cache=cache).run([problem()])
+    cache.close()
+    with open(tmp_path / "r.jsonl", "ab") as f:
+        f.write(b'{"key": "torn')  # a kill -9 in the middle of a write
+    again = ScriptedWorld(8, {5: lambda j: j < 3})
+    driver = Driver(again.sample, again.judge, again.decode, settings(), cache=RolloutCache(tmp_path / "r.jsonl"))
+    second = driver.run([problem()])
+    assert again.sampled == [] and driver.stats.rollouts_cached == 50
+    assert [f.pivot for f in first[0].found] == [f.pivot for f in second[0].found]
+
+
+# ------------------------------------------------------------------------------------ the toy world
+
+QUESTIONS = ["Which is a colour? A. red B. cat", "Which is an animal? A. dog B. blue", "Which is a number? A. two B. tree",
+             "Which can fly? A. stone B. bird", "Which is hot? A. fire B. snow", "Which is food? A. bread B. wall"]  # fmt: skip
+SEQ, STEPS = 64, 60
+
+
+def child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def phi4_run(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "phi4cli", *map(str, args)], capture_output=True, env=child_env(), cwd=cwd, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return result
+
+
+def write_arrow(path: Path, rows: list[dict], schema: pa.Schema | None = None) -> Path:
+    from phi4cli.io import open_output
+
+    with open_output(str(path), schema or pa.Table.from_pylist(rows).schema) as writer:
+        writer.write_rows(rows)
+    return path
+
+
+def problems_rows(task: str = "mmlu") -> list[dict]:
+    from phi4cli.io.schemas import PROBLEMS_SCHEMA  # noqa: F401  (the schema the rows follow)
+
+    return [{"id": f"q{i}", "prompt": q, "answer": "AB"[i % 2], "task": task, "tests": "", "meta": "{}"}
+            for i, q in enumerate(QUESTIONS)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> dict:
+    """A toy 'SFT' model: `phi4 pretrain` for a few steps on chat-rendered answers 'Answer: A' or 'Answer: B'
+    chosen at random, so for each question it answers either letter about half the time: p(success) is
+    near 0.5 and the letter is the pivotal token."""
+    import random
+
+    from phi4cli.io.schemas import PROBLEMS_SCHEMA
+    from phi4cli.tokenizer import train_bpe, write_tokenizer
+
+    root = tmp_path_factory.mktemp("pts")
+    texts = [f"{q}\nAnswer: {c}" for q in QUESTIONS for c in "AB"] * 4
+    tok = write_tokenizer(train_bpe(texts, 420), root / "toy.tiktoken")
+    rng = random.Random(0)
+    ids, lens = [], []
+    while len(ids) < 8 * STEPS * SEQ:
+        chat = [{"role": "user", "content": rng.choice(QUESTIONS)}, {"role": "assistant", "content": f"Answer: {rng.choice('AB')}"}]
+        doc = tok.render_chat(chat)[0]
+        ids += doc
+        lens.append(len(doc))
+    rows, at, doc = [], 0, 0
+    for r in range(8 * STEPS):
+        row_lens, filled = [], 0
+        while filled < SEQ:
+            take = min(lens[doc] - at, SEQ - filled)
+            row_lens.append(take)
+            filled += take
+            at += take
+            if at == lens[doc]:
+                doc, at = doc + 1, 0
+        rows.append({"input_ids": ids[r * SEQ : (r + 1) * SEQ], "doc_lens": row_lens, "source": "toy"})
+    schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("doc_lens", pa.list_(pa.int32())), ("source", pa.string())])
+    data = write_arrow(root / "packed", rows, schema)
+    sets = {"tokenizer": tok.ranks_path, "seq_len": SEQ, "global_batch": 8, "micro_batch": 8, "max_steps": STEPS, "warmup_steps": 2,
+            "lr": 1e-2, "min_lr": 1e-3, "log_every": 10, "checkpoint_every": STEPS, "mixed_precision": "none",
+            "model_overrides.hidden_size": 64, "model_overrides.intermediate_size": 128, "model_overrides.num_hidden_layers": 2,
+            "model_overrides.max_position_embeddings": 128}  # fmt: skip
+    args = ["pretrain", data, "-o", root / "run", "--config", REPO / "stages" / "demo" / "pretrain.toml"]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    phi4_run(*args, cwd=root)
+    problems = write_arrow(root / "problems", problems_rows(), PROBLEMS_SCHEMA)
+    return {"root": root, "model": root / "run", "problems": problems, "tokenizer": tok}
+
+
+PTS_SETS = ["--config", str(REPO / "stages" / "demo" / "pts.toml"), "--set", "rollouts=8", "--set", "max_new_tokens=8"]
+
+
+def read_rows(path: Path) -> list[dict]:
+    from phi4cli.io import read_table
+
+    return read_table([str(path)]).to_pylist()
+
+
+def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, tmp_path):
+    out = tmp_path / "pairs"
+    result = phi4_run("pts", toy["problems"], "--model", toy["model"], "-o", out, "--rejected", tmp_path / "rej",
+                      "--summary", tmp_path / "summary.json", *PTS_SETS, cwd=tmp_path)  # fmt: skip
+    pairs = read_rows(out)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert pairs, result.stderr.decode()
+    assert summary["pairs"] == len(pairs) and summary["problems"] == len(QUESTIONS) and summary["rollouts"] > 0
+    assert f"{len(pairs)} pairs" in " ".join(result.stderr.decode().split())
+    # every real rollout, rebuilt from the cache: rendered prompt + prefix + completion
+    tok = toy["tokenizer"]
+    prompts = {f"q{i}": tok.render_chat([{"role": "user", "content": q}], add_generation_prompt=True)[0] for i, q in enumerate(QUESTIONS)}
+    real = []
+    for line in (tmp_path / "pairs.rollouts" / "rollouts-00000.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        real += [prompts[entry["problem"]] + entry["prefix"] + tokens for tokens, _, _ in entry["rollouts"]]
+    for pair in pairs:
+        meta = json.loads(pair["meta"])
+        assert pair["prompt_ids"][: len(prompts[meta["problem_id"]])] == prompts[meta["problem_id"]]
+        chosen_path = pair["prompt_ids"] + pair["chosen_ids"]
+        assert any(seq[: len(chosen_path)] == chosen_path for seq in real)
+        assert any(tok.decode(seq).startswith(tok.decode(chosen_path)) for seq in real)
+        assert len(pair["chosen_ids"]) == len(pair["rejected_ids"]) == 1 and pair["chosen_ids"] != pair["rejected_ids"]
+        assert abs(meta["p_after"] - meta["p_before"]) >= 0.2 and 0.2 <= meta["p_prompt"] <= 0.8
+        # the model learnt "Answer: A|B": the letter is the pivot, and the chosen letter is the right one
+        assert tok.decode(pair["prompt_ids"]).endswith("Answer:"), pair
+        assert tok.decode(pair["chosen_ids"]).strip() == "AB"[int(meta["problem_id"][1:]) % 2], pair
+    rejected = read_rows(tmp_path / "rej")
+    assert len({r["id"] for r in rejected} | {json.loads(p["meta"])["problem_id"] for p in pairs}) == len(QUESTIONS)
