@@ -3,12 +3,22 @@
 Parameter names are identical on both sides (see phi4.py), so conversion is only about the config and
 the files. Import refuses configs whose model this code would compute differently (sliding window,
 partial or scaled RoPE, tied embeddings, biases, another activation) rather than load them wrongly.
-Export writes a config that transformers 4.x, 5.x and vLLM all read.
+Export writes a config that transformers 4.x, 5.x and vLLM all read, and, given a tokenizer, what
+microsoft/phi-4 ships beside its weights: tokenizer.json, tokenizer_config.json (chat template,
+bos/eos/pad), special_tokens_map.json and generation_config.json.
+
+The tokenizer.json is the tiktoken encoding restated for Hugging Face's `tokenizers`: the same
+pre-tokenisation regex (a Split), GPT-2's byte-to-character mapping (ByteLevel without its own regex),
+and a byte-level BPE whose vocabulary is tiktoken's ranks. tiktoken merges, at each step, the adjacent
+pair whose concatenation has the lowest rank; a BPE whose merge list holds every split (a, b) of every
+token into two tokens, ordered by the rank of a + b, makes the same choices, and `ignore_merges` takes a
+pre-token that is itself a token whole, as tiktoken does. The special tokens are added tokens.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +173,123 @@ def hf_tokenizer_spec(directory: Path, raw: dict) -> str | None:
     return "phi4" if looks_like_phi4 else None
 
 
+# --------------------------------------------------------------------------------- tokenizer export
+
+# phi-4's ChatML as a Jinja template: the same ids as Tokenizer.render_chat once the special tokens are
+# read as special (each text between them is encoded on its own there too).
+PHI4_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] not in ['system', 'user', 'assistant'] %}"
+    "{{ raise_exception('phi-4 chat roles are system, user and assistant') }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '<|im_sep|>' + message['content'] + '<|im_end|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant<|im_sep|>' }}{% endif %}"
+)
+BOS, EOS, PAD = "<|endoftext|>", "<|im_end|>", "<|dummy_85|>"  # phi-4's own choice (its tokenizer_config.json)
+
+
+def byte_characters() -> list[str]:
+    """GPT-2's printable stand-in for each byte: printable Latin-1 bytes stand for themselves, the others
+    take the characters from U+0100 on, in byte order (the alphabet of every byte-level BPE on the Hub)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
+
+
+def onig_pattern(pattern: str) -> str:
+    """tiktoken's regex for `tokenizers` (Oniguruma, Ruby syntax): there `X{1,3}+` is not possessive but
+    "one or more of X{1,3}" (any run of digits), so the `+` goes; with nothing after it to backtrack into,
+    the greedy form matches the same."""
+    return re.sub(r"(\{\d+(?:,\d*)?\})\+", r"\1", pattern)
+
+
+def tokenizer_json_dict(tokenizer) -> dict[str, Any]:
+    """tokenizer.json for `tokenizers`/transformers, giving the same ids as the phi4 tokenizer."""
+    encoding = tokenizer.encoding
+    ranks: dict[bytes, int] = encoding._mergeable_ranks
+    table = byte_characters()
+
+    def text(token: bytes) -> str:
+        return "".join(table[b] for b in token)
+
+    merges = []
+    for token, rank in ranks.items():
+        for cut in range(1, len(token)):
+            left, right = token[:cut], token[cut:]
+            if left in ranks and right in ranks:
+                merges.append((rank, ranks[left], ranks[right], left, right))
+    merges.sort()
+    specials = sorted(encoding._special_tokens.items(), key=lambda item: item[1])
+    added = [{"id": i, "content": name, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+              "special": True} for name, i in specials]  # fmt: skip
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": onig_pattern(encoding._pat_str)}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+        ]},  # fmt: skip
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": True,
+            "vocab": {text(token): rank for token, rank in ranks.items()},
+            "merges": [[text(left), text(right)] for *_, left, right in merges],
+        },
+    }
+
+
+def tokenizer_config_dict(tokenizer, model_max_length: int) -> dict[str, Any]:
+    """tokenizer_config.json: the tokenizer class, bos/eos/pad, the chat template, the special tokens."""
+    decoder = {str(i): {"content": name, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+                        "special": True} for name, i in tokenizer.encoding._special_tokens.items()}  # fmt: skip
+    return {
+        "add_bos_token": False,  # phi-4 prepends nothing: a document's <|endoftext|> is part of its text
+        "add_eos_token": False,
+        "added_tokens_decoder": dict(sorted(decoder.items(), key=lambda item: int(item[0]))),
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "pad_token": PAD,
+        "unk_token": None,
+        "chat_template": PHI4_CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": model_max_length,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    }
+
+
+def generation_config_dict(tokenizer) -> dict[str, Any]:
+    """generation_config.json: generation stops at <|im_end|> or <|endoftext|>, as phi4's engine does."""
+    return {"bos_token_id": tokenizer.eot_id, "eos_token_id": [tokenizer.im_end_id, tokenizer.eot_id],
+            "pad_token_id": tokenizer.pad_id}  # fmt: skip
+
+
+def save_hf_tokenizer(tokenizer, directory: str | Path, model_max_length: int) -> None:
+    """Write the four Hugging Face tokenizer/generation files into `directory` (each atomically)."""
+    directory = Path(directory)
+    special_map = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD}
+    write_json(directory / "tokenizer.json", tokenizer_json_dict(tokenizer))
+    write_json(directory / "tokenizer_config.json", tokenizer_config_dict(tokenizer, model_max_length))
+    write_json(directory / "special_tokens_map.json", special_map)
+    write_json(directory / "generation_config.json", generation_config_dict(tokenizer))
+
+
 # ------------------------------------------------------------------------------------------ export
 
 
@@ -197,7 +324,8 @@ def save_hf(
             write_json(tmp / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
         write_json(tmp / "config.json", hf_config_dict(config, saved_dtype, special_ids))
         if tokenizer is not None:
-            tokenizer.save(tmp)
+            tokenizer.save(tmp)  # phi4's own files: a re-import finds the exact tokenizer again
+            save_hf_tokenizer(tokenizer, tmp, config.max_position_embeddings)
     return Path(out_dir)
 
 
