@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from phi4cli.errors import Phi4Error
-from phi4cli.io.shards import MANIFEST, read_batches
+from phi4cli.io.shards import MANIFEST, read_batches, reader_gone, stdout_closed, writing_to
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.zst", ".jsonl.gz", ".json.gz", ".json.zst", ".ndjson.gz", ".ndjson.zst")
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".txt.gz", ".txt.zst", ".md.gz", ".md.zst")
@@ -85,6 +86,8 @@ def iter_jsonl(path: str | Path) -> Iterator[dict]:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise Phi4Error(f"{path}:{number}: invalid JSON ({e.msg} at column {e.colno})")
+        except RecursionError:
+            raise Phi4Error(f"{path}:{number}: JSON nested too deeply (more than ~{sys.getrecursionlimit()} levels)")
         if not isinstance(record, dict):
             raise Phi4Error(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         yield record
@@ -143,8 +146,14 @@ def read_records(path: str | Path) -> list[dict]:
     raise Phi4Error(f"{path}: expected a table (JSONL, Parquet, CSV, Arrow or a dataset), not {kind}")
 
 
+ROW_FILE_SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".parquet")
+
+
 class JsonlWriter:
-    """JSONL to stdout or a file (`.zst`/`.gz` compressed by name), written atomically for files."""
+    """JSONL to stdout or a file (`.zst`/`.gz` compressed by name), written atomically for files.
+
+    A reader that closes our stdout early (`| head`) ends the command with status 0: it got what it wanted.
+    """
 
     def __init__(self, out: str | None):
         self.out = out
@@ -153,8 +162,9 @@ class JsonlWriter:
             self._raw: BinaryIO = os.fdopen(os.dup(1), "wb")
         else:
             self._final = Path(out)
-            self._tmp = self._final.with_name(f".{self._final.name}.tmp")
-            self._raw = open(self._tmp, "wb")
+            self._tmp = self._final.with_name(f".{self._final.name}.{os.getpid()}.tmp")
+            with writing_to(self._final.parent):
+                self._raw = open(self._tmp, "wb")
         if out and out.endswith(".zst"):
             self._sink: BinaryIO = zstandard.ZstdCompressor(level=3).stream_writer(self._raw, closefd=False)
         elif out and out.endswith(".gz"):
@@ -162,21 +172,39 @@ class JsonlWriter:
         else:
             self._sink = self._raw
 
+    def _guard(self):
+        return writing_to(self._final.parent if self._final is not None else "-")
+
     def write_batch(self, batch: pa.RecordBatch) -> None:
         self.write_rows(batch.to_pylist())
 
     def write_rows(self, rows: list[dict]) -> None:
         lines = [json.dumps(row, ensure_ascii=False, default=str) for row in rows]
         if lines:
-            self._sink.write(("\n".join(lines) + "\n").encode("utf-8"))
+            try:
+                with self._guard():
+                    self._sink.write(("\n".join(lines) + "\n").encode("utf-8"))
+            except OSError as e:
+                self._stdout_gone(e)
+                raise
+
+    def _stdout_gone(self, e: OSError) -> None:
+        if self._final is None and stdout_closed(e):
+            self.abort()
+            raise reader_gone() from e
 
     def close(self) -> None:
-        self._sink.flush()
-        if self._sink is not self._raw:
-            self._sink.close()
-        self._raw.close()
-        if self._tmp is not None:
-            os.replace(self._tmp, self._final)
+        try:
+            with self._guard():
+                self._sink.flush()
+                if self._sink is not self._raw:
+                    self._sink.close()
+                self._raw.close()
+                if self._tmp is not None:
+                    os.replace(self._tmp, self._final)
+        except OSError as e:
+            self._stdout_gone(e)
+            raise
 
     def abort(self) -> None:
         try:
@@ -185,3 +213,53 @@ class JsonlWriter:
             pass
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
+
+
+class ParquetRowWriter:
+    """Rows to a Parquet file, written under a temp name and renamed when complete."""
+
+    def __init__(self, out: str):
+        self._final = Path(out)
+        self._tmp = self._final.with_name(f".{self._final.name}.{os.getpid()}.tmp")
+        self._writer: pq.ParquetWriter | None = None
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0 and self._writer is not None:
+            return
+        with writing_to(self._final.parent):
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(str(self._tmp), batch.schema, compression="zstd")
+            self._writer.write_batch(batch)
+
+    def write_rows(self, rows: list[dict]) -> None:
+        if rows:
+            self.write_batch(pa.RecordBatch.from_pylist(rows))
+
+    def close(self) -> None:
+        with writing_to(self._final.parent):
+            if self._writer is None:  # no rows at all: an empty file still has a (column-less) schema
+                self._writer = pq.ParquetWriter(str(self._tmp), pa.schema([]))
+            self._writer.close()
+            os.replace(self._tmp, self._final)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except (OSError, pa.ArrowException):
+                pass
+        self._tmp.unlink(missing_ok=True)
+
+
+def open_row_writer(out: str, overwrite: bool = False) -> JsonlWriter | ParquetRowWriter:
+    """`-` (JSONL on stdout), FILE.jsonl[.zst|.gz] or FILE.parquet; an existing file needs `overwrite`."""
+    if out == "-":
+        return JsonlWriter(out)
+    if not out.lower().endswith(ROW_FILE_SUFFIXES):
+        raise Phi4Error(f"{out}: unknown output format (expected {', '.join(ROW_FILE_SUFFIXES)}, or - for stdout)")
+    path = Path(out)
+    if path.is_dir():
+        raise Phi4Error(f"{out}: is a directory")
+    if path.exists() and not overwrite:
+        raise Phi4Error(f"{out}: exists (pass --overwrite to replace it)")
+    return ParquetRowWriter(out) if out.lower().endswith(".parquet") else JsonlWriter(out)
