@@ -19,22 +19,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 METRICS = "metrics.jsonl"
 
-# Dense bf16 peak FLOP/s by device name (vendor datasheets, without sparsity).
-PEAK_BF16_FLOPS = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-}
+# Dense bf16 peak FLOP/s by the name CUDA reports (vendor datasheets, without sparsity). Order matters:
+# the first key found in the name wins, so the PCIe and NVL H100s come before the SXM ("H100 80GB HBM3").
+PEAK_BF16_FLOPS = (
+    ("H200", 989e12),  # H200 SXM/NVL: same tensor cores as H100 SXM
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),  # H100 SXM ("NVIDIA H100 80GB HBM3")
+    ("A100", 312e12),  # SXM and PCIe alike
+    ("L40S", 362e12),
+    ("A10G", 70e12),
+)
+
+
+def peak_flops_for(name: str) -> float | None:
+    """The table's entry for a CUDA device name, or None for an unknown device."""
+    return next((peak for key, peak in PEAK_BF16_FLOPS if key in name), None)
 
 
 def device_peak_flops(device: torch.device) -> float | None:
     """The table's entry for this GPU, or None (CPUs and unknown GPUs: MFU is reported as null)."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
+    return peak_flops_for(torch.cuda.get_device_name(device))
 
 
 def memory_gb(device: torch.device) -> float:
