@@ -40,7 +40,7 @@ def output_schema(kind: str) -> pa.Schema:
     try:
         from phi4cli.io import schemas  # the data-io layer's definitions, when present
 
-        shared = getattr(schemas, f"{kind.upper()}_SCHEMA", None)
+        shared = getattr(schemas, "SCHEMAS", {}).get(kind)
         if shared is not None and set(SCHEMAS[kind].names) <= set(shared.names):
             return shared
     except ImportError:
@@ -188,11 +188,15 @@ def _output_row(runner: Runner, writer, row: Row, emit: Emit, k: int, context: d
 
 
 def _pair_ids(tokenizer, prompt: str, chosen: str, rejected: str) -> dict:
-    """DPO token ids: the prompt as a phi-4 chat turn up to the assistant header, the responses with <|im_end|>."""
-    prompt_ids = tokenizer.render_chat([{"role": "user", "content": prompt}], add_generation_prompt=True)[0]
-    end = [tokenizer.im_end_id]
-    return {"prompt_ids": prompt_ids, "chosen_ids": tokenizer.encode(chosen) + end,
-            "rejected_ids": tokenizer.encode(rejected) + end}  # fmt: skip
+    """DPO token ids as `phi4 dpo` renders text pairs: the prompt as a phi-4 ChatML user turn up to the
+    assistant header, each response as the rest of the conversation (its content and <|im_end|>)."""
+    messages = [{"role": "user", "content": prompt}]
+    prompt_ids = tokenizer.render_chat(messages, add_generation_prompt=True)[0]
+
+    def response(text: str) -> list[int]:
+        return tokenizer.render_chat([*messages, {"role": "assistant", "content": text}])[0][len(prompt_ids) :]
+
+    return {"prompt_ids": prompt_ids, "chosen_ids": response(chosen), "rejected_ids": response(rejected)}
 
 
 __all__ = ["SCHEMAS", "REJECTED_SCHEMA", "output_schema", "process_shard", "Progress"]

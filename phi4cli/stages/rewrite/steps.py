@@ -64,6 +64,9 @@ class Runner:
         self.fim_tokens = fim_tokens or {}
         self.stats: dict[str, StepStats] = {s.name: StepStats() for s in recipe.steps}
         self.stats["emit"] = StepStats()
+        # each_backend steps ask every backend except those given for a role a step names (a judge)
+        named = {s.backend for s in recipe.steps if s.opts.get("backend", "default") != "default"}
+        self.responders = [r for r in clients if r not in named] or list(clients)
 
     def client(self, role: str) -> ChatClient:
         return self.clients.get(role) or next(iter(self.clients.values()))
@@ -162,7 +165,7 @@ async def generate(run: Runner, step: Step, row: Row) -> Any:
     None (plurality and judges deal with missing answers) and its reason goes to the row's meta.
     """
     items = _as_list(_value(step, row, step.for_each)) if step.for_each else [None]
-    roles = list(run.clients) if step.each_backend else [step.backend]
+    roles = run.responders if step.each_backend else [step.backend]
     jobs = []
     for i, item in enumerate(items):
         context = {**row.values, "item": item} if step.for_each else row.values
@@ -281,7 +284,7 @@ async def prefer(run: Runner, step: Step, row: Row) -> dict:
         result = parsers.prefer(candidates, scores, step.primary)
     except ParseError as e:
         raise StepFailed(step.name, str(e))
-    roles = list(run.clients)
+    roles = run.responders
     row.meta[step.name] = {"chosen_scores": result["chosen_scores"], "rejected_scores": result["rejected_scores"],
                            **({"chosen_backend": roles[result["chosen_index"]],
                                "rejected_backend": roles[result["rejected_index"]]}
