@@ -1,207 +1,638 @@
-"""Run untrusted model-written Python programs, one process each, so that nothing they do can crash,
-hang or damage the evaluator.
+"""Run untrusted model-written Python against trusted tests, with limits the kernel enforces.
 
-Each sample runs as `python -I -S GUARD program.py` in a fresh scratch directory (its cwd and TMPDIR),
-in its own session (process group), with:
-- a wall-clock timeout, after which the whole process group is killed (SIGKILL via killpg), and the
-  group is killed after a normal exit too, so nothing it started survives it;
-- resource limits set before exec (`resource.setrlimit`): address space (memory), CPU seconds, file
-  size, open files, and processes (RLIMIT_NPROC only binds non-root users; see the guard);
-- no network: a fresh network namespace with only a down loopback (`unshare(CLONE_NEWNET)`, when the
-  kernel lets us; as root it does) and, always, the guard;
-- the guard: an audit hook (PEP 578) installed before the program runs that refuses socket creation
-  for internet/unix families, process creation (fork, exec, spawn, subprocess, os.system), signals to
-  other processes, loading native libraries with ctypes, and opening files for writing (or removing,
-  renaming, chmod-ing them) outside the scratch directory. A refused action raises PermissionError in
-  the program, so the sample fails with that reason.
-The audit hook is a seatbelt, not a jail — a determined program could escape it through a C
-extension — which is why the process, time and memory limits and the process-group kill do not rely
-on it. A sample's failure of any kind is a result ("failed: ...", "timed out", "out of memory").
+The design (docs/sandbox.md has the long form):
+
+- The jail is bubblewrap (`bwrap`), outside the sample's interpreter: new pid, network, ipc and uts
+  namespaces; a read-only view of only /usr, the libraries and the Python runtime; a private writable
+  scratch directory mounted at /tmp (also the cwd, HOME and TMPDIR); an unprivileged uid of its own
+  (as root: a fresh uid per concurrent sample, so the process limit is per sample); no capabilities;
+  no_new_privs; a seccomp filter against the kernel's attack surface (ptrace, mount, bpf, keyctl, ...);
+  rlimits on CPU, address space, file size, open files and processes. At the timeout the evaluator
+  SIGKILLs bwrap; the namespace's init dies with it and the kernel kills every process in the
+  namespace, setsid children included.
+- Inside, a trusted harness process H forks the sample process S. S runs the program's code; H runs
+  the tests and calls S's functions over a pipe, passing plain data only (int, float, str, bytes, list,
+  tuple, dict, set, ... rebuilt by H from JSON; anything else stays in S as an opaque handle). So the
+  tests never execute sample code in their own interpreter: exiting early, exit hooks, patched builtins
+  and objects whose `__eq__` returns True cannot make a test pass.
+- The verdict is a positive signal: H writes a random per-run nonce, which it reads from a pipe only
+  after the tests ran (S closed its copy of that pipe before the sample ran and cannot read H's memory:
+  H is not dumpable), on a verdict pipe S does not hold. Exit statuses never pass.
+- Output (stdout and stderr together) is read to at most 64 KiB; the rest is drained and discarded. The
+  reason of a failure is one of a fixed set of phrases (built-in exception names at most), never text
+  the program printed or put in an exception message.
+
+A `Program` is code plus tests. A plain string is a self-checking program (its asserts inline): it runs
+entirely as the sample, so it passes when it runs to its end; such a program could forge its own pass
+by speaking S's side of the pipe protocol — callers with tests should pass them separately.
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
 import os
+import re
 import resource
+import secrets
+import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-GUARD = r'''
-import os, sys
-_root = os.path.realpath(os.getcwd())
-_allowed_devices = ("/dev/null",)
-def _inside(path):
-    if isinstance(path, int):
-        return True
-    try:
-        path = os.fsdecode(path)
-    except TypeError:
-        return False
-    full = os.path.realpath(os.path.join(_root, path))
-    return full == _root or full.startswith(_root + os.sep) or full in _allowed_devices
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-_PROCESS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "subprocess.Popen",
-            "pty.spawn", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "sys._debugmallocstats", "os.setsid"}
-_PATHS = {"os.remove", "os.rmdir", "os.rename", "os.chmod", "os.chown", "os.link", "os.symlink", "os.truncate",
-          "os.mkdir", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile"}
-def _guard(event, args):
-    if event == "open":
-        path, mode, flags = args
-        writing = (mode is not None and any(c in mode for c in "wax+")) or (mode is None and flags & _WRITE_FLAGS)
-        if writing and not _inside(path):
-            raise PermissionError(f"sandbox: writing outside the scratch directory is blocked ({path})")
-    elif event == "socket.__new__":
-        if args[1] in (2, 10, 1, 16, 17):  # AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET
-            raise PermissionError("sandbox: network access is blocked")
-    elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo"):
-        raise PermissionError("sandbox: network access is blocked")
-    elif event in _PROCESS:
-        raise PermissionError(f"sandbox: {event} is blocked")
-    elif event == "os.kill" and args[0] not in (0, os.getpid()):
-        raise PermissionError("sandbox: signals to other processes are blocked")
-    elif event in _PATHS and not all(_inside(a) for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))):
-        raise PermissionError(f"sandbox: {event} outside the scratch directory is blocked")
-sys.addaudithook(_guard)
-del _guard
-_program = sys.argv[1]
-sys.argv = sys.argv[1:]
-with open(_program) as _f:
-    _code = compile(_f.read(), _program, "exec")
-exec(_code, {"__name__": "__main__", "__file__": _program, "__builtins__": __builtins__})
-'''
+from phi4cli.errors import Phi4Error
 
-CLONE_NEWNET = 0x40000000
-CLONE_NEWUSER = 0x10000000
+OUTPUT_LIMIT = 64 * 1024  # bytes of a program's output kept; the rest is read and discarded
+UID_BASE = 1_500_000_000  # sandbox uids (as root): above any real or container-mapped user
+VERDICT_LIMIT = 4096
 
 
 @dataclass
 class Limits:
-    timeout: float = 10.0  # wall-clock seconds per sample
-    memory_mb: int = 1024  # address space
-    file_size_mb: int = 16
-    max_processes: int = 64  # per user; binds only non-root users
+    timeout: float = 10.0  # wall-clock seconds per program (tests included)
+    memory_mb: int = 1024  # address space per process
+    file_size_mb: int = 16  # largest file a program may write
+    max_processes: int = 32  # processes and threads of the sample's uid (harness included)
     open_files: int = 64
+
+
+@dataclass
+class Program:
+    """Untrusted `code`, and trusted `tests` that call the code's functions by name (run in the harness)."""
+
+    code: str
+    tests: str = ""
 
 
 @dataclass
 class SandboxResult:
     passed: bool
-    reason: str  # "passed", "timed out", "out of memory", "failed: <last line of stderr>", ...
+    reason: str  # "passed", "timed out", "out of memory", "failed: <a fixed phrase>", "sandbox error: ..."
     seconds: float
+    output: bytes = b""  # the first OUTPUT_LIMIT bytes of stdout+stderr; untrusted, never logged by phi4
 
 
-def _new_network_namespace_flags() -> int | None:
-    """The unshare() flags that give a child its own empty network namespace here, or None."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for flags in (CLONE_NEWNET, CLONE_NEWUSER | CLONE_NEWNET):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0 if libc.unshare(flags) == 0 else 1)
+# ----------------------------------------------------------------------------------- the harness
+# Runs inside the sandbox as `python -I -S -B -c HARNESS NONCE_FD VERDICT_FD UID`. Standard library only.
+
+HARNESS = r'''
+import builtins, collections, json, os, signal, sys
+
+NONCE_FD, VERDICT_FD, UID = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+MAX_MESSAGE = 16 << 20
+BLOCKED = ("network", "process creation", "signals to other processes")
+
+
+# ---- messages: 8-byte length + JSON, both ways
+def send(fd, obj):
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    data = len(data).to_bytes(8, "big") + data
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def read_exact(fd, n):
+    parts, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def recv(fd):
+    n = int.from_bytes(read_exact(fd, 8), "big")
+    if n > MAX_MESSAGE:
+        raise ValueError("message too large")
+    return json.loads(read_exact(fd, n))
+
+
+# ---- plain data <-> JSON; anything else is a handle (an int id, or a global's name)
+def encode(v, handle):
+    t = type(v)
+    if v is None or t is bool or t is str:
+        return v
+    if t is int:
+        return v if -(1 << 53) < v < (1 << 53) else {"i": str(v)}
+    if t is float:
+        return v if v == v and v not in (float("inf"), float("-inf")) else {"x": repr(v)}
+    if isinstance(v, bool):
+        return bool(v)
+    if isinstance(v, int):
+        return encode(int(v), handle)
+    if isinstance(v, float):
+        return encode(float(v), handle)
+    if isinstance(v, str):
+        return str.__str__(v)
+    if isinstance(v, (bytes, bytearray)):
+        return {"b": bytes(v).hex()}
+    if t is complex:
+        return {"c": [v.real, v.imag]}
+    if isinstance(v, list):
+        return [encode(x, handle) for x in v]
+    if isinstance(v, tuple):
+        return {"t": [encode(x, handle) for x in v]}
+    if isinstance(v, collections.Counter):
+        return {"C": [[encode(k, handle), encode(x, handle)] for k, x in v.items()]}
+    if isinstance(v, collections.OrderedDict):
+        return {"O": [[encode(k, handle), encode(x, handle)] for k, x in v.items()]}
+    if isinstance(v, dict):
+        return {"d": [[encode(k, handle), encode(x, handle)] for k, x in v.items()]}
+    if isinstance(v, frozenset):
+        return {"f": [encode(x, handle) for x in v]}
+    if isinstance(v, set):
+        return {"s": [encode(x, handle) for x in v]}
+    return {"r": handle(v)}
+
+
+def decode(v, resolve):
+    if v is None or type(v) in (bool, int, float, str):
+        return v
+    if type(v) is list:
+        return [decode(x, resolve) for x in v]
+    if type(v) is not dict or len(v) != 1:
+        raise ValueError("not an encoded value")
+    (tag, x), = v.items()
+    if tag == "i":
+        return int(x)
+    if tag == "x":
+        return float(x)
+    if tag == "b":
+        return bytes.fromhex(x)
+    if tag == "c":
+        return complex(float(x[0]), float(x[1]))
+    if tag == "t":
+        return tuple(decode(y, resolve) for y in x)
+    if tag in ("d", "C", "O"):
+        pairs = [(decode(k, resolve), decode(y, resolve)) for k, y in x]
+        return {"d": dict, "C": collections.Counter, "O": collections.OrderedDict}[tag](pairs)
+    if tag in ("s", "f"):
+        return (set if tag == "s" else frozenset)(decode(y, resolve) for y in x)
+    if tag == "r" and type(x) in (int, str):
+        return resolve(x)
+    raise ValueError("not an encoded value")
+
+
+def category(e):
+    """A fixed phrase for an exception: a built-in exception's name, never its message."""
+    if type(e) is PermissionError and e.args and e.args[0] in BLOCKED:
+        return "blocked:" + e.args[0]
+    name = type(e).__name__
+    return name if getattr(builtins, name, None) is type(e) else "Exception"
+
+
+# ---- S: the sample's process
+def seatbelt(event, args):
+    """Clear failure reasons for the common escapes; the kernel, not this hook, is the jail."""
+    if event in ("os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system",
+                 "subprocess.Popen", "pty.spawn"):
+        raise PermissionError("process creation")
+    if (event == "socket.__new__" and args[1] in (2, 10)) or event in ("socket.connect", "socket.getaddrinfo"):
+        raise PermissionError("network")
+    if event in ("os.kill", "os.killpg") and args[0] not in (0, os.getpid()):
+        raise PermissionError("signals to other processes")
+
+
+def sample(code, rfd, wfd):
+    handles = {}
+
+    def handle(v):
+        handles[len(handles) + 1] = v
+        return len(handles)
+
+    g = {"__name__": "__main__", "__builtins__": builtins}
+    sys.addaudithook(seatbelt)
+    try:
+        exec(compile(code, "program.py", "exec"), g)
+    except BaseException as e:
+        send(wfd, ["load-failed", category(e)])
+        os._exit(0)
+    send(wfd, ["loaded", [n for n, v in list(g.items()) if type(n) is str and callable(v)]])
+    resolve = lambda x: g[x] if type(x) is str else handles[x]
+    while True:
+        try:
+            op, target, a, b = recv(rfd)
+        except EOFError:
+            os._exit(0)
+        try:
+            obj = resolve(target)
+            if op == "call":
+                value = obj(*decode(a, resolve), **decode(b, resolve))
+            elif op == "getattr":
+                value = getattr(obj, a)
+            elif op == "list":
+                value = list(obj)
+            elif op == "len":
+                value = len(obj)
+            else:
+                value = obj[decode(a, resolve)]
+            try:
+                reply = ["ret", encode(value, handle)]
+            except RecursionError:
+                reply = ["ret", {"r": handle(value)}]
+        except BaseException as e:
+            reply = ["exc", category(e)]
+        send(wfd, reply)
+
+
+# ---- H: the harness process, which runs the tests and alone writes the verdict
+class ProgramGone(BaseException):
+    """S died or broke the protocol. A BaseException, so a test's `except Exception` cannot swallow it."""
+
+
+class Client:
+    def __init__(self, pid, wfd, rfd):
+        self.pid, self.wfd, self.rfd, self.failure = pid, wfd, rfd, None
+
+    def request(self, op, target, a=None, b=None):
+        if self.failure:
+            raise ProgramGone
+        try:
+            send(self.wfd, [op, target, a, b])
+            reply = recv(self.rfd)
+            kind, value = reply
+            if kind == "ret":
+                return decode(value, Remote)
+            if kind == "exc":
+                raise remote_exception(value)
+            raise ValueError("bad reply")
+        except (EOFError, OSError):
+            self.failure = gone(self.pid)
+        except (ValueError, TypeError, KeyError, RecursionError, UnicodeError, OverflowError):
+            self.failure = "failed: the program broke the harness protocol"
+        raise ProgramGone
+
+
+def remote_exception(name):
+    cls = getattr(builtins, name, None) if type(name) is str else None
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = Exception
+    e = cls("raised in the sandboxed program")
+    e.remote = True
+    return e
+
+
+class Remote:
+    """A function or object that lives in S. Comparisons are by identity: nothing of S runs here."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, ref):
+        object.__setattr__(self, "_ref", ref)
+
+    def __call__(self, *args, **kwargs):
+        return CLIENT.request("call", self._ref, encode(args, remote_ref), encode(kwargs, remote_ref))
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return CLIENT.request("getattr", self._ref, name)
+
+    def __iter__(self):
+        return iter(CLIENT.request("list", self._ref))
+
+    def __len__(self):
+        n = CLIENT.request("len", self._ref)
+        if type(n) is not int:
+            raise TypeError("len() of a sandboxed object is not an int")
+        return n
+
+    def __getitem__(self, key):
+        return CLIENT.request("getitem", self._ref, encode(key, remote_ref))
+
+    def __repr__(self):
+        return "<object in the sandboxed program>"
+
+
+def remote_ref(v):
+    if type(v) is Remote:
+        return v._ref
+    raise TypeError("only plain data and the program's own objects can be passed to the program")
+
+
+def gone(pid):
+    try:
         _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) == 0:
-            return flags
-    return None
+    except ChildProcessError:
+        return "failed: the program exited before the tests finished"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU:
+            return "timed out (CPU limit)"
+        if sig == signal.SIGXFSZ:
+            return "failed: file size limit"
+        if sig == signal.SIGKILL:
+            return "killed (memory or limits)"
+        return "failed: the program was killed by " + signal.Signals(sig).name
+    return "failed: the program exited before the tests finished"
 
 
-_NETNS_FLAGS: int | None | bool = False  # False = not probed yet
+def load_reason(cat):
+    if cat.startswith("blocked:") and cat[8:] in BLOCKED:
+        return "failed: blocked by the sandbox (" + cat[8:] + ")"
+    if cat == "MemoryError":
+        return "out of memory"
+    if cat in ("SystemExit", "KeyboardInterrupt"):
+        return "failed: the program exited before the tests finished"
+    return "failed: " + (cat if getattr(builtins, cat, None) is not None else "Exception")
 
 
-def _netns_flags() -> int | None:
-    global _NETNS_FLAGS
-    if _NETNS_FLAGS is False:
-        _NETNS_FLAGS = _new_network_namespace_flags()
-    return _NETNS_FLAGS  # type: ignore[return-value]
+def test_reason(e):
+    if getattr(e, "remote", False):
+        return load_reason(category(e)) if isinstance(e, MemoryError) else "failed: the code raised " + category(e)
+    if isinstance(e, AssertionError):
+        return "failed: a test assertion failed"
+    return "failed: the tests raised " + category(e)
+
+
+def run_tests(client, names, tests):
+    g = {"__name__": "__main__", "__builtins__": builtins}
+    for n in names:  # the program's functions, except names that would shadow the tests' built-ins
+        if type(n) is str and n.isidentifier() and not n.startswith("__") and not hasattr(builtins, n):
+            g[n] = Remote(n)
+    try:
+        exec(compile(tests, "tests.py", "exec"), g)
+    except ProgramGone:
+        return client.failure
+    except BaseException as e:
+        return client.failure or test_reason(e)
+    return client.failure or "passed"
+
+
+def main():
+    with open("/job") as f:
+        job = json.load(f)
+    if UID:  # as root in a fresh uid; otherwise bwrap's user namespace already made us the caller
+        os.setgroups([])
+        os.setresgid(UID, UID, UID)
+        os.setresuid(UID, UID, UID)
+    os.chdir("/tmp")  # the scratch directory, which only the sample's uid may enter
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: S (same uid) cannot ptrace or read H
+    s_in, h_out = os.pipe()  # H -> S: requests
+    h_in, s_out = os.pipe()  # S -> H: replies
+    pid = os.fork()
+    if pid == 0:
+        for fd in (NONCE_FD, VERDICT_FD, h_out, h_in):
+            os.close(fd)
+        try:
+            sample(job["code"], s_in, s_out)
+        finally:
+            os._exit(0)
+    for fd in (s_in, s_out):
+        os.close(fd)
+    global CLIENT
+    CLIENT = Client(pid, h_out, h_in)
+    try:
+        kind, value = recv(h_in)
+        if kind == "loaded" and type(value) is list:
+            reason = run_tests(CLIENT, value, job["tests"])
+        else:
+            reason = load_reason(value) if type(value) is str else "failed: the program broke the harness protocol"
+    except EOFError:
+        reason = gone(pid)
+    except (ValueError, TypeError):
+        reason = "failed: the program broke the harness protocol"
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    verdict = {"reason": reason}
+    if reason == "passed":
+        verdict["nonce"] = os.read(NONCE_FD, 64).decode()  # read only now, after every test ran
+    os.write(VERDICT_FD, json.dumps(verdict).encode())
+    os._exit(0)
+
+
+main()
+'''
+
+_REASON = re.compile(
+    r"passed|timed out( \(CPU limit\))?|out of memory|killed \(memory or limits\)|failed: [A-Za-z ()]{1,80}"
+)
+
+
+# ------------------------------------------------------------------------------------ the runner
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    bwrap: str
+    python: str  # the base interpreter (no venv, no site-packages inside)
+    prefix: str
+    privileged: bool  # root: bwrap without a user namespace; the harness drops to a fresh uid
+
+
+_RUNTIME: _Runtime | None = None
+_RUNTIME_LOCK = threading.Lock()
+
+
+def _runtime() -> _Runtime:
+    """The sandbox's means on this machine, checked once per process with a real program."""
+    global _RUNTIME
+    with _RUNTIME_LOCK:
+        if _RUNTIME is None:
+            bwrap = shutil.which("bwrap")
+            if bwrap is None:
+                raise Phi4Error("the code sandbox needs bubblewrap: no 'bwrap' on PATH "
+                                "(apt-get install bubblewrap; `make setup` installs it when run as root)")  # fmt: skip
+            python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+            runtime = _Runtime(bwrap, python, os.path.realpath(sys.base_prefix), os.geteuid() == 0)
+            probe = _run(runtime, Program("def f(x):\n    return 6 * x\n", "assert f(7) == 42"), Limits(timeout=30.0))
+            if not probe.passed:
+                first = probe.output.decode("utf-8", "replace").strip().splitlines()[:1]
+                raise Phi4Error(f"the code sandbox cannot start here ({probe.reason}"
+                                f"{': ' + first[0][:200] if first else ''}); it needs bubblewrap with namespaces "
+                                "(root, or unprivileged user namespaces)")  # fmt: skip
+            _RUNTIME = runtime
+    return _RUNTIME
+
+
+def sandbox_available() -> bool:
+    try:
+        _runtime()
+        return True
+    except Phi4Error:
+        return False
 
 
 def network_isolation() -> str:
-    """How the network is cut off here, for the results' settings."""
-    return "network namespace + audit hook" if _netns_flags() is not None else "audit hook"
+    """How the network is cut off, for the results' settings."""
+    return "bubblewrap network namespace (no interfaces but a private loopback)"
 
 
-def _limit_child(limits: Limits, netns: int | None):
+class _Uids:
+    """One uid per concurrent sample (as root), so the process limit and signals are per sample."""
+
+    def __init__(self) -> None:
+        self.lock, self.free, self.next = threading.Lock(), [], 0
+        self.base = UID_BASE + (os.getpid() % 4096) * 1024  # two evaluators rarely share a range
+
+    def take(self) -> int:
+        with self.lock:
+            if self.free:
+                return self.free.pop()
+            self.next += 1
+            return self.base + self.next % 1024
+
+    def give(self, uid: int) -> None:
+        with self.lock:
+            self.free.append(uid)
+
+
+_UIDS = _Uids()
+
+
+def _bwrap_args(rt: _Runtime, job: Path, scratch: Path, nonce_fd: int, verdict_fd: int, uid: int) -> list[str]:
+    args = [rt.bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL"]  # fmt: skip
+    if rt.privileged:
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # for the harness's drop, then gone
+    else:
+        args += ["--unshare-user"]
+    args += ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for path in sorted({rt.prefix, os.path.dirname(os.path.dirname(rt.python))}):
+        if path != "/usr" and not path.startswith("/usr/"):
+            for parent in reversed(Path(path).parents[:-1]):  # bwrap makes missing parents 0700
+                args += ["--perms", "0755", "--dir", str(parent)]
+            args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(scratch), "/tmp", "--ro-bind", str(job), "/job",
+             "--chdir", "/", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+             "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
+             "--setenv", "OMP_NUM_THREADS", "1"]  # fmt: skip
+    return args + [rt.python, "-I", "-S", "-B", "-c", HARNESS, str(nonce_fd), str(verdict_fd), str(uid)]
+
+
+def _limit(limits: Limits):
     mb = 1024 * 1024
 
-    def apply() -> None:  # runs in the child between fork and exec
-        if netns is not None:
-            ctypes.CDLL(None, use_errno=True).unshare(netns)
+    def apply() -> None:  # in the child between fork and exec; inherited by everything in the sandbox
         cpu = int(limits.timeout) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mb * mb, limits.file_size_mb * mb))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        for name, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, limits.memory_mb * mb),
+                            (resource.RLIMIT_FSIZE, limits.file_size_mb * mb), (resource.RLIMIT_NOFILE, limits.open_files),
+                            (resource.RLIMIT_NPROC, limits.max_processes), (resource.RLIMIT_CORE, 0)):  # fmt: skip
+            resource.setrlimit(name, (value, value))
 
     return apply
 
 
-def run_program(source: str, limits: Limits | None = None) -> SandboxResult:
-    """Run one program; passed = it exited 0 within the limits."""
-    limits = limits or Limits()
+def run_program(program: Program | str, limits: Limits | None = None) -> SandboxResult:
+    """Run one program in a fresh sandbox; passed only on the harness's verdict with this run's nonce."""
+    return _run(_runtime(), program, limits or Limits())
+
+
+def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
+    if isinstance(program, str):
+        program = Program(program)
     start = time.monotonic()
-    scratch = Path(tempfile.mkdtemp(prefix="phi4-sandbox-"))
+    uid = _UIDS.take() if rt.privileged else 0
+    work = Path(tempfile.mkdtemp(prefix="phi4-sandbox-"))  # 0700, ours: holds the job and the scratch dir
+    fds: list[int] = []
     try:
-        (scratch / "program.py").write_text(source)
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(scratch), "TMPDIR": str(scratch), "LANG": "C.UTF-8",
-               "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}  # fmt: skip
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", GUARD, "program.py"],
-            cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True, preexec_fn=_limit_child(limits, _netns_flags()),
-        )  # fmt: skip
-        try:
-            _, stderr = process.communicate(timeout=limits.timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        _kill_group(process.pid)
-        if timed_out:
-            process.communicate()
-            return SandboxResult(False, "timed out", time.monotonic() - start)
-        return SandboxResult(process.returncode == 0, _reason(process.returncode, stderr), time.monotonic() - start)
+        scratch, job = work / "scratch", work / "job"
+        scratch.mkdir(mode=0o700)
+        if uid:
+            os.chown(scratch, uid, uid)
+        job.write_text(json.dumps({"code": program.code, "tests": program.tests}))
+        os.chmod(job, 0o600)
+        nonce = secrets.token_hex(16)
+        nonce_r, nonce_w = os.pipe()
+        verdict_r, verdict_w = os.pipe()
+        out_r, out_w = os.pipe()
+        fds += [nonce_r, nonce_w, verdict_r, verdict_w, out_r, out_w]
+        os.write(nonce_w, nonce.encode())
+        process = subprocess.Popen(_bwrap_args(rt, job, scratch, nonce_r, verdict_w, uid), stdin=subprocess.DEVNULL,
+                                   stdout=out_w, stderr=out_w, pass_fds=(nonce_r, verdict_w),
+                                   start_new_session=True, preexec_fn=_limit(limits))  # fmt: skip
+        for fd in (nonce_r, nonce_w, verdict_w, out_w):
+            os.close(fd)
+            fds.remove(fd)
+        output, verdict, timed_out = _collect(out_r, verdict_r, start + limits.timeout)
+        _kill(process)
+        reason = _verdict_reason(verdict, nonce, timed_out, process.returncode, output)
+        return SandboxResult(reason == "passed", reason, time.monotonic() - start, output)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        for fd in fds:
+            os.close(fd)
+        shutil.rmtree(work, ignore_errors=True)
+        if uid:
+            _UIDS.give(uid)
 
 
-def _kill_group(pid: int) -> None:
+def _collect(out_r: int, verdict_r: int, deadline: float) -> tuple[bytes, bytes, bool]:
+    """Read output (kept up to OUTPUT_LIMIT, the rest drained) and the verdict until both close or the deadline."""
+    output, verdict = bytearray(), bytearray()
+    with selectors.DefaultSelector() as sel:
+        sel.register(out_r, selectors.EVENT_READ)
+        sel.register(verdict_r, selectors.EVENT_READ)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return bytes(output), bytes(verdict), True
+            for key, _ in sel.select(left):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    sel.unregister(key.fd)
+                elif key.fd == out_r:
+                    output += chunk[: OUTPUT_LIMIT - len(output)]
+                else:
+                    verdict += chunk[: VERDICT_LIMIT - len(verdict)]
+    return bytes(output), bytes(verdict), False
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """SIGKILL bwrap; its pid-namespace init dies with it, and the kernel kills everything inside."""
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    process.wait()
 
 
-def _reason(returncode: int, stderr: bytes) -> str:
-    if returncode == 0:
-        return "passed"
-    lines = stderr.decode("utf-8", "replace").strip().splitlines()
-    last = lines[-1][:300] if lines else ""
-    if "MemoryError" in last:
-        return "out of memory"
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
-        return {"SIGXCPU": "timed out (CPU limit)", "SIGXFSZ": "failed: file size limit", "SIGKILL": "killed (memory or limits)"}.get(name, f"killed by {name}")
-    return f"failed: {last}" if last else f"failed: exit status {returncode}"
+def _verdict_reason(verdict: bytes, nonce: str, timed_out: bool, returncode: int, output: bytes) -> str:
+    try:
+        data = json.loads(verdict) if verdict else None
+    except ValueError:
+        data = None
+    reason = data.get("reason") if isinstance(data, dict) else None
+    if reason == "passed":
+        return "passed" if data.get("nonce") == nonce else "failed: the verdict was forged"
+    if isinstance(reason, str) and _REASON.fullmatch(reason):
+        return reason
+    if timed_out:
+        return "timed out"
+    if output.startswith(b"bwrap: "):
+        return "sandbox error: bubblewrap could not start the sandbox"
+    return f"failed: the harness died without a verdict (exit status {returncode})"
 
 
-def run_programs(sources: Sequence[str], limits: Limits | None = None, workers: int = 4) -> list[SandboxResult]:
-    """Run many programs, `workers` at a time; results in order. Never raises for a sample."""
+def run_programs(programs: Sequence[Program | str], limits: Limits | None = None, workers: int = 4) -> list[SandboxResult]:
+    """Run many programs, `workers` at a time; results in order. Raises only when there is no sandbox."""
+    rt, limits = _runtime(), limits or Limits()
 
-    def one(source: str) -> SandboxResult:
+    def one(program: Program | str) -> SandboxResult:
         try:
-            return run_program(source, limits)
-        except Exception as e:  # e.g. the OS refused to start a process: still a failed sample
-            return SandboxResult(False, f"sandbox error: {type(e).__name__}: {e}", 0.0)
+            return _run(rt, program, limits)
+        except OSError as e:  # e.g. the OS refused a process or a pipe: still a failed sample
+            return SandboxResult(False, f"sandbox error: {type(e).__name__}", 0.0)
 
-    if workers <= 1 or len(sources) <= 1:
-        return [one(s) for s in sources]
+    if workers <= 1 or len(programs) <= 1:
+        return [one(p) for p in programs]
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, sources))
+        return list(pool.map(one, programs))
