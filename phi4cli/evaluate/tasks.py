@@ -28,7 +28,7 @@ from phi4cli.errors import Phi4Error
 from phi4cli.evaluate import answers
 from phi4cli.evaluate.config import EvalConfig
 from phi4cli.evaluate.metrics import mean_and_stderr, pass_at_k
-from phi4cli.evaluate.sandbox import Limits, network_isolation, run_programs
+from phi4cli.evaluate.sandbox import Limits, Program, network_isolation, run_programs
 from phi4cli.generate.types import SamplingParams
 from phi4cli.io.formats import read_records
 from phi4cli.log import console
@@ -365,7 +365,7 @@ def triviaqa_task(path: str, opts: Options) -> list[TaskResult]:
 HUMANEVAL_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 
 
-def code_results(name: str, opts: Options, ids: list[str], prompts: list[str], programs: Callable[[int, str], str],
+def code_results(name: str, opts: Options, ids: list[str], prompts: list[str], programs: Callable[[int, str], Program],
                  params: SamplingParams, settings: dict) -> list[TaskResult]:  # fmt: skip
     """n completions per problem -> sandbox -> per-problem pass@k for every k <= n."""
     completions = _code_completions(opts, ids, prompts, params)
@@ -423,8 +423,9 @@ def complete_many(opts: Options, prompts: list[str], params: list[SamplingParams
     return out
 
 
-def humaneval_program(item: dict, completion: str) -> str:
-    return f"{item['prompt']}{completion}\n\n{item['test']}\n\ncheck({item['entry_point']})\n"
+def humaneval_program(item: dict, completion: str) -> Program:
+    # the tests run in the sandbox's harness process and call the completion's functions across a pipe
+    return Program(f"{item['prompt']}{completion}\n", f"{item['test']}\n\ncheck({item['entry_point']})\n")
 
 
 def humaneval_task(path: str, opts: Options) -> list[TaskResult]:
@@ -448,9 +449,9 @@ def mbpp_task(path: str, opts: Options) -> list[TaskResult]:
     prompts, note = few_shot_prompts("mbpp", items, opts, k, required, lambda r: mbpp_shot(r, True), lambda r: mbpp_shot(r, False))
     ids = [str(r.get("task_id", f"mbpp/{i}")) for i, r in enumerate(items)]
 
-    def program(i: int, completion: str) -> str:
-        item = items[i]
-        return f"{item.get('test_setup_code') or ''}\n{completion}\n\n" + "\n".join(item["test_list"]) + "\n"
+    def program(i: int, completion: str) -> Program:
+        setup = items[i].get("test_setup_code") or ""
+        return Program(f"{setup}\n{completion}\n", f"{setup}\n" + "\n".join(items[i]["test_list"]) + "\n")
 
     return code_results("mbpp", opts, ids, prompts, program, sampling(opts, "mbpp", ["[DONE]"]), {"shots": note})
 
@@ -578,8 +579,8 @@ def _toy_kv(name: str, items: list[dict], opts: Options) -> TaskResult:
 
 
 def _toy_code(name: str, items: list[dict], opts: Options) -> TaskResult:
-    def program(i: int, completion: str) -> str:
-        return f"{items[i]['prompt']}{completion}\n\n{items[i]['tests']}\n"
+    def program(i: int, completion: str) -> Program:
+        return Program(f"{items[i]['prompt']}{completion}\n", f"{items[i]['tests']}\n")
 
     params = sampling(opts, name, HUMANEVAL_STOP)
     return code_results(name, opts, [r["id"] for r in items], [r["prompt"] for r in items], program, params, {"shots": "0-shot"})[0]
