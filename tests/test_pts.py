@@ -255,11 +255,19 @@ def read_rows(path: Path) -> list[dict]:
     return read_table([str(path)]).to_pylist()
 
 
-def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, tmp_path):
-    out = tmp_path / "pairs"
-    result = phi4_run("pts", toy["problems"], "--model", toy["model"], "-o", out, "--rejected", tmp_path / "rej",
-                      "--summary", tmp_path / "summary.json", *PTS_SETS, cwd=tmp_path)  # fmt: skip
-    pairs = read_rows(out)
+@pytest.fixture(scope="module")
+def searched(toy) -> dict:
+    """One `phi4 pts` run over the toy problems, shared by the tests that read its output."""
+    root = toy["root"]
+    result = phi4_run("pts", toy["problems"], "--model", toy["model"], "-o", root / "pairs", "--rejected", root / "rej",
+                      "--summary", root / "summary.json", *PTS_SETS, cwd=root)  # fmt: skip
+    return {"out": root / "pairs", "stderr": result.stderr.decode(), "cache": root / "pairs.rollouts"}
+
+
+def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, searched):
+    tmp_path = toy["root"]
+    pairs = read_rows(searched["out"])
+    result = subprocess.CompletedProcess([], 0, b"", searched["stderr"].encode())
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert pairs, result.stderr.decode()
     assert summary["pairs"] == len(pairs) and summary["problems"] == len(QUESTIONS) and summary["rollouts"] > 0
@@ -268,7 +276,7 @@ def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, tmp_path
     tok = toy["tokenizer"]
     prompts = {f"q{i}": tok.render_chat([{"role": "user", "content": q}], add_generation_prompt=True)[0] for i, q in enumerate(QUESTIONS)}
     real = []
-    for line in (tmp_path / "pairs.rollouts" / "rollouts-00000.jsonl").read_text().splitlines():
+    for line in (searched["cache"] / "rollouts-00000.jsonl").read_text().splitlines():
         entry = json.loads(line)
         real += [prompts[entry["problem"]] + entry["prefix"] + tokens for tokens, _, _ in entry["rollouts"]]
     for pair in pairs:
@@ -284,3 +292,55 @@ def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, tmp_path
         assert tok.decode(pair["chosen_ids"]).strip() == "AB"[int(meta["problem_id"][1:]) % 2], pair
     rejected = read_rows(tmp_path / "rej")
     assert len({r["id"] for r in rejected} | {json.loads(p["meta"])["problem_id"] for p in pairs}) == len(QUESTIONS)
+
+
+def test_rerun_after_a_crash_resamples_nothing_finished_and_writes_the_same_pairs(toy, searched, tmp_path):
+    first = searched["out"]
+    # a crash: the output never completed, the cache lost its last entries and has a torn line
+    cache = tmp_path / "b.rollouts"
+    cache.mkdir()
+    lines = (searched["cache"] / "rollouts-00000.jsonl").read_bytes().splitlines(keepends=True)
+    (cache / "rollouts-00000.jsonl").write_bytes(b"".join(lines[: len(lines) // 2]) + lines[len(lines) // 2][:40])
+    result = phi4_run("pts", toy["problems"], "--model", toy["model"], "-o", tmp_path / "b", *PTS_SETS, "--summary",
+                      tmp_path / "s.json", cwd=tmp_path)  # fmt: skip
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert 0 < summary["rollouts_sampled"] < summary["rollouts"] and summary["rollouts_cached"] > 0, result.stderr
+    assert (first / "part-00000.arrow").read_bytes() == (tmp_path / "b" / "part-00000.arrow").read_bytes()
+
+
+def test_shards_fan_out_over_tasks(toy, searched, tmp_path):
+    from phi4cli.io.schemas import PROBLEMS_SCHEMA
+
+    rows = problems_rows()
+    inputs = [write_arrow(tmp_path / f"in{i}", rows[i::2], PROBLEMS_SCHEMA) / "part-00000.arrow" for i in range(2)]
+    for index in (0, 1):
+        phi4_run("pts", *inputs, "--model", toy["model"], "-o", tmp_path / "out", "--shard-index", index, "--num-shards", 2,
+                 *PTS_SETS, cwd=tmp_path)  # fmt: skip
+    assert (tmp_path / "out" / "_manifest.json").exists()
+    fanned = sorted(r["id"] for r in read_rows(tmp_path / "out"))
+    assert fanned == sorted(r["id"] for r in read_rows(searched["out"]))  # the same pairs as one task over one shard
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"id": "x", "prompt": "2+2?", "answer": "", "task": "gsm8k", "tests": "", "meta": "{}"}], "a gsm8k problem needs an answer"),
+    ([{"id": "x", "prompt": "def f():", "answer": "", "task": "humaneval", "tests": "", "meta": "{}"}], "a humaneval problem needs tests"),
+    ([{"id": "x", "prompt": "a poem", "answer": "roses", "task": "poetry", "tests": "", "meta": "{}"}], "task 'poetry' has no oracle"),
+    ([{"id": "x", "text": "not a problem"}], "missing column"),
+])  # fmt: skip
+def test_bad_problems_are_one_line_errors_and_nothing_is_written(tmp_path, rows, message):
+    data = write_arrow(tmp_path / "problems", rows)
+    result = phi4_run("pts", data, "--model", tmp_path / "no-model", "-o", tmp_path / "out", cwd=tmp_path, check=False)
+    err = result.stderr.decode()
+    assert result.returncode != 0 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.rollouts").exists()
+
+
+def test_bad_model_and_budget_are_one_line_errors_and_nothing_is_written(toy, tmp_path):
+    cases = [(["--model", tmp_path / "no-model"], "no-model"),
+             (["--model", toy["model"], "--max-rollouts", 0], "--max-rollouts 0"),
+             (["--model", toy["model"], "--set", "p_gap=0"], "p_gap")]  # fmt: skip
+    for args, message in cases:
+        result = phi4_run("pts", toy["problems"], *args, "-o", tmp_path / "out", cwd=tmp_path, check=False)
+        err = result.stderr.decode()
+        assert result.returncode != 0 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "out").exists() and not (tmp_path / "out.rollouts").exists()
