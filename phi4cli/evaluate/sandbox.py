@@ -37,6 +37,7 @@ import secrets
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -80,7 +81,7 @@ class SandboxResult:
 
 
 # ----------------------------------------------------------------------------------- the harness
-# Runs inside the sandbox as `python -I -S -B -c HARNESS NONCE_FD VERDICT_FD UID`. Standard library only.
+# Runs inside the sandbox as `python -I -S -B -u -c HARNESS NONCE_FD VERDICT_FD UID`. Standard library only.
 
 HARNESS = r'''
 import builtins, collections, json, os, signal, sys
@@ -423,6 +424,67 @@ _REASON = re.compile(
 )
 
 
+# ------------------------------------------------------------------------------------ seccomp
+# A deny-list filter (classic BPF, loaded by bwrap --seccomp) against the kernel's attack surface that a
+# Python program never needs: debugging other processes, mounts, namespaces, modules, keys, bpf, perf,
+# io_uring. Syscall numbers from the kernel's unistd_64.h (x86_64) and asm-generic/unistd.h (aarch64);
+# on other architectures there is no filter (the namespaces, uid and rlimits still hold).
+_DENIED = ("ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root", "chroot", "swapon",
+           "swapoff", "reboot", "sethostname", "setdomainname", "init_module", "finit_module", "delete_module",
+           "kexec_load", "kexec_file_load", "acct", "quotactl", "keyctl", "add_key", "request_key", "bpf",
+           "perf_event_open", "userfaultfd", "unshare", "setns", "open_by_handle_at", "name_to_handle_at",
+           "lookup_dcookie", "syslog", "move_pages", "migrate_pages", "kcmp", "fanotify_init", "io_uring_setup",
+           "io_uring_enter", "io_uring_register", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount",
+           "mount_setattr")  # fmt: skip
+_SYSCALLS = {  # name -> (x86_64, aarch64)
+    "ptrace": (101, 117), "process_vm_readv": (310, 270), "process_vm_writev": (311, 271), "mount": (165, 40),
+    "umount2": (166, 39), "pivot_root": (155, 41), "chroot": (161, 51), "swapon": (167, 224), "swapoff": (168, 225),
+    "reboot": (169, 142), "sethostname": (170, 161), "setdomainname": (171, 162), "init_module": (175, 105),
+    "finit_module": (313, 273), "delete_module": (176, 106), "kexec_load": (246, 104), "kexec_file_load": (320, 294),
+    "acct": (163, 89), "quotactl": (179, 60), "keyctl": (250, 219), "add_key": (248, 217), "request_key": (249, 218),
+    "bpf": (321, 280), "perf_event_open": (298, 241), "userfaultfd": (323, 282), "unshare": (272, 97),
+    "setns": (308, 268), "open_by_handle_at": (304, 265), "name_to_handle_at": (303, 264), "lookup_dcookie": (212, 18),
+    "syslog": (103, 116), "move_pages": (279, 239), "migrate_pages": (256, 238), "kcmp": (312, 272),
+    "fanotify_init": (300, 262), "io_uring_setup": (425, 425), "io_uring_enter": (426, 426),
+    "io_uring_register": (427, 427), "fsopen": (430, 430), "fsconfig": (431, 431), "fsmount": (432, 432),
+    "fspick": (433, 433), "open_tree": (428, 428), "move_mount": (429, 429), "mount_setattr": (442, 442),
+    "clone": (56, 220), "clone3": (435, 435),
+}  # fmt: skip
+_ARCHES = {"x86_64": (0xC000003E, 0), "aarch64": (0xC00000B7, 1)}  # machine -> (AUDIT_ARCH_*, column)
+_CLONE_NAMESPACES = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+
+
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """The filter as struct sock_filter[] bytes for this machine's architecture, or None when unknown."""
+    machine = machine or os.uname().machine
+    if machine not in _ARCHES:
+        return None
+    arch, column = _ARCHES[machine]
+    nr = {name: numbers[column] for name, numbers in _SYSCALLS.items()}
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+    # (code, jump-if-true label, k): labels are resolved to offsets below; None = fall through
+    program: list[tuple[int, str | None, int]] = [(ld, None, 4), (jeq, "native", arch), (ret, None, eperm)]
+    program += [("native", None, None), (ld, None, 0)]  # type: ignore[list-item]
+    if machine == "x86_64":
+        program.append((jge, "deny", 0x40000000))  # the x32 ABI's numbers
+    program += [(jeq, "deny", nr[name]) for name in _DENIED]
+    program += [(jeq, "nosys", nr["clone3"]), (jeq, "clone", nr["clone"]), (ret, None, allow)]
+    program += [("clone", None, None), (ld, None, 16), (jset, "deny", _CLONE_NAMESPACES), (ret, None, allow)]  # type: ignore[list-item]
+    program += [("deny", None, None), (ret, None, eperm), ("nosys", None, None), (ret, None, enosys)]  # type: ignore[list-item]
+    labels, code = {}, []
+    for item in program:
+        if isinstance(item[0], str):
+            labels[item[0]] = len(code)
+        else:
+            code.append(item)
+    out = bytearray()
+    for i, (op, target, k) in enumerate(code):
+        jt = labels[target] - i - 1 if target else 0  # clone3 gets ENOSYS so libc falls back to clone
+        out += struct.pack("=HBBI", op, jt, 0, k)
+    return bytes(out)
+
+
 # ------------------------------------------------------------------------------------ the runner
 
 
@@ -432,6 +494,7 @@ class _Runtime:
     python: str  # the base interpreter (no venv, no site-packages inside)
     prefix: str
     privileged: bool  # root: bwrap without a user namespace; the harness drops to a fresh uid
+    seccomp: bytes | None  # the filter for this architecture, None where there is none
 
 
 _RUNTIME: _Runtime | None = None
@@ -448,7 +511,7 @@ def _runtime() -> _Runtime:
                 raise Phi4Error("the code sandbox needs bubblewrap: no 'bwrap' on PATH "
                                 "(apt-get install bubblewrap; `make setup` installs it when run as root)")  # fmt: skip
             python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-            runtime = _Runtime(bwrap, python, os.path.realpath(sys.base_prefix), os.geteuid() == 0)
+            runtime = _Runtime(bwrap, python, os.path.realpath(sys.base_prefix), os.geteuid() == 0, seccomp_filter())
             probe = _run(runtime, Program("def f(x):\n    return 6 * x\n", "assert f(7) == 42"), Limits(timeout=30.0))
             if not probe.passed:
                 first = probe.output.decode("utf-8", "replace").strip().splitlines()[:1]
@@ -494,8 +557,8 @@ class _Uids:
 _UIDS = _Uids()
 
 
-def _bwrap_args(rt: _Runtime, job: Path, scratch: Path, nonce_fd: int, verdict_fd: int, uid: int) -> list[str]:
-    args = [rt.bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+def _bwrap_args(rt: _Runtime, job: Path, scratch: Path, fds: dict[str, int], uid: int) -> list[str]:
+    args = [rt.bwrap, *(["--seccomp", str(fds["seccomp"])] if "seccomp" in fds else []), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL"]  # fmt: skip
     if rt.privileged:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # for the harness's drop, then gone
@@ -516,7 +579,7 @@ def _bwrap_args(rt: _Runtime, job: Path, scratch: Path, nonce_fd: int, verdict_f
              "--chdir", "/", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
              "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
              "--setenv", "OMP_NUM_THREADS", "1"]  # fmt: skip
-    return args + [rt.python, "-I", "-S", "-B", "-c", HARNESS, str(nonce_fd), str(verdict_fd), str(uid)]
+    return args + [rt.python, "-I", "-S", "-B", "-u", "-c", HARNESS, str(fds["nonce"]), str(fds["verdict"]), str(uid)]
 
 
 def _limit(limits: Limits):
@@ -557,10 +620,18 @@ def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
         out_r, out_w = os.pipe()
         fds += [nonce_r, nonce_w, verdict_r, verdict_w, out_r, out_w]
         os.write(nonce_w, nonce.encode())
-        process = subprocess.Popen(_bwrap_args(rt, job, scratch, nonce_r, verdict_w, uid), stdin=subprocess.DEVNULL,
-                                   stdout=out_w, stderr=out_w, pass_fds=(nonce_r, verdict_w),
+        child = {"nonce": nonce_r, "verdict": verdict_w}
+        if rt.seccomp:
+            seccomp_r, seccomp_w = os.pipe()  # bwrap reads the filter to EOF; it fits a pipe's buffer
+            fds += [seccomp_r, seccomp_w]
+            os.write(seccomp_w, rt.seccomp)
+            os.close(seccomp_w)
+            fds.remove(seccomp_w)
+            child["seccomp"] = seccomp_r
+        process = subprocess.Popen(_bwrap_args(rt, job, scratch, child, uid), stdin=subprocess.DEVNULL,
+                                   stdout=out_w, stderr=out_w, pass_fds=tuple(child.values()),
                                    start_new_session=True, preexec_fn=_limit(limits))  # fmt: skip
-        for fd in (nonce_r, nonce_w, verdict_w, out_w):
+        for fd in (*child.values(), nonce_w, out_w):
             os.close(fd)
             fds.remove(fd)
         output, verdict, timed_out = _collect(out_r, verdict_r, start + limits.timeout)
