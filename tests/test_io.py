@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +25,7 @@ from phi4cli.io import (
     read_table,
     resolve_inputs,
 )
+from phi4cli.io.fanout import shard_task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,3 +208,231 @@ def test_manifest_records_provenance(tmp_path):
     assert manifest["provenance"]["version"]
     assert manifest["provenance"]["command"].startswith("phi4")
     assert json.loads((tmp_path / "ds" / "_manifest.json").read_text()) == manifest
+
+
+# ------------------------------------------------------------------ resume, overwrite, tasks (issues 10, 13)
+
+
+def _tag_text(source, emit, tag: str):
+    for batch in read_batches([source]):
+        emit("main", batch.set_column(1, "text", pa.array([f"{tag}:{t}" for t in batch.column("text").to_pylist()])))
+    return {"rows": source.rows, "tag": tag}
+
+
+def _run_tagged(sources, out, tag: str, **kw):
+    return map_shards(sources, {"main": str(out)}, partial(_tag_text, tag=tag), prov=provenance({"tag": tag}), **kw)
+
+
+def _input(tmp_path, shards: int = 3) -> list:
+    write(tmp_path / "in", [docs(10, 10 * i) for i in range(shards)], shard_rows=10)
+    sources = resolve_inputs([str(tmp_path / "in")])
+    assert len(sources) == shards
+    return sources
+
+
+def test_resume_redoes_shards_made_with_other_settings(tmp_path):
+    sources = _input(tmp_path)
+    _run_tagged(sources, tmp_path / "out", "old")
+    (tmp_path / "out" / "_manifest.json").unlink()  # a crash before the manifest: the shards stay
+    results = _run_tagged(sources, tmp_path / "out", "new")
+    assert not any(r.skipped for r in results)
+    assert {t.split(":")[0] for t in read_table([str(tmp_path / "out")]).column("text").to_pylist()} == {"new"}
+    # same settings: every shard is reused, and its stats come back from its receipt
+    (tmp_path / "out" / "_manifest.json").unlink()
+    results = _run_tagged(sources, tmp_path / "out", "new")
+    assert all(r.skipped for r in results) and [r.stats["rows"] for r in results] == [10, 10, 10]
+
+
+def test_resume_redoes_shards_whose_input_changed(tmp_path):
+    sources = _input(tmp_path)
+    _run_tagged(sources, tmp_path / "out", "t")
+    (tmp_path / "out" / "_manifest.json").unlink()
+    # same path, same row count, other documents
+    with DatasetWriter(tmp_path / "in", DOCUMENTS_SCHEMA, prov=provenance(), shard_rows=10, overwrite=True) as w:
+        for i in range(3):
+            w.write(docs(10, 100 + 10 * i))
+    results = _run_tagged(resolve_inputs([str(tmp_path / "in")]), tmp_path / "out", "t")
+    assert not any(r.skipped for r in results)
+    assert read_table([str(tmp_path / "out")]).column("id").to_pylist()[0] == "d100"
+
+
+def _fail_on_second(source, emit):
+    if source.path.endswith("part-00001.arrow"):
+        raise Phi4Error(f"{source.path}: bad input")
+    return _tag_text(source, emit, "new")
+
+
+def test_overwrite_replaces_only_on_success(tmp_path):
+    sources = _input(tmp_path)
+    _run_tagged(sources, tmp_path / "out", "old")
+    before = _snapshot(tmp_path / "out")
+    with pytest.raises(Phi4Error, match="bad input"):
+        map_shards(sources, {"main": str(tmp_path / "out")}, _fail_on_second, prov=provenance(), overwrite=True)
+    assert _snapshot(tmp_path / "out") == before, "a failed --overwrite run must leave the old dataset whole"
+    _run_tagged(sources, tmp_path / "out", "new", overwrite=True)
+    assert read_table([str(tmp_path / "out")]).column("text").to_pylist()[0].startswith("new:")
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"], "no staging dir left behind"
+    # the same for a DatasetWriter
+    with pytest.raises(RuntimeError):
+        with DatasetWriter(tmp_path / "in", DOCUMENTS_SCHEMA, prov=provenance(), overwrite=True) as writer:
+            writer.write(docs(1))
+            raise RuntimeError("bad row")
+    assert read_table([str(tmp_path / "in")]).num_rows == 30
+
+
+def test_overwrite_wipes_partial_output(tmp_path):
+    sources = _input(tmp_path)
+    _run_tagged(sources, tmp_path / "out", "old")
+    (tmp_path / "out" / "_manifest.json").unlink()
+    (tmp_path / "out" / "part-00007.arrow").write_bytes((tmp_path / "out" / "part-00000.arrow").read_bytes())
+    results = _run_tagged(sources, tmp_path / "out", "old", overwrite=True)
+    assert not any(r.skipped for r in results)
+    assert not (tmp_path / "out" / "part-00007.arrow").exists()
+
+
+def test_refuses_output_that_is_an_input_or_another_output(tmp_path):
+    sources = _input(tmp_path)
+    before = _snapshot(tmp_path / "in")
+    with pytest.raises(Phi4Error, match="inside the output"):
+        _run_tagged(sources, tmp_path / "in", "x", overwrite=True)
+    assert _snapshot(tmp_path / "in") == before
+    with pytest.raises(Phi4Error, match="--rejected .*same directory as -o"):
+        map_shards(sources, {"main": str(tmp_path / "o"), "rejected": str(tmp_path / "o")}, _double_text, prov={})
+
+
+@pytest.mark.parametrize("workers,num_shards,index,message", [
+    (0, 1, 0, "--workers: must be at least 1, not 0"),
+    (-3, 1, 0, "--workers: must be at least 1, not -3"),
+    (1, 0, 0, "--num-shards: must be at least 1, not 0"),
+    (1, 2, 2, "--shard-index 2: outside 0..1"),
+])
+def test_bad_task_settings_are_clear(tmp_path, workers, num_shards, index, message):
+    sources = _input(tmp_path, 1)
+    with pytest.raises(Phi4Error, match=message):
+        map_shards(sources, {"main": str(tmp_path / "o")}, _double_text, prov={}, workers=workers,
+                   num_shards=num_shards, shard_index=index)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "4", "SLURM_ARRAY_TASK_COUNT": "4"}, (0, 4)),
+    ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "4", "SLURM_ARRAY_TASK_COUNT": "4"}, (3, 4)),
+    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "2", "SLURM_ARRAY_TASK_COUNT": "3"}, (0, 3)),
+    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "7", "SLURM_ARRAY_TASK_STEP": "2"}, (2, 4)),
+    ({"RANK": "1", "WORLD_SIZE": "2"}, (1, 2)),
+    ({}, (0, 1)),
+])
+def test_slurm_arrays_as_slurm_defines_them(monkeypatch, env, expected):
+    for name in list(os.environ):
+        if name.startswith("SLURM_") or name in ("RANK", "WORLD_SIZE"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert shard_task() == expected
+
+
+def test_one_based_array_covers_every_shard(tmp_path, monkeypatch):
+    sources = _input(tmp_path, 3)
+    for task_id in (1, 2, 3):  # sbatch --array=1-3
+        env = {"SLURM_ARRAY_TASK_ID": task_id, "SLURM_ARRAY_TASK_MIN": 1, "SLURM_ARRAY_TASK_MAX": 3, "SLURM_ARRAY_TASK_COUNT": 3}
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        index, count = shard_task()
+        _run_tagged(sources, tmp_path / "out", "t", shard_index=index, num_shards=count)
+    assert read_manifest(tmp_path / "out")["rows"] == 30
+
+
+def test_receipts_and_temps_are_ours(tmp_path):
+    sources = _input(tmp_path)
+    _run_tagged(sources, tmp_path / "out", "t", shard_index=0, num_shards=2)
+    names = sorted(os.listdir(tmp_path / "out"))
+    assert names == ["part-00000.arrow", "part-00000.json", "part-00002.arrow", "part-00002.json"]
+    _run_tagged(sources, tmp_path / "out", "t", shard_index=1, num_shards=2)
+    assert read_manifest(tmp_path / "out")["rows"] == 30
+
+
+POOL_PARENT = """
+import sys, time
+from phi4cli.io.fanout import worker_pool
+pool = worker_pool(2)
+futures = [pool.submit(time.sleep, 600) for _ in range(2)]
+time.sleep(0.5)
+print(" ".join(str(p) for p in pool._processes), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_pool_workers_die_with_a_killed_parent(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", POOL_PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    children = [int(p) for p in parent.stdout.readline().split()]
+    assert len(children) == 2
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel delivers PDEATHSIG at once; this only waits for the reaping
+    assert not any(_alive(p) for p in children)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_truncated_stream_is_an_error(tmp_path):
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, DOCUMENTS_SCHEMA) as writer:
+        writer.write(docs(5))
+        writer.write(docs(5, 5))
+    whole = sink.getvalue().to_pybytes()
+    cut = whole[:-8]  # the producer died after its last batch: no end-of-stream marker
+    assert whole[-8:] == b"\xff\xff\xff\xff\x00\x00\x00\x00"
+    stats = [sys.executable, "-m", "phi4cli", "stats", "-", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ok = subprocess.run(stats, input=whole, capture_output=True, env=env)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["rows"] == 10
+    bad = subprocess.run(stats, input=cut, capture_output=True, env=env)
+    assert bad.returncode != 0 and b"truncated Arrow stream" in bad.stderr and bad.stderr.count(b"\n") == 1
+    (tmp_path / "cut.arrows").write_bytes(cut)
+    with pytest.raises(Phi4Error, match="truncated Arrow stream"):
+        resolve_inputs([str(tmp_path / "cut.arrows")])
+
+
+def test_stream_files_on_disk_read_like_shards(tmp_path):
+    with pa.OSFile(str(tmp_path / "cache.arrow"), "wb") as sink:  # how Hugging Face datasets caches tables
+        with pa.ipc.new_stream(sink, DOCUMENTS_SCHEMA) as writer:
+            writer.write(docs(4))
+            writer.write(docs(3, 4))
+    assert read_table([str(tmp_path / "cache.arrow")]).num_rows == 7
+    assert read_table([str(tmp_path / "cache.arrow")], ["id"]).column_names == ["id"]
+
+
+def test_disk_full_and_read_only_are_one_line(tmp_path, monkeypatch):
+    real = pa.ipc.new_file
+
+    class Full:
+        def __init__(self, *a, **kw):
+            self.inner = real(*a, **kw)
+
+        def write(self, batch):
+            raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+        def close(self):
+            self.inner.close()
+
+    monkeypatch.setattr(pa.ipc, "new_file", Full)
+    with pytest.raises(Phi4Error, match=f"^no space left on {tmp_path / 'out'}$"):
+        write(tmp_path / "out", [docs(3)])
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(pa.ipc, "new_file", real)
+
+    def refuse(self, *a, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(Phi4Error, match="cannot write \\(Permission denied\\)"):
+        write(tmp_path / "ro" / "out", [docs(3)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 
@@ -120,6 +121,57 @@ def test_bad_inputs_one_line_no_traceback_nothing_written(phi4, tmp_path):
     assert "missing column 'nope'" in wrong_column.stderr.decode()
     debug = phi4("--debug", "cat", "notarrow.arrow", check=False)
     assert "Traceback" in debug.stderr.decode() and debug.returncode != 0
+
+
+def _big_dataset(phi4, tmp_path, rows: int = 3000) -> None:
+    """Enough rows that the output overflows a pipe buffer, so the writer sees its reader go."""
+    write_jsonl(tmp_path / "big.jsonl", [{"text": f"row {i} " * 30} for i in range(rows)])
+    phi4("ingest", "big.jsonl", "-o", "big")
+
+
+@pytest.mark.parametrize("command", ["phi4 cat big | head -1", "phi4 ingest big.jsonl -o - | head -c 100",
+                                     "phi4 ingest big.jsonl -o - | phi4 cat - | head -1"])
+def test_a_closed_stdout_is_success(phi4, tmp_path, command):
+    _big_dataset(phi4, tmp_path)
+    script = f"set -o pipefail; {command.replace('phi4', f'{sys.executable} -m phi4cli')} >/dev/null"
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0 and result.stderr.decode().count("error") == 0, result.stderr
+
+
+def test_cat_writes_parquet_and_refuses_unknown_or_existing_files(phi4, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", ROWS)
+    phi4("ingest", "in.jsonl", "-o", "ds")
+    phi4("cat", "ds", "-o", "out.parquet")
+    assert pq.read_table(tmp_path / "out.parquet").column("text").to_pylist() == [r["text"] for r in ROWS]
+    again = phi4("cat", "ds", "-o", "out.parquet", "--limit", "1", check=False)
+    assert again.returncode != 0 and "out.parquet: exists (pass --overwrite" in again.stderr.decode()
+    phi4("cat", "ds", "-o", "out.parquet", "--limit", "1", "--overwrite")
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 1
+    odd = phi4("cat", "ds", "-o", "out.csv", check=False)
+    assert odd.returncode != 0 and "out.csv: unknown output format" in odd.stderr.decode() and not (tmp_path / "out.csv").exists()
+
+
+def test_deeply_nested_json_line_is_one_line(phi4, tmp_path):
+    (tmp_path / "deep.jsonl").write_text('{"text": "ok"}\n{"text": "x", "m": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    result = phi4("ingest", "deep.jsonl", "-o", "o", check=False)
+    err = result.stderr.decode()
+    assert result.returncode != 0 and err.count("\n") == 1 and "deep.jsonl:2: JSON nested too deeply" in err, err
+
+
+def test_ingest_rows_per_shard_and_refusals(phi4, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", [{"text": f"t{i}"} for i in range(10)])
+    phi4("ingest", "in.jsonl", "-o", "ds", "--rows-per-shard", "4")
+    manifest = json.loads((tmp_path / "ds" / "_manifest.json").read_text())
+    assert [s["rows"] for s in manifest["shards"]] == [4, 4, 2]
+    for args, message in [
+        (["--rows-per-shard", "0", "-o", "o1"], "--rows-per-shard: must be at least 1"),
+        (["-o", "o2", "--rejected", "o2"], "--rejected o2: is the same as -o"),
+    ]:
+        result = phi4("ingest", "in.jsonl", *args, check=False)
+        assert result.returncode != 0 and message in result.stderr.decode(), result.stderr
+    same = phi4("ingest", "in.jsonl", "-o", "in.jsonl", "--overwrite", check=False)
+    assert same.returncode != 0 and "-o is the input itself" in same.stderr.decode()
+    assert (tmp_path / "in.jsonl").read_text().count("\n") == 10
 
 
 def test_tokenizer_commands(phi4, tmp_path):

@@ -191,6 +191,11 @@ def _task_done(index: int, outputs: dict[str, Path], key: str | None = None) -> 
     return receipt is not None and receipt.get("producer") == key
 
 
+def _reused(directory: Path, index: int) -> ShardResult:
+    """A shard an earlier run finished: its stats come from its receipt, so reports count it too."""
+    return ShardResult(index, (_read_receipt(directory, index) or {}).get("stats", {}), skipped=True)
+
+
 def _run_one(process: ShardProcess, source: Source, index: int, outputs: dict[str, Path], key: str) -> ShardResult:
     writers: dict[str, ShardWriter] = {}
     for directory in outputs.values():  # a stale shard of another producer must not count as done meanwhile
@@ -262,8 +267,7 @@ def map_shards(
     mine = [i for i in range(len(sources)) if i % num_shards == shard_index]
     keys = {i: producer(prov, sources[i], i, list(dirs)) for i in mine}
     todo = [i for i in mine if not _task_done(i, dirs, keys[i])]
-    results = [ShardResult(i, (_read_receipt(dirs["main"], i) or {}).get("stats", {}), skipped=True)
-               for i in mine if i not in todo]  # fmt: skip
+    results = [_reused(dirs["main"], i) for i in mine if i not in todo]
     if workers <= 1 or len(todo) <= 1:
         results += [_run_one(process, sources[i], i, dirs, keys[i]) for i in todo]
     else:
@@ -361,6 +365,12 @@ def _stream_all(sources: Sequence[Source], outputs: dict[str, str | None], proce
 
 
 __all__ = [
-    "map_shards", "default_shard_index", "shard_task", "check_task", "check_workers", "worker_pool",
-    "ShardResult", "iter_source",
-]  # fmt: skip
+    "ShardResult",
+    "check_task",
+    "check_workers",
+    "default_shard_index",
+    "iter_source",
+    "map_shards",
+    "shard_task",
+    "worker_pool",
+]
