@@ -184,3 +184,62 @@ def test_lm_eval_cli_runs_local_tasks_offline(world, tmp_path):
     rolling = backend.loglikelihood_rolling([d["question"] for d in docs])
     words = sum(len(d["question"].split()) for d in docs)
     assert results["phi4_toy_ppl"]["word_perplexity,none"] == pytest.approx(math.exp(-sum(rolling) / words), rel=1e-4)
+
+
+def test_chat_template_gives_render_chat_ids(world):
+    import jinja2
+
+    from phi4cli.model.hf import PHI4_CHAT_TEMPLATE
+
+    tok, lm = world["tok"], adapter(world)
+    chats = [
+        [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "what is 2 + 3?"},
+         {"role": "assistant", "content": " 5"}, {"role": "user", "content": "and 3 + 4?\n"}],
+        [{"role": "user", "content": "  the cat sat  "}],
+    ]  # fmt: skip
+    template = jinja2.Environment().from_string(PHI4_CHAT_TEMPLATE)
+    for messages in chats:
+        text = lm.apply_chat_template(messages)
+        assert tok.encode_with_specials(text) == tok.render_chat(messages, add_generation_prompt=True)[0]
+        assert text == template.render(messages=messages, add_generation_prompt=True)  # the template HF exports
+        closed = lm.apply_chat_template(messages, add_generation_prompt=False)
+        assert tok.encode_with_specials(closed) == tok.render_chat(messages)[0]
+    # lm-eval prefills the start of an answer: the last assistant message stays open
+    prefill = lm.apply_chat_template([*chats[1], {"role": "assistant", "content": "The answer is"}], add_generation_prompt=False)
+    assert prefill.endswith("<|im_start|>assistant<|im_sep|>The answer is")
+    assert lm.chat_template(True) == PHI4_CHAT_TEMPLATE and lm.tokenizer_name
+    with pytest.raises(Phi4Error, match="message 0 needs a role"):
+        lm.apply_chat_template([{"role": "tool", "content": "x"}])
+
+
+def test_apply_chat_template_runs_in_lm_eval(world, tmp_path):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    docs = [{"question": f"what is {i} + 1?", "choices": ["cat", "mat", "dog"], "gold": i % 3, "answer": str(i + 1)} for i in range(3)]
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "tasks").mkdir()
+    for name in ("phi4_toy_gen", "phi4_toy_mc"):
+        header = f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+        (tmp_path / "tasks" / f"{name}.yaml").write_text(header + TASKS[name])
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    lm = adapter(world)
+    tasks = TaskManager(include_path=str(tmp_path / "tasks"), include_defaults=False)
+    out = simple_evaluate(model=lm, tasks=["phi4_toy_gen", "phi4_toy_mc"], task_manager=tasks, apply_chat_template=True,
+                          system_instruction="Answer briefly.", log_samples=True)
+    tok, engine = world["tok"], world["backend"].engine
+    for sample in out["samples"]["phi4_toy_gen"]:
+        messages = [{"role": "system", "content": "Answer briefly."},
+                    {"role": "user", "content": f"Question: {sample['doc']['question']}\nAnswer:"}]  # fmt: skip
+        prompt = sample["arguments"]["gen_args_0"]["arg_0"] if isinstance(sample["arguments"], dict) else sample["arguments"][0][0]
+        ids = tok.render_chat(messages, add_generation_prompt=True)[0]
+        assert tok.encode_with_specials(prompt) == ids
+        expected = engine.generate([ids], SamplingParams(max_new_tokens=8, temperature=0.0, stop=["\n"], seed=0))[0].text
+        assert sample["resps"][0][0] == expected
+    mc = out["samples"]["phi4_toy_mc"][0]
+    context_ids = tok.render_chat([{"role": "system", "content": "Answer briefly."},
+                                   {"role": "user", "content": f"Question: {mc['doc']['question']}\nAnswer:"}], add_generation_prompt=True)[0]  # fmt: skip
+    assert mc["arguments"][0][1] == "cat"  # with a chat template lm-eval drops the target delimiter
+    ((expected_ll, _),) = engine.loglikelihood([(context_ids, tok.encode("cat"))])
+    assert float(mc["resps"][0][0][0]) == pytest.approx(expected_ll, abs=1e-4)

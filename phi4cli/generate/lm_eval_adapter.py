@@ -8,15 +8,21 @@ lm-eval finds models only in its own registry (it has no plugin entry point), so
 Python: `import phi4cli.generate.lm_eval_adapter` and then `lm_eval.simple_evaluate(model="phi4", ...)`.
 
 The three request types go straight to the phi4 engine, which does the work for `phi4 eval` too:
-- loglikelihood(context, continuation)  -> LocalBackend.loglikelihood: (sum log p, is greedy); trailing
+- loglikelihood(context, continuation)  -> Engine.loglikelihood: (sum log p, is greedy); trailing
   spaces of the context move onto the continuation; an empty context is scored after <|endoftext|>;
-- loglikelihood_rolling(text)           -> LocalBackend.loglikelihood_rolling: every token predicted
+- loglikelihood_rolling(text)           -> Engine.loglikelihood_rolling: every token predicted
   once, the first from <|endoftext|>, in context-window chunks;
 - generate_until(context, gen_kwargs)   -> Engine.generate: `until` stop strings (cut from the text),
   `max_gen_toks`, greedy unless `do_sample`; the context keeps its last (context window - max_gen_toks)
   tokens, as lm-eval's Hugging Face model does, so a long few-shot prompt never fails the run.
 model_args: pretrained (required), tokenizer, dtype, device, max_length (context window), max_gen_toks,
 batch_size (also lm-eval's --batch_size; "auto" = 32), seed.
+
+Chat: `--apply_chat_template` renders each prompt with phi-4's ChatML (`apply_chat_template`, the same
+template `phi4 convert --to-hf` writes); `--fewshot_as_multiturn` and `--system_instruction` work as with
+lm-eval's Hugging Face model. Text is tokenized as Hugging Face tokenizers do: the special-token strings
+the template writes (`<|im_start|>` ...) are the special tokens, so a rendered chat gets the ids of
+`Tokenizer.render_chat`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import sys
 from typing import Any, Sequence
 
 from phi4cli.errors import Phi4Error
-from phi4cli.generate.backends import LocalBackend
+from phi4cli.generate.backends import LocalBackend, split_context
 from phi4cli.generate.types import SamplingParams
 from phi4cli.log import console
 
@@ -67,15 +73,41 @@ class Phi4LM(LM):
     def tokenizer_name(self) -> str:
         return self.tokenizer.name
 
+    # ------------------------------------------------------------------------------------------- chat
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        """The Jinja chat template lm-eval records with the results (phi-4's ChatML whatever is asked)."""
+        from phi4cli.model.hf import PHI4_CHAT_TEMPLATE
+
+        return PHI4_CHAT_TEMPLATE if chat_template else None
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """phi-4's ChatML as text. Without the generation prompt a final assistant message stays open (lm-eval
+        prefills the start of the answer that way), as transformers' `continue_final_message`."""
+        parts = []
+        for i, message in enumerate(chat_history):
+            role, content = message.get("role"), message.get("content")
+            if role not in ("system", "user", "assistant") or not isinstance(content, str):
+                raise Phi4Error(f"apply_chat_template: message {i} needs a role (system, user, assistant) and text content")
+            parts.append(f"<|im_start|>{role}<|im_sep|>{content}<|im_end|>")
+        if add_generation_prompt:
+            parts.append("<|im_start|>assistant<|im_sep|>")
+        elif chat_history and chat_history[-1].get("role") == "assistant":
+            parts[-1] = parts[-1].removesuffix("<|im_end|>")
+        return "".join(parts)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode_with_specials(text)
+
     # ------------------------------------------------------------------------------- the requests
 
     def loglikelihood(self, requests: Sequence, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        pairs = [(str(r.args[0]), str(r.args[1])) for r in requests]
-        return self._in_chunks(pairs, self.backend.loglikelihood, "loglikelihood", disable_tqdm)
+        pairs = [self._token_pair(str(r.args[0]), str(r.args[1])) for r in requests]
+        return self._in_chunks(pairs, self.engine.loglikelihood, "loglikelihood", disable_tqdm)
 
     def loglikelihood_rolling(self, requests: Sequence, disable_tqdm: bool = False) -> list[float]:
-        texts = [str(r.args[0]) for r in requests]
-        return self._in_chunks(texts, self.backend.loglikelihood_rolling, "loglikelihood_rolling", disable_tqdm)
+        texts = [self._encode(str(r.args[0])) for r in requests]
+        return self._in_chunks(texts, self.engine.loglikelihood_rolling, "loglikelihood_rolling", disable_tqdm)
 
     def generate_until(self, requests: Sequence, disable_tqdm: bool = False) -> list[str]:
         params = [self.sampling(r.args[1] if len(r.args) > 1 else {}, i) for i, r in enumerate(requests)]
@@ -109,12 +141,17 @@ class Phi4LM(LM):
                               top_k=int(gen_kwargs.get("top_k") or 0), stop=[until] if isinstance(until, str) else list(until),
                               seed=int(gen_kwargs.get("seed", self.seed)) * 1_000_003 + index)  # fmt: skip
 
+    def _token_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Trailing spaces of the context go to the continuation; an empty context is <|endoftext|>."""
+        context, continuation = split_context(context, continuation)
+        return self._encode(context) or [self.tokenizer.eot_id], self._encode(continuation)
+
     def _prompt_ids(self, context: str, params: SamplingParams) -> list[int]:
         """The context's tokens, cut from the left to leave room for the generation budget."""
         room = self.engine.max_context - params.max_new_tokens
         if room < 1:
             raise Phi4Error(f"generate_until: max_gen_toks {params.max_new_tokens} leaves no room in the context of {self.engine.max_context}")
-        ids = self.tokenizer.encode(context) or [self.tokenizer.eot_id]
+        ids = self._encode(context) or [self.tokenizer.eot_id]
         return ids[-room:]
 
     def _in_chunks(self, items: list, fn, what: str, disable_tqdm: bool) -> list:
