@@ -7,7 +7,7 @@ import sys
 
 from rich.console import Console
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # soft_wrap: a message stays one line
 
 
 def warn(message: str) -> None:

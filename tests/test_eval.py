@@ -218,12 +218,107 @@ def test_a_prompt_longer_than_the_context_fails_that_sample_only(phi4, tmp_path,
     items = read_jsonl(GSM8K)[:3]
     items[1] = {**items[1], "question": "the cat sat on the mat. " * 400}  # far beyond the 1024-token context
     data = write_jsonl(tmp_path / "g.jsonl", items)
-    phi4("eval", "--model", checkpoint, "--tasks", "gsm8k", "--data", f"gsm8k={data}", "--num-shots", "gsm8k=0",
-         "--max-new-tokens", "4", "--log-samples", tmp_path / "log.jsonl", "-o", tmp_path / "r.json")  # fmt: skip
+    result = phi4("eval", "--model", checkpoint, "--tasks", "gsm8k", "--data", f"gsm8k={data}", "--num-shots", "gsm8k=0",
+                  "--max-new-tokens", "4", "--log-samples", tmp_path / "log.jsonl", "-o", tmp_path / "r.json")  # fmt: skip
     logs = read_jsonl(tmp_path / "log.jsonl")
-    assert "error" in logs[1] and "longer than the model's context" in logs[1]["error"]
+    assert "error" in logs[1] and "tokens is longer than the model's context of 1,024 tokens" in logs[1]["error"]
+    assert logs[1]["metrics"] == {}  # not scored as a wrong answer
     assert "completion" in logs[0] and "completion" in logs[2]
-    assert json.loads((tmp_path / "r.json").read_text())["tasks"]["gsm8k"]["n"] == 3
+    summary = json.loads((tmp_path / "r.json").read_text())["tasks"]["gsm8k"]
+    assert (summary["n"], summary["n_failed"]) == (2, 1)
+    err = result.stderr.decode()
+    assert "1 of 3 prompts are longer than the model's context of 1,024 tokens (longest " in err
+    assert "| gsm8k | exact_match | " in result.stdout.decode() and " | 2 | 1 |" in result.stdout.decode()
+
+
+class FakeGeneration:
+    def __init__(self, text: str):
+        self.text = text
+
+
+class FakeLocal:
+    """A local backend as the tasks see it: an engine with a context, token counts, batched generation."""
+
+    def __init__(self, context: int):
+        self.engine = type("Engine", (), {"max_context": context})()
+        self.calls: list[list[str]] = []
+
+    def encode_prompts(self, prompts):
+        return [p.split() for p in prompts]
+
+    def generate(self, prompts, params):
+        self.calls.append(list(prompts))
+        too_long = [p for p in prompts if len(p.split()) >= self.engine.max_context]
+        assert not too_long, "a prompt longer than the context reached the engine"
+        return [FakeGeneration(" #### 7") for _ in prompts]
+
+
+class FakeServer:
+    """A server backend: one request per prompt; it refuses prompts containing 'refuse'."""
+
+    concurrency = 2
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def generate(self, prompts, params):
+        from phi4cli.errors import Phi4Error
+
+        self.calls += prompts
+        if any("refuse" in p for p in prompts):
+            raise Phi4Error("http://server/v1/completions: 400 prompt too long")
+        return [FakeGeneration(" #### 7") for _ in prompts]
+
+
+def run_fake(backend, prompts: list[str]):
+    from phi4cli.evaluate.tasks import Options, TaskResult, run_generation
+    from phi4cli.generate.types import SamplingParams
+
+    opts = Options(backend=backend, config=load_eval_config(None, []))
+    ids = [f"q{i}" for i in range(len(prompts))]
+    score = lambda i, completion: {"metrics": {"exact_match": float(completion.strip() == "#### 7")}}  # noqa: E731
+    records = run_generation(opts, ids, prompts, SamplingParams(max_new_tokens=4), score, "exact_match")
+    return TaskResult("t", "exact_match", records, {}).summary(), records
+
+
+def test_failed_samples_are_counted_not_scored_and_nothing_is_rerun(capsys):
+    local = FakeLocal(context=8)
+    summary, records = run_fake(local, ["a b", "a b c d e f g h i j", "c d", ""])
+    assert local.calls == [["a b", "c d"]]  # one batch of the prompts that fit, nothing rerun one by one
+    assert (summary["n"], summary["n_failed"], summary["value"]) == (2, 2, 1.0)
+    assert records[1]["error"] == "prompt of 10 tokens is longer than the model's context of 8 tokens"
+    assert records[3]["error"] == "empty prompt"
+    err = capsys.readouterr().err
+    assert "1 of 4 prompts are longer than the model's context of 8 tokens (longest 10)" in err
+    assert "2 of 4 samples failed, counted in n_failed and not scored" in err
+
+    server = FakeServer()
+    summary, records = run_fake(server, ["p0", "p1 refuse", "p2"])
+    assert sorted(server.calls) == ["p0", "p1 refuse", "p2"]  # each prompt asked once
+    assert (summary["n"], summary["n_failed"]) == (2, 1) and "400 prompt too long" in records[1]["error"]
+
+
+def test_every_sample_failing_fails_the_task():
+    from phi4cli.errors import Phi4Error
+
+    with pytest.raises(Phi4Error, match="every sample failed"):
+        run_fake(FakeLocal(context=2), ["a b c", "d e f"])
+
+
+def test_a_failed_task_keeps_the_others_results(phi4, tmp_path, checkpoint):
+    """Results are written as each task finishes; kv-recall at 4,096 tokens cannot fit the 1,024-token model."""
+    data = write_jsonl(tmp_path / "g.jsonl", read_jsonl(GSM8K)[:2])
+    out = tmp_path / "r.json"
+    result = phi4("eval", "--model", checkpoint, "--tasks", "kv-recall,gsm8k", "--lengths", "4096", "--limit", "2",
+                  "--data", f"gsm8k={data}", "--num-shots", "gsm8k=0", "--max-new-tokens", "4", "-o", out,
+                  check=False)  # fmt: skip
+    err = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2, err
+    assert err[-1].startswith("phi4: error: 1 of 2 tasks failed (kv-recall: every sample failed") and str(out) in err[-1]
+    tasks = json.loads(out.read_text())["tasks"]
+    assert "every sample failed" in tasks["kv-recall"]["error"] and tasks["kv-recall"]["n"] == 0
+    assert tasks["gsm8k"]["n"] == 2 and tasks["gsm8k"]["n_failed"] == 0
+    assert "| kv-recall | - | failed: every sample failed" in result.stdout.decode()
 
 
 def test_math_triviaqa_mbpp_formats_score_given_completions(phi4, tmp_path):

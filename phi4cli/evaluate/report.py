@@ -25,11 +25,15 @@ def _cell(value: float, stderr: float) -> str:
 
 
 def markdown_table(results: dict) -> str:
-    """| task | metric | value ± stderr | n | — one row per metric of each task."""
-    lines = ["| task | metric | value | n |", "|---|---|---|---|"]
+    """| task | metric | value ± stderr | n | failed | — one row per metric of each task; `n` counts the
+    scored samples, `failed` those that could not be run (a failed task has one row saying why)."""
+    lines = ["| task | metric | value | n | failed |", "|---|---|---|---|---|"]
     for task, entry in results["tasks"].items():
+        if "error" in entry:
+            lines.append(f"| {task} | - | failed: {entry['error']} | 0 | - |")
+            continue
         for metric, m in entry["metrics"].items():
-            lines.append(f"| {task} | {metric} | {_cell(m['value'], m['stderr'])} | {entry['n']} |")
+            lines.append(f"| {task} | {metric} | {_cell(m['value'], m['stderr'])} | {entry['n']} | {entry.get('n_failed', 0)} |")
     return "\n".join(lines)
 
 

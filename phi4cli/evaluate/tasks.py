@@ -13,6 +13,9 @@ The protocol's numbers (shots, token budgets, temperatures, pass@k, sandbox limi
 lengths) are settings, stages/eval.toml, read into `Options.config` (phi4cli/evaluate/config.py).
 
 Every task returns per-sample records: {"id", "metrics": {name: value}, ...what was asked and answered}.
+A sample that could not be run (its prompt does not fit the model's context, the server refused it) is a
+record with "error" and no metrics: counted in the result's `n_failed`, never scored as a wrong answer.
+Prompts are measured against a local model's context before anything is generated.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import string
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -61,14 +65,16 @@ class TaskResult:
     settings: dict
 
     def summary(self) -> dict:
-        names = list(self.records[0]["metrics"]) if self.records else [self.primary]
+        """Means over the scored samples; `n` counts them, `n_failed` the samples that could not be run."""
+        scored = [r for r in self.records if "error" not in r]
+        names = list(scored[0]["metrics"]) if scored else [self.primary]
         metrics = {}
         for name in names:
-            value, stderr = mean_and_stderr([r["metrics"][name] for r in self.records if name in r["metrics"]])
+            value, stderr = mean_and_stderr([r["metrics"][name] for r in scored if name in r["metrics"]])
             metrics[name] = {"value": value, "stderr": stderr}
         head = metrics.get(self.primary, {"value": float("nan"), "stderr": float("nan")})
-        return {"metric": self.primary, "value": head["value"], "stderr": head["stderr"], "n": len(self.records),
-                "metrics": metrics, "settings": self.settings}  # fmt: skip
+        return {"metric": self.primary, "value": head["value"], "stderr": head["stderr"], "n": len(scored),
+                "n_failed": len(self.records) - len(scored), "metrics": metrics, "settings": self.settings}
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -242,22 +248,62 @@ def sampling(opts: Options, task: str, stop: list[str]) -> SamplingParams:
 
 
 def complete(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams) -> list[str | Exception]:
-    """Completions for prompts, or given ones (--samples). A prompt the model refuses (longer than its
-    context) becomes that sample's failure; it never stops the run."""
+    """Completions for prompts, or given ones (--samples); a sample that cannot be run is its error."""
     if opts.samples is not None:
         return [(opts.samples.get(i) or [Phi4Error(f"no completion for {i} in --samples")])[0] for i in ids]
-    try:
-        return [g.text for g in opts.backend.generate(prompts, params)]
-    except Phi4Error:
-        if len(prompts) == 1:
-            raise
-    out: list[str | Exception] = []
-    for prompt in prompts:  # find the bad ones
+    return generate_each(opts, prompts, [params] * len(prompts))
+
+
+def generate_each(opts: Options, prompts: list[str], params: list[SamplingParams]) -> list[str | Exception]:
+    """One completion per prompt, or the reason it has none; one bad prompt never stops the others.
+
+    A local model: prompts that do not fit its context are found by length first (reported before any
+    generation) and the rest run as one batch. A server: one request per prompt, `concurrency` at a time,
+    so its refusal of one request fails only that sample."""
+    out: list[str | Exception | None] = list(too_long(opts.backend, prompts))
+    todo = [i for i, failure in enumerate(out) if failure is None]
+    if getattr(opts.backend, "engine", None) is not None:
+        if todo:
+            generations = opts.backend.generate([prompts[i] for i in todo], [params[i] for i in todo])
+            for i, generation in zip(todo, generations):
+                out[i] = generation.text
+        return out
+
+    def one(i: int) -> str | Exception:
         try:
-            out.append(opts.backend.generate([prompt], params)[0].text)
+            return opts.backend.generate([prompts[i]], params[i])[0].text
         except Phi4Error as e:
-            out.append(e)
+            return e
+
+    with ThreadPoolExecutor(max_workers=max(1, getattr(opts.backend, "concurrency", 8))) as pool:
+        for i, result in zip(todo, pool.map(one, todo)):
+            out[i] = result
     return out
+
+
+def too_long(backend, prompts: list[str]) -> list[Phi4Error | None]:
+    """For a local model: an error naming the length of each prompt that leaves no room in its context
+    (the engine's own rule), and one warning line for all of them; None for the prompts that fit."""
+    engine = getattr(backend, "engine", None)
+    if engine is None:
+        return [None] * len(prompts)
+    context = engine.max_context
+    lengths = [len(ids) for ids in backend.encode_prompts(prompts)]
+    over = [n for n in lengths if n >= context]
+    if over:
+        console.print(
+            f"[yellow]eval: {len(over)} of {len(prompts)} prompts are longer than the model's context of "
+            f"{context:,} tokens (longest {max(over):,}): not generated, counted in n_failed"
+        )
+    return [_length_error(n, context) for n in lengths]
+
+
+def _length_error(n: int, context: int) -> Phi4Error | None:
+    if n == 0:
+        return Phi4Error("empty prompt")
+    if n >= context:
+        return Phi4Error(f"prompt of {n:,} tokens is longer than the model's context of {context:,} tokens")
+    return None
 
 
 def run_generation(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams,
@@ -265,15 +311,23 @@ def run_generation(opts: Options, ids: list[str], prompts: list[str], params: Sa
     records = []
     for i, (id_, prompt, completion) in enumerate(zip(ids, prompts, complete(opts, ids, prompts, params))):
         if isinstance(completion, Exception):
-            records.append({"id": id_, "prompt": prompt, "error": str(completion), "metrics": {metric: 0.0}})
+            records.append({"id": id_, "prompt": prompt, "error": str(completion), "metrics": {}})
             continue
         records.append({"id": id_, "prompt": prompt, "completion": completion, **score(i, completion)})
-    failed = sum("error" in r for r in records)
-    if failed:
-        console.print(f"[yellow]{failed} of {len(records)} samples failed: {records[[('error' in r) for r in records].index(True)]['error']}")
-    if failed == len(records) and records:
-        raise Phi4Error(f"every sample failed: {records[0]['error']}")
+    report_failures(records)
     return records
+
+
+def report_failures(records: list[dict]) -> None:
+    """One warning line for a task's failed samples; a task where every sample failed has no result."""
+    failed = [r for r in records if "error" in r]
+    if failed and len(failed) == len(records):
+        raise Phi4Error(f"every sample failed ({len(failed)}; first: {failed[0]['error']})")
+    if failed:
+        console.print(
+            f"[yellow]eval: {len(failed)} of {len(records)} samples failed, counted in n_failed and not scored "
+            f"(first: {failed[0]['error']})"
+        )
 
 
 def qa_prompt(question: str, answer: str | None = None) -> str:
@@ -374,27 +428,35 @@ def code_results(name: str, opts: Options, ids: list[str], prompts: list[str], p
     runs = iter(run_programs([s for s in sources if s is not None], opts.sandbox, opts.workers))
     outcomes = []
     for (_, completion), source in zip(flat, sources):
-        if source is None:  # no completion (the model refused the prompt): a failed sample
-            outcomes.append((False, f"no completion: {completion}"))
+        if source is None:  # no completion (the prompt did not fit, the server refused it): not run, not scored
+            outcomes.append((None, f"no completion: {completion}"))
         else:
             run = next(runs)
             outcomes.append((run.passed, run.reason))
-    per_problem: list[list[tuple[bool, str]]] = [[] for _ in ids]
+    per_problem: list[list[tuple[bool | None, str]]] = [[] for _ in ids]
     for (i, _), outcome in zip(flat, outcomes):
         per_problem[i].append(outcome)
-    records = []
-    for i, results in enumerate(per_problem):
-        n, c = len(results), sum(ok for ok, _ in results)
-        ks = [k for k in opts.config.k if k <= n] or [1]
-        metrics = {f"pass@{k}": pass_at_k(n, c, k) for k in ks}
-        records.append({"id": ids[i], "prompt": prompts[i], "completions": [x if isinstance(x, str) else str(x) for x in completions[i]],
-                        "results": [reason for _, reason in results], "passed": c, "n": n, "metrics": metrics})  # fmt: skip
+    records = [_code_record(opts, ids[i], prompts[i], completions[i], results) for i, results in enumerate(per_problem)]
+    report_failures(records)
     primary = f"pass@{min(opts.config.k)}"
     settings = {**settings, "samples_per_problem": max(len(p) for p in per_problem), "temperature": params.temperature,
                 "sandbox": {"timeout_s": opts.sandbox.timeout, "memory_mb": opts.sandbox.memory_mb, "network": network_isolation()}}  # fmt: skip
     if opts.samples is not None:
         settings["completions"] = "from --samples"
     return [TaskResult(name, primary, records, settings)]
+
+
+def _code_record(opts: Options, id_: str, prompt: str, completions: list, results: list[tuple[bool | None, str]]) -> dict:
+    """pass@k of one problem over its samples that ran; a problem none of whose samples ran is failed."""
+    texts = [x if isinstance(x, str) else str(x) for x in completions]
+    record = {"id": id_, "prompt": prompt, "completions": texts, "results": [reason for _, reason in results]}
+    ran = [ok for ok, _ in results if ok is not None]
+    if not ran:
+        return {**record, "error": results[0][1], "metrics": {}}
+    n, c = len(ran), sum(ran)
+    ks = [k for k in opts.config.k if k <= n] or [1]
+    return {**record, "passed": c, "n": n, "failed_samples": len(results) - n,
+            "metrics": {f"pass@{k}": pass_at_k(n, c, k) for k in ks}}
 
 
 def _code_completions(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams) -> list[list]:
@@ -405,22 +467,8 @@ def _code_completions(opts: Options, ids: list[str], prompts: list[str], params:
     params.temperature = opts.config.temperature if n == 1 else opts.config.sampled_temperature
     all_prompts = [p for p in prompts for _ in range(n)]
     all_params = [SamplingParams(**{**params.__dict__, "seed": opts.seed * 1_000_003 + j}) for j in range(len(all_prompts))]
-    flat = complete_many(opts, all_prompts, all_params)
+    flat = generate_each(opts, all_prompts, all_params)
     return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
-
-
-def complete_many(opts: Options, prompts: list[str], params: list[SamplingParams]) -> list:
-    try:
-        return [g.text for g in opts.backend.generate(prompts, params)]
-    except Phi4Error:
-        pass
-    out = []
-    for prompt, p in zip(prompts, params):
-        try:
-            out.append(opts.backend.generate([prompt], p)[0].text)
-        except Phi4Error as e:
-            out.append(e)
-    return out
 
 
 def humaneval_program(item: dict, completion: str) -> Program:

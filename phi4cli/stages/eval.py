@@ -43,6 +43,7 @@ def eval_command(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Local model: sequences per forward."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Local model: tokenizer spec when the checkpoint names none."),
     device: str = typer.Option("cpu", "--device", help="Local model: cpu or cuda."),
+    dtype: str = typer.Option("auto", "--dtype", help="Local model: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Server: requests in flight."),
     retries: int = typer.Option(4, "--retries", min=0, help="Server: retries per request (exponential backoff)."),
     compare: bool = typer.Option(False, "--compare", help="Print a side-by-side table of the results FILES and exit."),
@@ -96,21 +97,35 @@ def eval_command(
     if given is None:
         from phi4cli.generate import load_backend
 
-        options.backend = load_backend(model, max_batch_size=batch_size, tokenizer=tokenizer, device=device, concurrency=concurrency,
+        options.backend = load_backend(model, max_batch_size=batch_size, tokenizer=tokenizer, device=device, dtype=dtype, concurrency=concurrency,
                                        retries=retries)
     results = {"model": model or str(samples), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "seed": seed, "limit": limit, "config": settings.to_dict(), "tasks": {}}  # fmt: skip
-    logged = []
+    logged: list[dict] = []
+    failed: list[str] = []
     for name in names:
         console.print(f"eval: {name} ...")
-        for result in TASKS[name].run(paths[name], options):
-            results["tasks"][result.name] = result.summary()
-            logged += [{"task": result.name, **record} for record in result.records]
-    _write(out, results, log_samples, logged)
+        try:
+            task_results = TASKS[name].run(paths[name], options)
+        except Phi4Error as e:  # this task has no result; the others keep theirs
+            console.print(f"[red]eval: {name} failed: {e}")
+            results["tasks"][name] = {"metric": None, "value": None, "stderr": None, "n": 0, "error": str(e), "metrics": {}}
+            failed.append(name)
+        else:
+            for result in task_results:
+                results["tasks"][result.name] = result.summary()
+                logged += [{"task": result.name, **record} for record in result.records]
+        if len(failed) < len(results["tasks"]):  # after every task: a later failure or crash keeps it
+            _write(out, results, log_samples, logged)
+    if len(failed) < len(results["tasks"]):
+        _report(out, results, log_samples)
+    if failed:
+        first = results["tasks"][failed[0]]["error"]
+        raise Phi4Error(f"{len(failed)} of {len(names)} tasks failed ({failed[0]}: {first}); the others' results are in {out}")
 
 
 def _write(out: Path, results: dict, log_samples: Path | None, logged: list[dict]) -> None:
-    from phi4cli.evaluate.report import markdown_table, write_json_atomic
+    from phi4cli.evaluate.report import write_json_atomic
     from phi4cli.io.formats import JsonlWriter
 
     if log_samples is not None:
@@ -118,6 +133,11 @@ def _write(out: Path, results: dict, log_samples: Path | None, logged: list[dict
         writer.write_rows(logged)
         writer.close()
     write_json_atomic(out, results)
+
+
+def _report(out: Path, results: dict, log_samples: Path | None) -> None:
+    from phi4cli.evaluate.report import markdown_table
+
     print(markdown_table(results))
     sys.stdout.flush()
     console.print(f"eval: wrote {out}" + (f" and {log_samples}" if log_samples else ""))
