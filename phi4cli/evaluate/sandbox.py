@@ -175,7 +175,7 @@ def decode(v, resolve):
         return tuple(decode(y, resolve) for y in x)
     if tag in ("d", "C", "O"):
         pairs = [(decode(k, resolve), decode(y, resolve)) for k, y in x]
-        return {"d": dict, "C": collections.Counter, "O": collections.OrderedDict}[tag](pairs)
+        return {"d": dict, "C": collections.Counter, "O": collections.OrderedDict}[tag](dict(pairs))
     if tag in ("s", "f"):
         return (set if tag == "s" else frozenset)(decode(y, resolve) for y in x)
     if tag == "r" and type(x) in (int, str):
@@ -259,16 +259,19 @@ class Client:
             raise ProgramGone
         try:
             send(self.wfd, [op, target, a, b])
-            reply = recv(self.rfd)
-            kind, value = reply
+            kind, value = recv(self.rfd)
             if kind == "ret":
                 return decode(value, Remote)
-            if kind == "exc":
-                raise remote_exception(value)
-            raise ValueError("bad reply")
         except (EOFError, OSError):
             self.failure = gone(self.pid)
+            raise ProgramGone
         except (ValueError, TypeError, KeyError, RecursionError, UnicodeError, OverflowError):
+            kind = None
+        if kind == "exc" and value in ("SystemExit", "KeyboardInterrupt", "GeneratorExit"):
+            self.failure = "failed: the program exited before the tests finished"
+        elif kind == "exc":
+            raise remote_exception(value)  # outside the try: a test may expect it
+        else:
             self.failure = "failed: the program broke the harness protocol"
         raise ProgramGone
 
@@ -558,7 +561,7 @@ _UIDS = _Uids()
 
 
 def _bwrap_args(rt: _Runtime, job: Path, scratch: Path, fds: dict[str, int], uid: int) -> list[str]:
-    args = [rt.bwrap, *(["--seccomp", str(fds["seccomp"])] if "seccomp" in fds else []), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+    args = [rt.bwrap, "--info-fd", str(fds["info"]), *(["--seccomp", str(fds["seccomp"])] if "seccomp" in fds else []), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL"]  # fmt: skip
     if rt.privileged:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]  # for the harness's drop, then gone
@@ -620,7 +623,9 @@ def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
         out_r, out_w = os.pipe()
         fds += [nonce_r, nonce_w, verdict_r, verdict_w, out_r, out_w]
         os.write(nonce_w, nonce.encode())
-        child = {"nonce": nonce_r, "verdict": verdict_w}
+        info_r, info_w = os.pipe()
+        fds += [info_r, info_w]
+        child = {"nonce": nonce_r, "verdict": verdict_w, "info": info_w}
         if rt.seccomp:
             seccomp_r, seccomp_w = os.pipe()  # bwrap reads the filter to EOF; it fits a pipe's buffer
             fds += [seccomp_r, seccomp_w]
@@ -634,8 +639,9 @@ def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
         for fd in (*child.values(), nonce_w, out_w):
             os.close(fd)
             fds.remove(fd)
-        output, verdict, timed_out = _collect(out_r, verdict_r, start + limits.timeout)
-        _kill(process)
+        read, timed_out = _collect({out_r: OUTPUT_LIMIT, verdict_r: VERDICT_LIMIT, info_r: 4096}, start + limits.timeout)
+        _finish(process, read[info_r], timed_out)
+        output, verdict = read[out_r], read[verdict_r]
         reason = _verdict_reason(verdict, nonce, timed_out, process.returncode, output)
         return SandboxResult(reason == "passed", reason, time.monotonic() - start, output)
     finally:
@@ -646,29 +652,43 @@ def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
             _UIDS.give(uid)
 
 
-def _collect(out_r: int, verdict_r: int, deadline: float) -> tuple[bytes, bytes, bool]:
-    """Read output (kept up to OUTPUT_LIMIT, the rest drained) and the verdict until both close or the deadline."""
-    output, verdict = bytearray(), bytearray()
+def _collect(limits: dict[int, int], deadline: float) -> tuple[dict[int, bytes], bool]:
+    """Read each fd until it closes or the deadline, keeping its first `limits[fd]` bytes and draining the rest."""
+    kept = {fd: bytearray() for fd in limits}
     with selectors.DefaultSelector() as sel:
-        sel.register(out_r, selectors.EVENT_READ)
-        sel.register(verdict_r, selectors.EVENT_READ)
+        for fd in limits:
+            sel.register(fd, selectors.EVENT_READ)
         while sel.get_map():
             left = deadline - time.monotonic()
             if left <= 0:
-                return bytes(output), bytes(verdict), True
+                return {fd: bytes(b) for fd, b in kept.items()}, True
             for key, _ in sel.select(left):
                 chunk = os.read(key.fd, 1 << 16)
                 if not chunk:
                     sel.unregister(key.fd)
-                elif key.fd == out_r:
-                    output += chunk[: OUTPUT_LIMIT - len(output)]
-                else:
-                    verdict += chunk[: VERDICT_LIMIT - len(verdict)]
-    return bytes(output), bytes(verdict), False
+                kept[key.fd] += chunk[: limits[key.fd] - len(kept[key.fd])]
+    return {fd: bytes(b) for fd, b in kept.items()}, False
 
 
-def _kill(process: subprocess.Popen) -> None:
-    """SIGKILL bwrap; its pid-namespace init dies with it, and the kernel kills everything inside."""
+def _finish(process: subprocess.Popen, info: bytes, timed_out: bool) -> None:
+    """Return only when no process of the sandbox is left.
+
+    bwrap exits after reaping the pid namespace's init, and the init is reaped only after every process
+    in its namespace is gone. So: let it end (it ends when the harness exits), or SIGKILL the init (its
+    pid from --info-fd) and wait for bwrap. Killing bwrap itself would leave the namespace dying alone."""
+    if not timed_out:
+        try:
+            process.wait(timeout=2.0)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        child = json.loads(info.decode())["child-pid"]
+        os.kill(int(child), signal.SIGKILL)  # bwrap has not reaped it yet, so the pid is still the init's
+        process.wait(timeout=10.0)
+        return
+    except (ValueError, KeyError, TypeError, ProcessLookupError, subprocess.TimeoutExpired):
+        pass
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
