@@ -53,6 +53,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"   # first, so the package's torch range is already met
 	$(BIN)/pip install -q -e '.[dev]'
+	@# the code sandbox (docs/sandbox.md) needs bubblewrap: installed here when root, else a warning
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && { apt-get install -y -q bubblewrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; }; } || echo "make setup: warning: no bwrap; install bubblewrap for the code sandbox (eval on code tasks)" >&2
 	touch $@
 
 # ---- the toy world ---------------------------------------------------------------------------------
