@@ -142,4 +142,7 @@ def sft_command(
 
         torchrun --nproc-per-node 8 -m phi4cli sft data/sft -o runs/sft --set init_from=runs/midtrain
     """
+    if resume and "-" in (data or ["-"]):
+        # the consumed position is in packed rows, which a producer upstream cannot skip to
+        raise Phi4Error("-: sft cannot resume from a stream (its position counts packed rows); give the chat dataset")
     run_stage("sft", data, out, config, sets, resume, overwrite, require_init_from=True, config_cls=SFTConfig, task=chat_task)
