@@ -1,16 +1,27 @@
-"""Sampler throughput: phi4's engine vs transformers `generate` on the same toy model and batch (CPU).
+"""Generation speed: phi4's engine vs transformers `generate`, and shared-prefix n-sampling (CPU).
 
-Both decode the same prompts greedily for the same number of new tokens (no early stop), with a KV
-cache, on the same weights (phi4 -> Hugging Face via save_hf). Reports generated tokens/s, medians of
-several repeats, and the ratio. Goal: ratio >= 2.
+1. Decode throughput. Both sides decode the same ragged prompts greedily for the same number of new
+   tokens (no early stop), with a KV cache, on the same weights (phi4 -> Hugging Face via save_hf), both
+   in fp32 with the same thread count. Every configuration is run for batch 1 and batch 8, for each
+   `--new` length, with the toy vocabulary (a BPE trained here) and the 100,352-id phi-4 one. Repeats
+   are interleaved (phi4, peer, phi4, peer, ...); medians and the ratio are printed, and the generated
+   token ids of both sides are compared (a ratio is only meaningful when they are identical).
+2. Prefix sharing. n=16 sampled rollouts (temperature 1, fixed seeds) of one long prompt: the engine's
+   `sample(prompt, n=16)` (one prefill, forked KV cache) vs the same 16 requests as separate prompts
+   (`share_prefixes=False`: 16 prefills, batched). Rollouts/s of each, and a check that the tokens match.
 
     pip install transformers        # the peer (already in the dev extra)
-    python bench/generate_speed.py [--batch 8] [--prompt-len 64] [--new 64] [--repeats 3] [--threads 1]
+    python bench/generate_speed.py [--new 64,1000] [--batches 1,8] [--vocabs toy,phi4] [--repeats 3] [--threads 1]
+
+Weights are random but scaled up (x4) so that greedy decoding has clear argmaxes: float rounding
+differences between two correct implementations then cannot flip a token, and "identical" is a fair
+check rather than luck. Timing excludes one warm-up run per side.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -20,70 +31,130 @@ import torch
 
 from phi4cli.generate.engine import Engine, SamplingParams
 from phi4cli.model import ModelConfig, Phi4ForCausalLM, save_hf
-from phi4cli.tokenizer import train_bpe, write_tokenizer
+from phi4cli.tokenizer import load_tokenizer, train_bpe, write_tokenizer
 
 
-def toy_model(vocab: int) -> Phi4ForCausalLM:
+def toy_model(vocab: int, max_positions: int) -> Phi4ForCausalLM:
     config = ModelConfig(vocab_size=vocab, hidden_size=256, intermediate_size=896, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)  # fmt: skip
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions)  # fmt: skip
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 2:
+                p.mul_(4.0)  # peaked next-token distributions (see the module docstring)
     return model.eval()
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def tokenizers(names: list[str], tmp: Path) -> dict:
+    out = {}
+    for name in names:
+        if name == "toy":
+            texts = ["the cat sat on the mat. a dog ran in the park. "] * 50
+            out[name] = write_tokenizer(train_bpe(texts, vocab_size=2048), tmp / "toy.tiktoken")
+        else:
+            out[name] = load_tokenizer(name)  # "phi4": 100,352 ids (needs the tiktoken cache offline)
+    return out
+
+
+def ordinary_ids(tok) -> int:
+    """Prompts draw ids below the first special token (both tokenizers put special ids at the top)."""
+    return min(tok.eot_id, tok.pad_id, tok.im_end_id)
+
+
+def interleaved(sides: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per side; one warm-up each, then the sides alternate, swapping who goes first."""
+    for fn in sides.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            sides[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def decode_case(model, hf, tok, batch: int, prompt_len: int, new: int, repeats: int) -> str:
+    gen = torch.Generator().manual_seed(batch * 7919 + new)
+    # ragged prompts, lengths from half to full, as real batches are
+    lengths = [prompt_len // 2 + (prompt_len // 2) * i // max(1, batch - 1) for i in range(batch)]
+    prompts = [torch.randint(0, ordinary_ids(tok), (n,), generator=gen).tolist() for n in lengths]
+    engine = Engine(model, tok, max_batch_size=batch)
+    params = SamplingParams(max_new_tokens=new, temperature=0, stop_token_ids=[])
+    width = max(lengths)
+    ids = torch.full((batch, width), tok.pad_id)
+    mask = torch.zeros((batch, width), dtype=torch.long)
+    for b, p in enumerate(prompts):  # left padding, as transformers wants for decoder-only generation
+        ids[b, width - len(p) :] = torch.tensor(p)
+        mask[b, width - len(p) :] = 1
+    outputs = {}
+
+    def ours():
+        outputs["phi4"] = [g.token_ids for g in engine.generate(prompts, params)]
+
+    def theirs():
+        with torch.inference_mode():
+            out = hf.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new, min_new_tokens=new,
+                              pad_token_id=tok.pad_id)  # fmt: skip
+        outputs["hf"] = out[:, width:].tolist()
+
+    medians = interleaved({"phi4": ours, "hf": theirs}, repeats)
+    same = sum(a == b for a, b in zip(outputs["phi4"], outputs["hf"]))
+    tokens = batch * new
+    return (f"batch {batch:2d}  new {new:5d}  phi4 {tokens / medians['phi4']:8.1f} tok/s  transformers "
+            f"{tokens / medians['hf']:8.1f} tok/s  ratio {medians['hf'] / medians['phi4']:5.2f}x  "
+            f"identical rows {same}/{batch}")  # fmt: skip
+
+
+def sharing_case(model, tok, prompt_len: int, new: int, n: int, repeats: int) -> str:
+    prompt = torch.randint(0, ordinary_ids(tok), (prompt_len,), generator=torch.Generator().manual_seed(1)).tolist()
+    params = SamplingParams(max_new_tokens=new, temperature=1.0, seed=100, stop_token_ids=[])
+    shared, separate = Engine(model, tok, max_batch_size=n), Engine(model, tok, max_batch_size=n, share_prefixes=False)
+    requests = [SamplingParams(**{**params.__dict__, "seed": 100 + j}) for j in range(n)]
+    outputs = {}
+
+    def forked():
+        outputs["shared"] = [g.token_ids for g in shared.sample([prompt], n, params)[0]]
+
+    def unshared():
+        outputs["separate"] = [g.token_ids for g in separate.generate([prompt] * n, requests)]
+
+    medians = interleaved({"shared": forked, "separate": unshared}, repeats)
+    same = sum(a == b for a, b in zip(outputs["shared"], outputs["separate"]))
+    return (f"n={n} rollouts of a {prompt_len}-token prompt, {new} new tokens each: shared prefill "
+            f"{n / medians['shared']:6.2f} rollouts/s, separate prompts {n / medians['separate']:6.2f} rollouts/s, "
+            f"ratio {medians['separate'] / medians['shared']:.2f}x, identical rollouts {same}/{n}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--new", default="64,1000", help="new tokens per row, comma-separated")
+    parser.add_argument("--vocabs", default="toy,phi4", help="toy (a small BPE) and/or phi4 (100,352 ids)")
     parser.add_argument("--prompt-len", type=int, default=64)
-    parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)  # 1: OpenMP spin-waits dominate tiny matmuls on a busy machine
+    parser.add_argument("--share-prompt-len", type=int, default=512)
+    parser.add_argument("--share-new", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    import transformers
+
     tmp = Path(tempfile.mkdtemp())
-    tok = write_tokenizer(train_bpe(["the cat sat on the mat. a dog ran in the park. "] * 50, vocab_size=2048), tmp / "t.tiktoken")
-    model = toy_model(tok.vocab_size)
-    gen = torch.Generator().manual_seed(0)
-    # ragged prompts: lengths from half to full, as real batches are
-    lengths = [args.prompt_len // 2 + (args.prompt_len // 2) * i // max(1, args.batch - 1) for i in range(args.batch)]
-    prompts = [torch.randint(0, tok.vocab_size - 96, (n,), generator=gen).tolist() for n in lengths]
-    engine = Engine(model, tok, max_batch_size=args.batch)
-    params = SamplingParams(max_new_tokens=args.new, temperature=0, stop_token_ids=[])
-    ours = timed(lambda: engine.generate(prompts, params), args.repeats)
-    tokens = args.batch * args.new
-    print(f"phi4 engine:           {tokens / ours:8.1f} tokens/s  (batch {args.batch}, {args.new} new tokens, median of {args.repeats})")
-    try:
-        import transformers
-    except ImportError:
-        print("transformers is not installed: pip install transformers (peer missing, no ratio)")
-        return
-    save_hf(model, model.config, tmp / "hf", tokenizer=tok)
-    reference = transformers.AutoModelForCausalLM.from_pretrained(tmp / "hf").eval()
-    width = max(lengths)
-    ids = torch.full((args.batch, width), tok.pad_id)
-    mask = torch.zeros((args.batch, width), dtype=torch.long)
-    for b, p in enumerate(prompts):  # left padding, as transformers wants for decoder-only generation
-        ids[b, width - len(p) :] = torch.tensor(p)
-        mask[b, width - len(p) :] = 1
-
-    def theirs_run():
-        with torch.inference_mode():
-            reference.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=args.new,
-                               min_new_tokens=args.new, pad_token_id=tok.pad_id)  # fmt: skip
-
-    theirs = timed(theirs_run, args.repeats)
-    print(f"transformers generate: {tokens / theirs:8.1f} tokens/s")
-    print(f"ratio (phi4 / transformers): {theirs / ours:.2f}x  (goal >= 2x)")
+    news = [int(x) for x in args.new.split(",")]
+    print(f"threads {args.threads}, fp32, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
+          f"median of {args.repeats} interleaved repeats, transformers {transformers.__version__}")  # fmt: skip
+    for name, tok in tokenizers(args.vocabs.split(","), tmp).items():
+        model = toy_model(tok.vocab_size, max_positions=max(news) + args.prompt_len + args.share_prompt_len + 8)
+        save_hf(model, model.config, tmp / name, tokenizer=tok)
+        hf = transformers.AutoModelForCausalLM.from_pretrained(tmp / name, dtype=torch.float32).eval()
+        print(f"-- vocabulary {name} ({tok.vocab_size} ids); model 4 layers x 256, GQA 4/2 heads")
+        for new in news:
+            for batch in (int(b) for b in args.batches.split(",")):
+                print(decode_case(model, hf, tok, batch, args.prompt_len, new, args.repeats), flush=True)
+        print(sharing_case(model, tok, args.share_prompt_len, args.share_new, 16, args.repeats), flush=True)
 
 
 if __name__ == "__main__":

@@ -263,3 +263,111 @@ def test_chunked_scoring_equals_full_scoring(engine, tok, monkeypatch):
             assert max(abs(x - y) for x, y in zip(got.logprobs, direct)) < 1e-4
             assert got.greedy == (rows.argmax(-1) == torch.tensor(continuation)).tolist()
             assert list(got.top_logprobs[0]) == rows[0].topk(3).indices.tolist()
+
+
+# ------------------------------------------------------------------------------- token ids, dtype
+
+
+class FakeVLLM:
+    """A scripted stand-in for vLLM's /v1/completions (a test fixture): it records the request bodies and
+    answers token-id prompts with tokens spelled 'token_id:N', as vLLM does with return_tokens_as_token_ids."""
+
+    def __init__(self, ids_as_text: bool = False):
+        import http.server
+        import json
+        import threading
+
+        self.bodies: list[dict] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._send({"data": [{"id": "fake"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.bodies.append(body)
+                self._send({"choices": fake.answer(body)})
+
+            def _send(self, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.ids_as_text = ids_as_text
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def spell(self, token: int) -> str:
+        return f"t{token}" if self.ids_as_text else f"token_id:{token}"
+
+    def answer(self, body: dict) -> list[dict]:
+        prompt = body["prompt"]
+        if body.get("echo"):  # prompt logprobs: token i gets -i/10, the first None
+            values = [None] + [-i / 10 for i in range(1, len(prompt))]
+            tops = [None] + [{self.spell(t): v} for t, v in zip(prompt[1:], values[1:])]
+            return [{"index": 0, "text": "", "logprobs": {"tokens": [self.spell(t) for t in prompt], "token_logprobs": values,
+                                                           "top_logprobs": tops}, "finish_reason": "length"}]  # fmt: skip
+        choices = []
+        for j in range(body["n"]):  # completion j of prompt p: ids sum(p) + j + k, log-probs -(k + 1)
+            ids = [sum(prompt) + j + k for k in range(body["max_tokens"])]
+            choices.append({"index": j, "text": "x" * len(ids), "finish_reason": "length",
+                            "logprobs": {"tokens": [self.spell(t) for t in ids], "token_logprobs": [-(k + 1.0) for k in range(len(ids))],
+                                         "top_logprobs": [{self.spell(t): -0.5} for t in ids]}})  # fmt: skip
+        return choices
+
+
+def test_openai_backend_sends_and_reads_token_ids():
+    from phi4cli.generate import OpenAIBackend
+
+    fake = FakeVLLM()
+    backend = OpenAIBackend(fake.url, retries=0)
+    out = backend.sample([[1, 2, 3], [10]], 3, SamplingParams(max_new_tokens=4, temperature=0.7, seed=5, top_logprobs=1))
+    sent = [b for b in fake.bodies if "n" in b]
+    assert sorted(b["prompt"][0] for b in sent) == [1, 10] and all(b["return_tokens_as_token_ids"] for b in sent)
+    assert {b["n"] for b in sent} == {3} and {b["seed"] for b in sent} == {5}
+    assert [[g.token_ids for g in gens] for gens in out] == [[[6 + j + k for k in range(4)] for j in range(3)],
+                                                              [[10 + j + k for k in range(4)] for j in range(3)]]  # fmt: skip
+    assert out[0][0].logprobs == [-1.0, -2.0, -3.0, -4.0] and out[0][0].prompt_tokens == 3
+    assert out[1][2].top_logprobs[0] == {12: -0.5}
+    (one,) = backend.generate_ids([[4, 4]], SamplingParams(max_new_tokens=2, stop_token_ids=[7]))
+    assert one.token_ids == [8, 9] and fake.bodies[-1]["stop_token_ids"] == [7] and fake.bodies[-1]["ignore_eos"]
+    (score,) = backend.score([([5, 6], [7, 8, 9])])
+    assert fake.bodies[-1]["prompt"] == [5, 6, 7, 8, 9] and fake.bodies[-1]["echo"]
+    assert score.logprobs == [-0.2, -0.3, -0.4] and score.is_greedy
+    texty = OpenAIBackend(FakeVLLM(ids_as_text=True).url, retries=0)
+    with pytest.raises(Phi4Error, match="token text, not token ids"):
+        texty.sample([[1]], 2, SamplingParams(max_new_tokens=2))
+
+
+def test_local_backend_token_ids_match_the_engine(tmp_path, tok):
+    model = small_model(tok.vocab_size)
+    save_checkpoint_model_only(model, tmp_path / "ckpt", tokenizer=tok)
+    backend = load_backend(str(tmp_path / "ckpt"))
+    assert backend.engine.model.lm_head.weight.dtype == torch.float32  # auto on CPU
+    params = SamplingParams(max_new_tokens=5, seed=3, stop_token_ids=[])
+    ids = prompts(tok)[:2]
+    expected = Engine(model, tok).sample(ids, 2, params)
+    assert [[g.token_ids for g in o] for o in backend.sample(ids, 2, params)] == [[g.token_ids for g in o] for o in expected]
+    assert [g.token_ids for g in backend.generate_ids(ids, params)] == [o[0].token_ids for o in expected]
+    assert backend.score([(ids[0], expected[0][0].token_ids)])[0].logprobs == pytest.approx(expected[0][0].logprobs, abs=1e-4)
+    bf16 = load_backend(str(tmp_path / "ckpt"), dtype="bf16")
+    assert bf16.engine.model.lm_head.weight.dtype == torch.bfloat16
+    (out,) = bf16.generate_ids(ids[:1], SamplingParams(max_new_tokens=4, temperature=0, stop_token_ids=[]))
+    assert len(out.token_ids) == 4 and all(math.isfinite(v) for v in out.logprobs)
+
+
+def test_dtype_auto_and_aliases():
+    from phi4cli.generate.backends import resolve_dtype
+
+    assert resolve_dtype(None, "cpu") == "float32" and resolve_dtype("auto", "cuda:0") == "bfloat16"
+    assert resolve_dtype("bf16", "cpu") == "bfloat16" and resolve_dtype("fp16", "cuda") == "float16"
+    with pytest.raises(Phi4Error, match="--dtype: unknown dtype 'half'"):
+        resolve_dtype("half", "cpu")

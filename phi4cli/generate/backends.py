@@ -1,4 +1,4 @@
-"""Backends: one text-level interface over a local phi4 checkpoint or any OpenAI-compatible server.
+"""Backends: one interface over a local phi4 checkpoint or any OpenAI-compatible server.
 
     backend = load_backend("runs/demo/midtrain")                 # local: the engine in this process
     backend = load_backend("http://127.0.0.1:8000/v1") # openai: vLLM, SGLang, llama.cpp, `phi4 serve`
@@ -7,6 +7,22 @@
     backend.chat([[{"role": "user", "content": "hi"}]], SamplingParams(...))
     backend.loglikelihood([("Question: ...\nAnswer:", " Paris")])  # -> [(sum logprob, is_greedy)]
     backend.loglikelihood_rolling(["a whole document"])            # -> [sum logprob]
+
+Token ids in and out (what Pivotal Token Search needs: a prefix is the exact token sequence scored):
+
+    backend.sample([[ids...], ...], n=16, params)   # -> per prompt, n Generations with token_ids + logprobs
+    backend.generate_ids([[ids...]], params)        # -> one Generation per prompt
+    backend.score([(context_ids, continuation_ids)])  # -> Score: log p of each continuation token
+
+Locally these are the engine's own `sample` / `generate` / `score` (one prefill per prompt, forked).
+Over HTTP the prompt is sent as a list of token ids (vLLM's /v1/completions accepts that), with
+`return_tokens_as_token_ids` so tokens come back as "token_id:N" strings and their ids are exact; a
+server that answers with token text instead (no such extension) is refused with one line, since
+re-tokenising text would not give back the ids that were sampled. Completion j of `sample` uses seed
+params.seed + j on both backends (locally the results are then reproducible; a server's seeding is its own).
+
+The local model's dtype: `auto` (the default) is bfloat16 on a GPU and float32 on CPU (this CPU has
+no native bf16, and fp32 keeps the greedy parity with transformers).
 
 rewrite, pts and eval take a Backend and never care which one it is.
 """
@@ -19,11 +35,14 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Protocol, Sequence
 
 from phi4cli.errors import Phi4Error
-from phi4cli.generate.types import Generation, SamplingParams
+from phi4cli.generate.types import Generation, SamplingParams, Score
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
+          "fp16": "float16"}  # fmt: skip
+TOKEN_ID_PREFIX = "token_id:"  # how vLLM spells a token with return_tokens_as_token_ids
 
 
 class Backend(Protocol):
@@ -37,6 +56,12 @@ class Backend(Protocol):
 
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]: ...
 
+    def sample(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams | Sequence[SamplingParams]) -> list[list[Generation]]: ...
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]: ...
+
+    def score(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[Score]: ...
+
 
 def is_url(model: str) -> bool:
     return str(model).startswith(("http://", "https://"))
@@ -49,6 +74,15 @@ def load_backend(model: str, **options) -> "Backend":
         return OpenAIBackend(model, **{k: v for k, v in options.items() if k in keys and v is not None})
     keys = ("max_batch_size", "device", "tokenizer", "dtype", "max_context")
     return LocalBackend.from_path(model, **{k: v for k, v in options.items() if k in keys and v is not None})
+
+
+def resolve_dtype(name: str | None, device: str) -> str:
+    """--dtype: auto (None) is bfloat16 on a GPU, float32 elsewhere; aliases fp32/bf16/fp16."""
+    if name is None or name == "auto":
+        return "bfloat16" if str(device).startswith("cuda") else "float32"
+    if name not in DTYPES:
+        raise Phi4Error(f"--dtype: unknown dtype '{name}' (auto, float32, bfloat16 or float16)")
+    return DTYPES[name]
 
 
 def _as_list(params, n: int) -> list[SamplingParams]:
@@ -81,7 +115,7 @@ class LocalBackend:
         from phi4cli.model import load_model
         from phi4cli.tokenizer import load_tokenizer
 
-        model = load_model(path, device=device, dtype=getattr(torch, dtype) if dtype else torch.float32)
+        model = load_model(path, device=device, dtype=getattr(torch, resolve_dtype(dtype, device)))
         spec = tokenizer or model.tokenizer_spec
         if not spec:
             raise Phi4Error(f"{path}: the checkpoint names no tokenizer (pass --tokenizer phi4 or a .tiktoken file)")
@@ -113,6 +147,15 @@ class LocalBackend:
 
     def loglikelihood_rolling(self, texts):
         return self.engine.loglikelihood_rolling([self.tokenizer.encode(t) for t in texts])
+
+    def sample(self, prompts, n, params):
+        return self.engine.sample([list(p) for p in prompts], n, params)
+
+    def generate_ids(self, prompts, params):
+        return self.engine.generate([list(p) for p in prompts], _as_list(params, len(prompts)))
+
+    def score(self, pairs):
+        return self.engine.score(pairs)
 
 
 # ----------------------------------------------------------------------------------------- openai
@@ -201,6 +244,60 @@ class OpenAIBackend:
 
         return self._map(one, list(zip(prompts, _as_list(params, len(prompts)))))
 
+    def sample(self, prompts, n, params):
+        """n completions per token-id prompt: one request each with `n` (the server may share the prefill)."""
+        if n < 1:
+            raise Phi4Error(f"sample: n must be >= 1, got {n}")
+
+        def one(item):
+            prompt, p = item
+            body = {**self._sampling_body(p), "prompt": [int(t) for t in prompt], "n": n, "logprobs": max(1, p.top_logprobs),
+                    "return_tokens_as_token_ids": True}  # fmt: skip
+            if p.stop_token_ids is not None:
+                body["stop_token_ids"], body["ignore_eos"] = list(p.stop_token_ids), True  # exactly these stop ids (vLLM)
+            choices = sorted(self.request("POST", "/completions", body)["choices"], key=lambda c: c.get("index", 0))
+            if len(choices) != n:
+                raise Phi4Error(f"{self.base_url}/completions: asked for n={n} completions, got {len(choices)}")
+            return [self._id_generation(c, len(prompt), p.top_logprobs) for c in choices]
+
+        return self._map(one, list(zip(prompts, _as_list(params, len(prompts)))))
+
+    def generate_ids(self, prompts, params):
+        return [one[0] for one in self.sample(prompts, 1, params)]
+
+    def _id_generation(self, choice: dict, prompt_tokens: int, top: int) -> Generation:
+        lp = choice.get("logprobs") or {}
+        tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
+        ids = [self._token_id(t) for t in tokens]
+        tops = [{self._token_id(t): v for t, v in (d or {}).items()} for d in (lp.get("top_logprobs") or [])] if top else []
+        return Generation(choice.get("text", ""), ids, [float(v) for v in values], choice.get("finish_reason") or "length",
+                          prompt_tokens, tops)  # fmt: skip
+
+    def _token_id(self, token: str) -> int:
+        if not isinstance(token, str) or not token.startswith(TOKEN_ID_PREFIX):
+            raise Phi4Error(f"{self.base_url}/completions: the server returned token text, not token ids "
+                            "(it must support vLLM's return_tokens_as_token_ids)")  # fmt: skip
+        return int(token[len(TOKEN_ID_PREFIX) :])
+
+    def score(self, pairs):
+        """log p of each continuation token: the ids of context + continuation sent with echo and prompt logprobs."""
+
+        def one(pair):
+            context, continuation = [int(t) for t in pair[0]], [int(t) for t in pair[1]]
+            if not context or not continuation:
+                raise Phi4Error("score: a pair needs a non-empty context and continuation")
+            body = {"model": self.model_name, "prompt": context + continuation, "max_tokens": 0, "echo": True, "logprobs": 1,
+                    "temperature": 0, "return_tokens_as_token_ids": True}  # fmt: skip
+            lp = self.request("POST", "/completions", body)["choices"][0].get("logprobs") or {}
+            values = (lp.get("token_logprobs") or [])[-len(continuation) :]
+            if len(values) != len(continuation) or any(v is None for v in values):
+                raise Phi4Error(f"{self.base_url}/completions: the server returned no prompt logprobs (echo + logprobs)")
+            tops = (lp.get("top_logprobs") or [None] * len(lp.get("token_logprobs") or []))[-len(continuation) :]
+            greedy = [not top or max(top.values()) <= v + 1e-6 for top, v in zip(tops, values)]
+            return Score([float(v) for v in values], greedy)
+
+        return self._map(one, list(pairs))
+
     def chat(self, conversations, params):
         def one(item):
             messages, p = item
@@ -250,7 +347,3 @@ def _error_message(e: urllib.error.HTTPError) -> str:
         return json.loads(e.read())["error"]["message"]
     except Exception:
         return e.reason or "error"
-
-
-def with_seed(params: SamplingParams, seed: int) -> SamplingParams:
-    return replace(params, seed=seed)
