@@ -115,6 +115,23 @@ def test_benchmark_tasks_and_formats(world):
             assert store[key] == item["answer"] and len(store) == meta(item)["n_pairs"]
 
 
+def test_kv_recall_items_fit_the_toy_contexts(world, tmp_path):
+    """With a toy BPE trained on the world itself: every item and its answer fit the midtrained context
+    (stages/demo/midtrain.toml), and some items fit the pretrained one, so `phi4 eval --tasks toy` runs on both."""
+    from conftest import REPO
+    from phi4cli.config import read_toml
+    from phi4cli.tokenizer import train_bpe, write_tokenizer
+
+    tok = write_tokenizer(train_bpe(texts(world, "web") + texts(world, "code"), 4096), tmp_path / "toy.tiktoken")
+    contexts = {}
+    for stage in ("pretrain", "midtrain"):
+        contexts[stage] = read_toml(REPO / f"stages/demo/{stage}.toml")["model_overrides"]["max_position_embeddings"]
+    items = [i for i in rows(world, "benchmarks") if i["task"] == "kv_recall"]
+    lengths = [len(tok.encode(i["prompt"])) + len(tok.encode(" " + i["answer"])) for i in items]  # answer included
+    assert max(lengths) <= contexts["midtrain"] - 64, lengths  # 64: the stop newline and another BPE's variation
+    assert sum(n <= contexts["pretrain"] - 16 for n in lengths) >= len(items) // 4, lengths
+
+
 def test_pyfunc_tests_pass_for_the_canonical_body_and_catch_a_wrong_one(world):
     items = [i for i in rows(world, "benchmarks") if i["task"] == "pyfunc"]
     assert items

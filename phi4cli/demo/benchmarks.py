@@ -5,8 +5,9 @@ Tasks (the `task` column):
   same extraction code scores GSM8K and this task;
 - `facts_mc`: MMLU-format multiple choice over the embedded knowledge base (question, choices A-D, a
   prompt ending in "Answer:", `answer` the letter); the facts are taught as prose in `web`/`acquired`;
-- `kv_recall`: find the value of one key in a JSON object of 10 to 500 random UUID pairs (the HELMET
-  "JSON KV" recall task; 500 pairs is about 40K characters);
+- `kv_recall`: find the value of one key in a JSON object of 1 to 11 random UUID pairs (the HELMET "JSON KV"
+  recall task, sized for the toy contexts: a pair costs about 71 toy tokens, so 11 pairs are ~860 tokens and
+  leave room for the answer in the midtrained 1,024-token context; 1 pair fits the pretrained 256);
 - `pyfunc`: HumanEval-like: `prompt` = signature and docstring, `answer` = the canonical body, `tests` =
   assert statements that call the function by name, so `exec(prompt + completion + "\\n" + tests)` checks
   a completion.
@@ -30,7 +31,7 @@ from phi4cli.demo.problems import arith_problem, kv_json, kv_store, pyfunc
 
 ARITH_ITEMS = 250  # at scale 1; GSM8K's test split has 1,319
 KV_ITEMS = 40
-KV_SIZES = (10, 40, 150, 500)  # pairs per store, cycled: about 0.8K, 3K, 12K and 40K characters
+KV_SIZES = (1, 4, 8, 11)  # pairs per store, cycled: about 150, 360, 650 and 860 toy tokens (stages/demo contexts: 256, 1,024)
 PYFUNC_ITEMS = 60  # HumanEval has 164
 KV_INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below."
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 # The summary's token estimate: `phi4 tokenizer train` (4,096 ids, digits split) gives 2.9 characters per
-# token on the scale-1 world (8.0M tokens; cl100k gives 6.6M), so 3 is a fair round figure.
+# token on the scale-1 world (7.5M tokens; cl100k gives 6.3M), so 3 is a fair round figure.
 CHARS_PER_TOKEN = 3
 
 
@@ -26,7 +26,7 @@ def demo_data_command(
     benchmark items), **code** (this interpreter's standard library), **synthetic** (textbook lessons with
     worked solutions), **acquired** (book chapters, lab reports, forum threads), **long** (documents over
     8K toy tokens), **benchmarks** (held-out test problems: arith, facts_mc, kv_recall, pyfunc) and **chat**
-    (SFT seed conversations). Scale 1 is about 23 MB of text, about 8M toy tokens, written in a few seconds.
+    (SFT seed conversations). Scale 1 is about 23 MB of text, about 7.5M toy tokens, written in a few seconds.
     Other files in DIR are left alone.
 
     Example:
