@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from phi4cli.generate.backends import LocalBackend
 from phi4cli.generate.engine import Engine, SamplingParams
 from phi4cli.model import ModelConfig, Phi4ForCausalLM, save_checkpoint_model_only
 from phi4cli.stages.pts.driver import Driver, Problem
@@ -82,12 +83,13 @@ def rollout_speed(model, hf, tok, prefixes: int, prompt_len: int, new: int, repe
     top = min(tok.eot_id, tok.pad_id, tok.im_end_id)
     prompts = [tuple(torch.randint(0, top, (prompt_len + 8 * i,), generator=gen).tolist()) for i in range(prefixes)]
     engine = Engine(model, tok, max_batch_size=prefixes * N)
+    backend = LocalBackend(engine, "bench")
     requests = [Request(p, N, 1000 * i, new) for i, p in enumerate(prompts)]
     stops = [tok.eot_id, tok.im_end_id]
     counts = {}
 
     def ours():
-        out = sample_rollouts(engine, requests, temperature=1.0, top_p=1.0)
+        out = sample_rollouts(backend, requests, 1.0, 1.0, stops)
         counts["phi4"] = (sum(len(r) for r in out), sum(len(t) for r in out for t, _ in r))
 
     def theirs():  # codelion/pts: one generate call per rollout

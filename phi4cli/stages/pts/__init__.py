@@ -34,7 +34,7 @@ REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("task", pa.string()), ("reaso
 
 def pts_command(
     inputs: list[str] = typer.Argument(..., help="Problems (id, prompt, answer, task, tests): datasets, shards, globs, or - for stdin."),
-    model: str = typer.Option(None, "--model", "-m", help="The model to search: a phi4 checkpoint or run directory (the SFT model)."),
+    model: str = typer.Option(None, "--model", "-m", help="The model to search (the SFT model): a phi4 checkpoint or run directory, or the URL of a vLLM / `phi4 serve` server (with --tokenizer)."),
     out: str = typer.Option(None, "-o", "--out", help="Pairs dataset to write (or - for a stream)."),
     max_rollouts: int = typer.Option(None, "--max-rollouts", help="Budget: at most this many rollouts (cached ones count)."),
     cache: Path = typer.Option(None, "--cache", help="Rollout cache directory (default: OUT.rollouts; none with -o - unless given)."),
@@ -48,7 +48,7 @@ def pts_command(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Rows per engine batch."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     dtype: str = typer.Option(None, "--dtype", help="Model dtype (float32, bfloat16)."),
-    tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer spec when the checkpoint names none."),
+    tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer spec: needed for a server URL, or a checkpoint that names none."),
 ) -> None:
     """Find pivotal tokens in the model's own solutions and write them as DPO pairs (exact token ids).
 
@@ -75,9 +75,9 @@ def pts_command(
     index, count = (env_index if shard_index is None else shard_index), (env_count if num_shards is None else num_shards)
     sources = resolve_inputs(inputs)
     problems = _read_problems(sources)
-    backend = _load(model, batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer)
+    backend, tok, context = _load(model, batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer)
     cache_dir = cache if cache is not None else (None if out == "-" else Path(f"{out.rstrip('/')}.rollouts"))
-    run = _Run(settings, backend, model, problems, sources, cache_dir, max_rollouts, index, count)
+    run = _Run(settings, backend, tok, context, model, problems, sources, cache_dir, max_rollouts, index, count)
     from phi4cli.io import map_shards
 
     prov = provenance({"stage": "pts", "model": model, "settings": settings.to_dict(), "max_rollouts": max_rollouts}, sources)
@@ -113,14 +113,19 @@ def _read_problems(sources) -> list[list[dict]]:
     return shards
 
 
-def _load(model: str, **options):
+def _load(model: str, *, batch_size: int, device: str, dtype: str | None, tokenizer: str | None):
+    """(backend, tokenizer, context length or None). A server needs --tokenizer: its ids are decoded here."""
     from phi4cli.generate import is_url, load_backend
 
     if is_url(model):
-        raise Phi4Error(f"--model {model}: pts samples token ids through the local engine; serve-side token-id "
-                        "rollouts are not built yet (run pts where the checkpoint is)")  # fmt: skip
-    backend = load_backend(model, max_batch_size=options["batch_size"], **{k: v for k, v in options.items() if k != "batch_size"})
-    return backend
+        if not tokenizer:
+            raise Phi4Error(f"--model {model}: give --tokenizer (the served model's; pts renders prompts and decodes "
+                            "rollouts from token ids)")  # fmt: skip
+        from phi4cli.tokenizer import load_tokenizer
+
+        return load_backend(model), load_tokenizer(tokenizer), None
+    backend = load_backend(model, max_batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer)
+    return backend, backend.tokenizer, backend.engine.max_context
 
 
 # ------------------------------------------------------------------------------------------ a run
@@ -129,8 +134,9 @@ def _load(model: str, **options):
 class _Run:
     """The search of this task's shards: one Driver per shard, a budget shared across them."""
 
-    def __init__(self, settings, backend, model_name, problems, sources, cache_dir, max_rollouts, index, count):
+    def __init__(self, settings, backend, tokenizer, context, model_name, problems, sources, cache_dir, max_rollouts, index, count):
         self.settings, self.backend, self.model_name = settings, backend, model_name
+        self.tokenizer, self.context = tokenizer, context
         self.problems, self.sources, self.cache_dir = problems, sources, cache_dir
         self.max_rollouts = max_rollouts
         self.mine = [i for i in range(len(sources)) if i % count == index]
@@ -157,21 +163,21 @@ class _Run:
         shard = next(i for i, s in enumerate(self.sources) if s is source)
         spent = sum((self._shard_stats(i) or {}).get("rollouts", 0) for i in self.mine if i < shard)
         budget = None if self.max_rollouts is None else max(0, self.max_rollouts - spent)
-        engine = self.backend.engine
-        s = self.settings
+        s, tok = self.settings, self.tokenizer
+        stops = (tok.eot_id, tok.im_end_id)
 
         def sampler(requests):
-            return sample_rollouts(engine, requests, s.temperature, s.top_p)
+            return sample_rollouts(self.backend, requests, s.temperature, s.top_p, stops)
 
         cache = RolloutCache(self.cache_dir / f"rollouts-{shard:05d}.jsonl" if self.cache_dir is not None else None)
         problems, refused = self._problems(shard)
-        driver = Driver(sampler, self._judge, engine.tokenizer.decode, s, cache=cache, max_rollouts=budget,
+        driver = Driver(sampler, self._judge, tok.decode, s, cache=cache, max_rollouts=budget,
                         model_name=self.model_name)  # fmt: skip
         try:
             outcomes = driver.run(problems)
         finally:
             cache.close()
-        pairs, dropped = _rows(outcomes, engine.tokenizer.decode)
+        pairs, dropped = _rows(outcomes, tok.decode)
         _emit(emit, "main", pairs, _pairs_schema())
         _emit(emit, "rejected", refused + dropped, REJECTED_SCHEMA)
         stats = {**driver.stats.__dict__, "rollouts": driver.stats.rollouts, "pairs": len(pairs),
@@ -193,8 +199,7 @@ class _Run:
         """The shard's problems with their rendered prompts; prompts too long for the model are refused."""
         from phi4cli.stages.pts.driver import Problem
 
-        engine, s = self.backend.engine, self.settings
-        tok = engine.tokenizer
+        s, tok = self.settings, self.tokenizer
         problems, refused = [], []
         for row in self.problems[shard]:
             if s.chat:
@@ -202,8 +207,8 @@ class _Run:
                 ids = tok.render_chat(messages, add_generation_prompt=True)[0]
             else:
                 ids = tok.encode(row["prompt"])
-            if len(ids) + 1 >= engine.max_context:
-                refused.append(_rejected(row, f"prompt of {len(ids)} tokens leaves no room in the model's context of {engine.max_context}"))
+            if self.context is not None and len(ids) + 1 >= self.context:
+                refused.append(_rejected(row, f"prompt of {len(ids)} tokens leaves no room in the model's context of {self.context}"))
                 continue
             problems.append(Problem(row, tuple(ids)))
         return problems, refused

@@ -6,8 +6,8 @@
   normalisation or symbolically — `answers.math_answer`, `answers.math_equal`;
 - multiple choice (`mmlu`, `arc`, `gpqa`, the toy `facts_mc`): the first answer letter of the solution is
   the reference letter;
-- code (`humaneval`, `mbpp`, the toy `pyfunc`): `prompt + code + tests` passes in the eval sandbox
-  (`sandbox.run_programs`), where code is the solution's first fenced block, or the solution itself;
+- code (`humaneval`, `mbpp`, the toy `pyfunc`): the tests pass against `prompt + code` in the eval sandbox
+  (`sandbox.run_programs`, tests in its harness), code being the solution's first fenced block or itself;
 - key-value recall (the toy `kv_recall`): the value occurs in the solution — `answers.substring_match`;
 - short answers (`triviaqa`, `qa`): normalised exact match — `answers.exact_match`.
 
@@ -68,16 +68,19 @@ def _short_answer(problem: dict, texts: Sequence[str]) -> list[bool]:
 _FENCE = re.compile(r"```(?:python|py)?\n(.*?)```", re.DOTALL)
 
 
-def program(problem: dict, text: str) -> str:
-    """The program a code solution is tested as. A solution that continues the prompt's function body and
-    one that writes the whole function (fenced or not) both work: a later `def` replaces the prompt's."""
+def program(problem: dict, text: str):
+    """The sandbox Program a code solution is tested as: code = prompt + the solution's code, tests apart (run
+    by the sandbox's harness, outside the sample's interpreter). A solution that continues the prompt's
+    function body and one that writes the whole function (fenced or not) both work: a later `def` wins."""
+    from phi4cli.evaluate.sandbox import Program
+
     fenced = _FENCE.search(text)
     code = fenced.group(1) if fenced else text
-    return f"{problem['prompt']}{code}\n\n{problem['tests']}\n"
+    return Program(f"{problem['prompt']}{code}\n", f"{problem['tests']}\n")
 
 
 class CodeJudge:
-    """Unit tests in the sandbox (untrusted model-written code never runs in this process)."""
+    """Unit tests in the eval sandbox (untrusted model-written code never runs in this process)."""
 
     def __init__(self, timeout_s: float, memory_mb: int, workers: int):
         self.timeout_s, self.memory_mb, self.workers = timeout_s, memory_mb, workers

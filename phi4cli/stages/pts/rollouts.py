@@ -1,7 +1,7 @@
 """Rollouts: sampling completions of prompt + prefix through the generation engine, and the on-disk cache
 that makes a killed search resumable.
 
-`sample_rollouts` is the one place PTS touches the engine: token ids in, token ids and their model
+`sample_rollouts` is the one place PTS touches a model (a generate.Backend: the local engine or a server): token ids in, token ids and their model
 log-probs out, so a prefix is the exact token sequence that was scored (no decode/re-encode).
 
 The cache is one JSONL file per input shard. Each line holds the judged rollouts of one prefix, keyed by
@@ -37,19 +37,21 @@ class Request:
 Completion = tuple[tuple[int, ...], tuple[float, ...]]  # (token ids without the stop token, their log-probs)
 
 
-def sample_rollouts(engine, requests: Sequence[Request], temperature: float, top_p: float) -> list[list[Completion]]:
-    """Every request's completions, in order, from one engine call: `Engine.sample` prefills each prompt
-    once, forks its KV cache into n rows, and batches the rows of all requests together."""
+def sample_rollouts(backend, requests: Sequence[Request], temperature: float, top_p: float,
+                    stop_ids: Sequence[int]) -> list[list[Completion]]:  # fmt: skip
+    """Every request's completions, in order, from one `Backend.sample` call: locally the engine prefills each
+    prompt once, forks its KV cache into n rows and batches the rows of all requests together; over HTTP
+    the token-id prompt goes with `n` (vLLM shares the prefill the same way). Rollouts end at `stop_ids`."""
     if not requests:
         return []
     n = requests[0].n
     if any(r.n != n for r in requests):
         raise ValueError("sample_rollouts: every request asks for the same number of completions")
-    params = [SamplingParams(max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=top_p, seed=r.seed)
-              for r in requests]  # fmt: skip
-    stops = set(engine.default_stop_ids)
+    params = [SamplingParams(max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=top_p, seed=r.seed,
+                             stop_token_ids=list(stop_ids)) for r in requests]  # fmt: skip
+    stops = set(stop_ids)
     out = []
-    for generations in engine.sample([list(r.prompt) for r in requests], n, params):
+    for generations in backend.sample([list(r.prompt) for r in requests], n, params):
         batch = []
         for g in generations:
             ended = g.finish_reason == "stop" and g.token_ids and g.token_ids[-1] in stops
