@@ -15,8 +15,12 @@ from phi4cli.tokenizer import load_tokenizer, train_bpe, write_tokenizer
 
 transformers = pytest.importorskip("transformers", reason="the dev extra (transformers) is not installed")
 
-TEXTS = ["the cat sat on the mat. ", "def f(x):\n    return x + 1\n", "Question: what is 12 + 30?\nAnswer: 42\n\n",
-         "Ünïcödé café naïve — “quotes” 日本語のテキスト 🙂\n"] * 30  # fmt: skip
+TEXTS = [
+    "the cat sat on the mat. ",
+    "def f(x):\n    return x + 1\n",
+    "Question: what is 12 + 30?\nAnswer: 42\n\n",
+    "Ünïcödé café naïve — “quotes” 日本語のテキスト 🙂\n",
+] * 30
 VARIED = [
     "Hello world",
     "  leading spaces\n\n\n  and tabs\t\tx  \n",
@@ -30,15 +34,29 @@ VARIED = [
     "",
 ]
 CHATS = [
-    [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "What is 2 + 2?"},
-     {"role": "assistant", "content": " 4."}, {"role": "user", "content": "Thanks!\n"}],
+    [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": " 4."},
+        {"role": "user", "content": "Thanks!\n"},
+    ],
     [{"role": "user", "content": "  spaces and\nnew lines  "}],
-]  # fmt: skip
+]
 
 
 def random_texts(n: int, seed: int = 0) -> list[str]:
     """Strings mixing the character classes the split regex treats differently."""
-    pools = ["abcXYZ", "0123456789", " \t\n\r", ".,;:!?'\"()-_/\\", "éüßøñ", "日本語中文", "🙂👍🏽", "'s've'll", "\u00a0\u2003"]
+    pools = [
+        "abcXYZ",
+        "0123456789",
+        " \t\n\r",
+        ".,;:!?'\"()-_/\\",
+        "éüßøñ",
+        "日本語中文",
+        "🙂👍🏽",
+        "'s've'll",
+        "\u00a0\u2003",
+    ]
     rng = random.Random(seed)
     return ["".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, 40))) for _ in range(n)]
 
@@ -69,8 +87,15 @@ def test_phi4_tokenizer_export_gives_phi4_ids(tmp_path):
 
 def test_convert_to_hf_writes_what_phi4_ships(phi4, tmp_path):
     tok = write_tokenizer(train_bpe(TEXTS, vocab_size=600), tmp_path / "toy.tiktoken")
-    config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
     save_checkpoint_model_only(model.eval(), tmp_path / "ckpt", tokenizer=tok)
@@ -87,13 +112,18 @@ def test_convert_to_hf_writes_what_phi4_ships(phi4, tmp_path):
     from phi4cli.generate.engine import Engine
 
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
-    prompt = hf.apply_chat_template([{"role": "user", "content": "what is 12 + 30?"}], add_generation_prompt=True, tokenize=True)
+    prompt = hf.apply_chat_template(
+        [{"role": "user", "content": "what is 12 + 30?"}], add_generation_prompt=True, tokenize=True
+    )
     prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
     with torch.no_grad():
-        hf_out = hf_model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False, min_new_tokens=6,
-                                   generation_config=generation)[0, len(prompt):].tolist()  # fmt: skip
+        hf_out = hf_model.generate(
+            torch.tensor([prompt]), max_new_tokens=6, do_sample=False, min_new_tokens=6, generation_config=generation
+        )[0, len(prompt) :].tolist()
     from phi4cli.generate.types import SamplingParams
 
-    ours = Engine(model.eval(), tok).generate([prompt], SamplingParams(max_new_tokens=6, temperature=0, stop_token_ids=[]))[0]
+    ours = Engine(model.eval(), tok).generate(
+        [prompt], SamplingParams(max_new_tokens=6, temperature=0, stop_token_ids=[])
+    )[0]
     assert hf_out == ours.token_ids
     assert json.loads((out / "special_tokens_map.json").read_text())["eos_token"] == "<|im_end|>"

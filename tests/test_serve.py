@@ -10,7 +10,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-
 from conftest import BENCHMARKS, REPO
+
 from phi4cli.errors import Phi4Error
 from phi4cli.generate import LocalBackend, OpenAIBackend, SamplingParams
 from phi4cli.model import ModelConfig, Phi4ForCausalLM, save_checkpoint_model_only
@@ -37,8 +36,15 @@ BATCH = 4  # the server's --batch-size: a request of many rows runs in several b
 def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     tok = write_tokenizer(train_bpe(TEXTS, vocab_size=400), root / "toy.tiktoken")
-    config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
     with torch.no_grad():
@@ -55,10 +61,27 @@ def server(checkpoint, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve-log") / "stderr.txt"
     with open(log, "wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "phi4cli", "serve", "--model", str(checkpoint), "--port", "0", "--name", "toy",
-             "--batch-size", str(BATCH), "--timeout", "1", "--max-rows", "64"],
-            stderr=err, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "phi4cli",
+                "serve",
+                "--model",
+                str(checkpoint),
+                "--port",
+                "0",
+                "--name",
+                "toy",
+                "--batch-size",
+                str(BATCH),
+                "--timeout",
+                "1",
+                "--max-rows",
+                "64",
+            ],
+            stderr=err,
+            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        )
     deadline = time.time() + 60
     while not (match := re.search(r"http://127\.0\.0\.1:(\d+)", log.read_text())) and time.time() < deadline:
         assert process.poll() is None, log.read_text()
@@ -189,12 +212,22 @@ def test_streamed_chat_and_n(client):
             texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
     assert texts == {c.index: c.message.content for c in whole.choices} and "assistant" in roles
     # text parts are the same conversation; choice j of a seeded request is the request with seed + j
-    parts = [messages[0], {"role": "user", "content": [{"type": "text", "text": "what is"}, {"type": "text", "text": "2 + 3?"}]}]
+    parts = [
+        messages[0],
+        {"role": "user", "content": [{"type": "text", "text": "what is"}, {"type": "text", "text": "2 + 3?"}]},
+    ]
     joined = [messages[0], {"role": "user", "content": "what is\n2 + 3?"}]
     one = client.chat.completions.create(model="toy", messages=parts, max_tokens=10, temperature=1.0, seed=8)
-    assert one.choices[0].message.content == client.chat.completions.create(
-        model="toy", messages=joined, max_tokens=10, temperature=1.0, seed=8).choices[0].message.content  # fmt: skip
-    assert one.choices[0].message.content == client.chat.completions.create(**{**args, "messages": joined, "seed": 7}).choices[1].message.content
+    assert (
+        one.choices[0].message.content
+        == client.chat.completions.create(model="toy", messages=joined, max_tokens=10, temperature=1.0, seed=8)
+        .choices[0]
+        .message.content
+    )
+    assert (
+        one.choices[0].message.content
+        == client.chat.completions.create(**{**args, "messages": joined, "seed": 7}).choices[1].message.content
+    )
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -218,7 +251,9 @@ def test_errors_answer_as_openai_does(url, client):
     ]
     for body, code, message in cases:
         status, r = post(url + "/v1/completions", body)
-        assert status == code and message in r["error"]["message"] and r["error"]["type"] == "invalid_request_error", body
+        assert status == code and message in r["error"]["message"] and r["error"]["type"] == "invalid_request_error", (
+            body
+        )
     assert post(url + "/v1/completions", None, raw=b"{not json")[0] == 400
     assert post(url + "/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]})[0] == 400
     assert post(url + "/v1/chat/completions", {"messages": "hi"})[0] == 400
@@ -231,8 +266,23 @@ def test_errors_answer_as_openai_does(url, client):
 
 
 def test_phi4_eval_against_the_server(phi4, url, tmp_path):
-    phi4("eval", "--model", url, "--tasks", "gsm8k", "--data", f"gsm8k={BENCHMARKS / 'gsm8k-test.jsonl'}",
-         "--limit", "2", "--num-shots", "gsm8k=0", "--max-new-tokens", "4", "-o", tmp_path / "r.json")  # fmt: skip
+    phi4(
+        "eval",
+        "--model",
+        url,
+        "--tasks",
+        "gsm8k",
+        "--data",
+        f"gsm8k={BENCHMARKS / 'gsm8k-test.jsonl'}",
+        "--limit",
+        "2",
+        "--num-shots",
+        "gsm8k=0",
+        "--max-new-tokens",
+        "4",
+        "-o",
+        tmp_path / "r.json",
+    )
     assert json.loads((tmp_path / "r.json").read_text())["tasks"]["gsm8k"]["n"] == 2
 
 
@@ -249,9 +299,14 @@ def test_tokenize_detokenize_and_lm_evals_remote_tokenizer(url, checkpoint):
     text = "the cat<|im_end|> sat 12 é"
     status, r = post(url + "/tokenize", {"model": "toy", "prompt": text, "return_token_strs": True})
     assert status == 200 and r["tokens"] == tok.encode_with_specials(text) and r["count"] == len(r["tokens"])
-    assert r["max_model_len"] == 256 and "".join(r["token_strs"]).startswith("the cat<|im_end|> sat 12 ")  # é: 2 byte tokens
+    assert r["max_model_len"] == 256 and "".join(r["token_strs"]).startswith(
+        "the cat<|im_end|> sat 12 "
+    )  # é: 2 byte tokens
     messages = [{"role": "user", "content": "hi"}]
-    assert post(url + "/tokenize", {"messages": messages})[1]["tokens"] == tok.render_chat(messages, add_generation_prompt=True)[0]
+    assert (
+        post(url + "/tokenize", {"messages": messages})[1]["tokens"]
+        == tok.render_chat(messages, add_generation_prompt=True)[0]
+    )
     assert post(url + "/detokenize", {"tokens": r["tokens"]}) == (200, {"prompt": text})
     assert post(url + "/detokenize", {"tokens": [10**6]})[0] == 400
     assert post(url + "/tokenize", {"model": "other", "prompt": "x"})[0] == 404
@@ -297,10 +352,14 @@ def test_rows_turn_tokens_into_text_as_they_come(checkpoint):
 
 def test_32_concurrent_openai_clients_are_all_answered(url, client):
     prompts = ["the cat", "a dog", "the mat", "Question:"]
-    alone = [client.completions.create(model="toy", prompt=p, max_tokens=6, temperature=0).choices[0].text for p in prompts]
+    alone = [
+        client.completions.create(model="toy", prompt=p, max_tokens=6, temperature=0).choices[0].text for p in prompts
+    ]
 
     def one(i):
-        return client.completions.create(model="toy", prompt=prompts[i % 4], max_tokens=6, temperature=0).choices[0].text
+        return (
+            client.completions.create(model="toy", prompt=prompts[i % 4], max_tokens=6, temperature=0).choices[0].text
+        )
 
     with ThreadPoolExecutor(32) as pool:
         together = list(pool.map(one, range(64)))
@@ -312,8 +371,10 @@ def _stream_socket(url: str, body: dict) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     data = json.dumps({**body, "stream": True}).encode()
-    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(data), data))  # fmt: skip
+    sock.sendall(
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
+    )
     received = b""
     while b"data: " not in received:
         received += sock.recv(65536)
@@ -331,7 +392,9 @@ def test_fair_scheduling_and_cancel_on_disconnect(server, client):
     during = metrics(url)
     assert during["rows_waiting"] > 0  # the big request was still queued when the small one was answered
     big.close()
-    after = wait_for(lambda: (m := metrics(url)).get("requests_cancelled", 0) > before.get("requests_cancelled", 0) and m)
+    after = wait_for(
+        lambda: (m := metrics(url)).get("requests_cancelled", 0) > before.get("requests_cancelled", 0) and m
+    )
     assert after, log.read_text()[-2000:]
     assert wait_for(lambda: metrics(url)["rows_waiting"] == 0)
     after = metrics(url)
@@ -347,14 +410,16 @@ def test_fair_scheduling_and_cancel_on_disconnect(server, client):
     assert wait_for(lambda: metrics(url)["requests_cancelled"] == after["requests_cancelled"] + 1)
     lines = log.read_text().splitlines()
     assert sum("cancelled cmpl-" in line for line in lines) == 2
-    assert all(line.startswith("phi4 serve: ") for line in lines), [line for line in lines if not line.startswith("phi4 serve: ")][:5]
+    assert all(line.startswith("phi4 serve: ") for line in lines), [
+        line for line in lines if not line.startswith("phi4 serve: ")
+    ][:5]
 
 
 def test_a_half_sent_body_times_out(server):
     url, log = server
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\": ")
+    sock.sendall(b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"prompt": ')
     assert get(url + "/health")[0] == 200  # meanwhile others are served
     assert sock.recv(1024) == b""  # the server gave up on it (--timeout 1) and closed the connection
     sock.close()

@@ -44,25 +44,54 @@ except ImportError as e:  # the optional extra is not installed
 DEFAULT_BATCH_SIZE = 32
 # requests handed to the engine at a time: enough for its length-sorted batches, few enough for progress
 CHUNK_BATCHES = 8
-GEN_KWARGS = ("until", "max_gen_toks", "max_new_tokens", "max_tokens", "do_sample", "temperature", "top_p", "top_k", "seed", "num_beams")
+GEN_KWARGS = (
+    "until",
+    "max_gen_toks",
+    "max_new_tokens",
+    "max_tokens",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "num_beams",
+)
 
 
 @register_model("phi4")
 class Phi4LM(LM):
     """A phi4 checkpoint (run directory, checkpoint or HF directory) as an lm-eval model."""
 
-    def __init__(self, pretrained: str | None = None, *, tokenizer: str | None = None, dtype: str | None = None,
-                 device: str | None = None, max_length: int | str | None = None, max_gen_toks: int | str = 256,
-                 batch_size: int | str | None = None, max_batch_size: int | None = None, seed: int | str = 0,
-                 **unknown: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        *,
+        tokenizer: str | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
+        max_length: int | str | None = None,
+        max_gen_toks: int | str = 256,
+        batch_size: int | str | None = None,
+        max_batch_size: int | None = None,
+        seed: int | str = 0,
+        **unknown: Any,
+    ) -> None:
         super().__init__()  # max_batch_size: lm-eval always passes it; the engine needs only batch_size
         if unknown:
-            raise Phi4Error(f"--model_args: unknown argument '{sorted(unknown)[0]}' (known: pretrained, tokenizer, dtype, device, "
-                            "max_length, max_gen_toks, batch_size, seed)")  # fmt: skip
+            raise Phi4Error(
+                f"--model_args: unknown argument '{sorted(unknown)[0]}' (known: pretrained, tokenizer, dtype, device, "
+                "max_length, max_gen_toks, batch_size, seed)"
+            )
         if not pretrained:
             raise Phi4Error("--model_args: give pretrained=CHECKPOINT (a phi4 run, checkpoint or HF directory)")
-        self.backend = LocalBackend.from_path(str(pretrained), max_batch_size=_batch_size(batch_size), device=_device(device),
-                                              tokenizer=tokenizer, dtype=dtype, max_context=_positive(max_length, "max_length"))  # fmt: skip
+        self.backend = LocalBackend.from_path(
+            str(pretrained),
+            max_batch_size=_batch_size(batch_size),
+            device=_device(device),
+            tokenizer=tokenizer,
+            dtype=dtype,
+            max_context=_positive(max_length, "max_length"),
+        )
         self.engine = self.backend.engine
         self.tokenizer = self.backend.tokenizer
         self.max_gen_toks = _positive(max_gen_toks, "max_gen_toks")
@@ -88,7 +117,9 @@ class Phi4LM(LM):
         for i, message in enumerate(chat_history):
             role, content = message.get("role"), message.get("content")
             if role not in ("system", "user", "assistant") or not isinstance(content, str):
-                raise Phi4Error(f"apply_chat_template: message {i} needs a role (system, user, assistant) and text content")
+                raise Phi4Error(
+                    f"apply_chat_template: message {i} needs a role (system, user, assistant) and text content"
+                )
             parts.append(f"<|im_start|>{role}<|im_sep|>{content}<|im_end|>")
         if add_generation_prompt:
             parts.append("<|im_start|>assistant<|im_sep|>")
@@ -128,18 +159,28 @@ class Phi4LM(LM):
         reproducible, and lm-eval's repeats of one request (for pass@k) are different samples."""
         unknown = sorted(set(gen_kwargs) - set(GEN_KWARGS))
         if unknown:
-            raise Phi4Error(f"generate_until: unsupported generation argument '{unknown[0]}' (supported: {', '.join(GEN_KWARGS)})")
+            raise Phi4Error(
+                f"generate_until: unsupported generation argument '{unknown[0]}' (supported: {', '.join(GEN_KWARGS)})"
+            )
         if int(gen_kwargs.get("num_beams", 1)) != 1:
             raise Phi4Error("generate_until: beam search is not built (num_beams must be 1)")
         until = gen_kwargs.get("until") or []
-        budget = next((gen_kwargs[k] for k in ("max_gen_toks", "max_new_tokens", "max_tokens") if gen_kwargs.get(k) is not None), self.max_gen_toks)
+        budget = next(
+            (gen_kwargs[k] for k in ("max_gen_toks", "max_new_tokens", "max_tokens") if gen_kwargs.get(k) is not None),
+            self.max_gen_toks,
+        )
         # lm-eval's convention: greedy when do_sample is false, else the given temperature (absent: greedy,
         # or 1.0 when do_sample is asked for, as Hugging Face generate)
         do_sample = gen_kwargs.get("do_sample")
         temperature = 0.0 if do_sample is False else float(gen_kwargs.get("temperature", 1.0 if do_sample else 0.0))
-        return SamplingParams(max_new_tokens=int(budget), temperature=temperature, top_p=float(gen_kwargs.get("top_p", 1.0)),
-                              top_k=int(gen_kwargs.get("top_k") or 0), stop=[until] if isinstance(until, str) else list(until),
-                              seed=int(gen_kwargs.get("seed", self.seed)) * 1_000_003 + index)  # fmt: skip
+        return SamplingParams(
+            max_new_tokens=int(budget),
+            temperature=temperature,
+            top_p=float(gen_kwargs.get("top_p", 1.0)),
+            top_k=int(gen_kwargs.get("top_k") or 0),
+            stop=[until] if isinstance(until, str) else list(until),
+            seed=int(gen_kwargs.get("seed", self.seed)) * 1_000_003 + index,
+        )
 
     def _token_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Trailing spaces of the context go to the continuation; an empty context is <|endoftext|>."""
@@ -150,7 +191,10 @@ class Phi4LM(LM):
         """The context's tokens, cut from the left to leave room for the generation budget."""
         room = self.engine.max_context - params.max_new_tokens
         if room < 1:
-            raise Phi4Error(f"generate_until: max_gen_toks {params.max_new_tokens} leaves no room in the context of {self.engine.max_context}")
+            raise Phi4Error(
+                f"generate_until: max_gen_toks {params.max_new_tokens} leaves no room in the context of "
+                f"{self.engine.max_context}"
+            )
         ids = self._encode(context) or [self.tokenizer.eot_id]
         return ids[-room:]
 

@@ -8,7 +8,8 @@
                                        stream (+ stream_options.include_usage)
     POST /v1/chat/completions          messages (content a string or a list of text parts) rendered with phi-4's
                                        ChatML template; n, logprobs, top_logprobs, stream
-    POST /tokenize, /detokenize        as vLLM: {"prompt"} or {"messages"} -> {"tokens", "count", ...}; {"tokens"} -> {"prompt"}
+    POST /tokenize, /detokenize        as vLLM: {"prompt"} or {"messages"} -> {"tokens", "count", ...};
+                                       {"tokens"} -> {"prompt"}
     GET  /tokenizer_info               bos/eos/pad and the chat template (lm-eval's `tokenizer_backend=remote`)
 
 Answers follow OpenAI and vLLM: an unknown `model` is a 404 (a missing one means the loaded model), a prompt
@@ -142,8 +143,16 @@ class Row:
     come (an incomplete UTF-8 character waits for its end), leaves special tokens out when asked, ends itself at
     a stop string, and streams text held back only while it could still be the start of a stop string."""
 
-    def __init__(self, request: Request, index: int, prompt_index: int, ids: list[int], params: SamplingParams,
-                 engine, skip_special: bool):  # fmt: skip
+    def __init__(
+        self,
+        request: Request,
+        index: int,
+        prompt_index: int,
+        ids: list[int],
+        params: SamplingParams,
+        engine,
+        skip_special: bool,
+    ):
         self.request = request
         self.index = index
         self.prompt_index = prompt_index
@@ -205,7 +214,9 @@ class Row:
 
     def _emit(self, upto: int) -> None:
         if upto > self.sent_chars:
-            self.request.events.put(("delta", self, self.text[self.sent_chars : upto], self.sent_tokens, len(self.tokens)))
+            self.request.events.put(
+                ("delta", self, self.text[self.sent_chars : upto], self.sent_tokens, len(self.tokens))
+            )
             self.sent_chars, self.sent_tokens = upto, len(self.tokens)
 
     def finish(self, reason: str) -> bool:
@@ -365,7 +376,9 @@ def _stops(body: dict) -> list[str]:
 
 
 def _is_ids(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+    )
 
 
 def sampling_from(body: dict, default_stop_ids: tuple[int, ...]) -> SamplingParams:
@@ -417,7 +430,10 @@ def messages_from(body: dict) -> list[dict]:
         if isinstance(content, list):
             texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
             if len(texts) != len(content) or not all(isinstance(t, str) for t in texts):
-                raise BadRequest(f"messages[{i}].content: only text parts ({{'type': 'text', 'text': ...}}) are supported", "messages")
+                raise BadRequest(
+                    f"messages[{i}].content: only text parts ({{'type': 'text', 'text': ...}}) are supported",
+                    "messages",
+                )
             content = "\n".join(texts)
         if content is None and role == "assistant":
             content = ""
@@ -443,8 +459,14 @@ class API:
     # ------------------------------------------------------------------------------------ small routes
 
     def _model_entry(self) -> dict:
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "phi4",
-                "root": self.name, "max_model_len": self.engine.max_context}  # fmt: skip
+        return {
+            "id": self.name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "phi4",
+            "root": self.name,
+            "max_model_len": self.engine.max_context,
+        }
 
     def models(self) -> dict:
         return {"object": "list", "data": [self._model_entry()]}
@@ -486,7 +508,12 @@ class API:
     def _check_model(self, body: dict) -> None:
         model = body.get("model")
         if model is not None and model != self.name:
-            raise BadRequest(f"The model `{model}` does not exist (this server serves `{self.name}`).", "model", 404, "model_not_found")
+            raise BadRequest(
+                f"The model `{model}` does not exist (this server serves `{self.name}`).",
+                "model",
+                404,
+                "model_not_found",
+            )
 
     def _check_vocab(self, ids: list[int], param: str) -> None:
         vocab = min(self.engine.model.config.vocab_size, self.tokenizer.vocab_size)
@@ -508,7 +535,9 @@ class API:
         if room < 0 or len(ids) + asked > context:
             raise BadRequest(
                 f"This model's maximum context length is {context} tokens. However, you requested {len(ids) + asked} "
-                f"tokens ({len(ids)} in the prompt, {asked} in the completion).", names[0])  # fmt: skip
+                f"tokens ({len(ids)} in the prompt, {asked} in the completion).",
+                names[0],
+            )
         return asked
 
     def _rows_fit(self, count: int) -> None:
@@ -590,8 +619,14 @@ class API:
         else:
             choices = [self._completion_choice(r) for r in request.rows]
             kind = "text_completion"
-        return {"id": request.id, "object": kind, "created": request.created, "model": request.model,
-                "choices": choices, "usage": request.usage()}  # fmt: skip
+        return {
+            "id": request.id,
+            "object": kind,
+            "created": request.created,
+            "model": request.model,
+            "choices": choices,
+            "usage": request.usage(),
+        }
 
     def _completion_choice(self, row: Row) -> dict:
         request = row.request
@@ -625,13 +660,25 @@ class API:
         strings = self._token_strings(row.tokens[first:end])
         k = row.request.logprobs or 0
         tops = self._top(row.tops[first:end], k) if k else [{}] * len(strings)
-        return {"content": [{"token": s, "logprob": v, "bytes": list(s.encode()),
-                             "top_logprobs": [{"token": t, "logprob": p, "bytes": list(t.encode())} for t, p in top.items()]}
-                            for s, v, top in zip(strings, row.logprobs[first:end], tops)]}  # fmt: skip
+        return {
+            "content": [
+                {
+                    "token": s,
+                    "logprob": v,
+                    "bytes": list(s.encode()),
+                    "top_logprobs": [{"token": t, "logprob": p, "bytes": list(t.encode())} for t, p in top.items()],
+                }
+                for s, v, top in zip(strings, row.logprobs[first:end], tops)
+            ]
+        }
 
     def _chat_choice(self, row: Row) -> dict:
-        choice = {"index": row.index, "message": {"role": "assistant", "content": row.text},
-                  "finish_reason": row.finish_reason, "logprobs": None}  # fmt: skip
+        choice = {
+            "index": row.index,
+            "message": {"role": "assistant", "content": row.text},
+            "finish_reason": row.finish_reason,
+            "logprobs": None,
+        }
         if row.request.logprobs is not None:
             choice["logprobs"] = self._chat_logprobs(row, 0, len(row.tokens))
         return choice
@@ -640,7 +687,13 @@ class API:
 
     def _chunk(self, request: Request, choices: list[dict], usage: dict | None = None) -> dict:
         kind = "chat.completion.chunk" if request.kind == "chat" else "text_completion"
-        chunk = {"id": request.id, "object": kind, "created": request.created, "model": request.model, "choices": choices}
+        chunk = {
+            "id": request.id,
+            "object": kind,
+            "created": request.created,
+            "model": request.model,
+            "choices": choices,
+        }
         if request.include_usage:
             chunk["usage"] = usage
         return chunk
@@ -648,11 +701,35 @@ class API:
     def stream_start(self, request: Request) -> list[dict]:
         """Chunks before any token: the assistant role (chat) or the echoed prompt (completions)."""
         if request.kind == "chat":
-            return [self._chunk(request, [{"index": r.index, "delta": {"role": "assistant", "content": ""},
-                                           "logprobs": None, "finish_reason": None}]) for r in request.rows]  # fmt: skip
+            return [
+                self._chunk(
+                    request,
+                    [
+                        {
+                            "index": r.index,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ],
+                )
+                for r in request.rows
+            ]
         if request.echo:
-            return [self._chunk(request, [{"index": r.index, "text": self.tokenizer.decode(request.prompts[r.prompt_index]),
-                                           "logprobs": None, "finish_reason": None}]) for r in request.rows]  # fmt: skip
+            return [
+                self._chunk(
+                    request,
+                    [
+                        {
+                            "index": r.index,
+                            "text": self.tokenizer.decode(request.prompts[r.prompt_index]),
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ],
+                )
+                for r in request.rows
+            ]
         return []
 
     def stream_event(self, event: tuple) -> dict:
@@ -682,9 +759,16 @@ class API:
 def _choice_params(base: SamplingParams, budget: int, top_logprobs: int, j: int) -> SamplingParams:
     """A row's own SamplingParams: choice j of a seeded request draws from seed + j."""
     seed = None if base.seed is None else base.seed + j
-    return SamplingParams(max_new_tokens=budget, temperature=base.temperature, top_p=base.top_p, top_k=base.top_k,
-                          stop=list(base.stop), seed=seed, top_logprobs=top_logprobs,
-                          stop_token_ids=base.stop_token_ids)  # fmt: skip
+    return SamplingParams(
+        max_new_tokens=budget,
+        temperature=base.temperature,
+        top_p=base.top_p,
+        top_k=base.top_k,
+        stop=list(base.stop),
+        seed=seed,
+        top_logprobs=top_logprobs,
+        stop_token_ids=base.stop_token_ids,
+    )
 
 
 # ------------------------------------------------------------------------------------------------- HTTP
@@ -708,8 +792,12 @@ class Server(ThreadingHTTPServer):
 
 def make_handler(api: API, timeout: float = 30.0):
     routes_get = {"/health": lambda: {"status": "ok"}, "/v1/models": api.models, "/tokenizer_info": api.tokenizer_info}
-    routes_post = {"/v1/completions": api.completions, "/v1/chat/completions": api.chat,
-                   "/tokenize": api.tokenize, "/detokenize": api.detokenize}  # fmt: skip
+    routes_post = {
+        "/v1/completions": api.completions,
+        "/v1/chat/completions": api.chat,
+        "/tokenize": api.tokenize,
+        "/detokenize": api.detokenize,
+    }
     generating = ("/v1/completions", "/v1/chat/completions")
 
     class Handler(BaseHTTPRequestHandler):
@@ -732,13 +820,17 @@ def make_handler(api: API, timeout: float = 30.0):
             text = obj if isinstance(obj, str) else json.dumps(obj)
             data = text.encode()
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain; version=0.0.4" if isinstance(obj, str) else "application/json")
+            self.send_header(
+                "Content-Type", "text/plain; version=0.0.4" if isinstance(obj, str) else "application/json"
+            )
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
         def _error(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
-            kind = {400: "invalid_request_error", 404: "NotFoundError", 405: "invalid_request_error"}.get(status, "server_error")
+            kind = {400: "invalid_request_error", 404: "NotFoundError", 405: "invalid_request_error"}.get(
+                status, "server_error"
+            )
             log(f"{self.command} {self.path.split('?')[0]} {status}: {message}")
             self._send(status, {"error": {"message": message, "type": kind, "param": param, "code": code or status}})
 
@@ -798,12 +890,16 @@ def make_handler(api: API, timeout: float = 30.0):
                 length = -1
             if length < 0 or length > MAX_BODY:
                 self.close_connection = True
-                return self._error(400 if length < 0 else 413, "bad Content-Length" if length < 0 else "request body too large")
+                return self._error(
+                    400 if length < 0 else 413, "bad Content-Length" if length < 0 else "request body too large"
+                )
             try:
                 body_bytes = self._read_body(length)
             except (TimeoutError, ConnectionError) as e:
                 self.close_connection = True
-                return log(f"{self.client_address[0]}: {path}: body not received ({type(e).__name__}): connection closed")
+                return log(
+                    f"{self.client_address[0]}: {path}: body not received ({type(e).__name__}): connection closed"
+                )
             if path not in routes_post:
                 return self._error(405 if path in routes_get else 404, f"no POST route {path}")
             try:
@@ -873,9 +969,20 @@ def make_handler(api: API, timeout: float = 30.0):
     return Handler
 
 
-def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, batch_size: int = 32,
-          batch_wait_ms: float = 5.0, tokenizer: str | None = None, device: str = "cpu", dtype: str | None = None,
-          max_rows: int = 1024, timeout: float = 30.0) -> None:  # fmt: skip
+def serve(
+    model: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str | None = None,
+    batch_size: int = 32,
+    batch_wait_ms: float = 5.0,
+    tokenizer: str | None = None,
+    device: str = "cpu",
+    dtype: str | None = None,
+    max_rows: int = 1024,
+    timeout: float = 30.0,
+) -> None:
     """Load the model and serve until interrupted (Ctrl-C or SIGTERM)."""
     import signal
 

@@ -32,9 +32,14 @@ from phi4cli.model.phi4 import Phi4ForCausalLM
 PHI4_SPECIAL_IDS = {"bos_token_id": 100257, "eos_token_id": 100265, "pad_token_id": 100349}  # PHI4-RECIPE.md
 MAX_SHARD_BYTES = 5 * 2**30  # Hugging Face's customary shard size
 SHAPE_FIELDS = (
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "rms_norm_eps", "max_position_embeddings",
-)  # fmt: skip
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "rms_norm_eps",
+    "max_position_embeddings",
+)
 IGNORED_TENSORS = ("rotary_emb.inv_freq",)  # old exports saved the RoPE table; we recompute it
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
@@ -226,18 +231,36 @@ def tokenizer_json_dict(tokenizer) -> dict[str, Any]:
                 merges.append((rank, ranks[left], ranks[right], left, right))
     merges.sort()
     specials = sorted(encoding._special_tokens.items(), key=lambda item: item[1])
-    added = [{"id": i, "content": name, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
-              "special": True} for name, i in specials]  # fmt: skip
+    added = [
+        {
+            "id": i,
+            "content": name,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for name, i in specials
+    ]
     return {
         "version": "1.0",
         "truncation": None,
         "padding": None,
         "added_tokens": added,
         "normalizer": None,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": onig_pattern(encoding._pat_str)}, "behavior": "Isolated", "invert": False},
-            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
-        ]},  # fmt: skip
+        "pre_tokenizer": {
+            "type": "Sequence",
+            "pretokenizers": [
+                {
+                    "type": "Split",
+                    "pattern": {"Regex": onig_pattern(encoding._pat_str)},
+                    "behavior": "Isolated",
+                    "invert": False,
+                },
+                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+            ],
+        },
         "post_processor": None,
         "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
         "model": {
@@ -257,8 +280,17 @@ def tokenizer_json_dict(tokenizer) -> dict[str, Any]:
 
 def tokenizer_config_dict(tokenizer, model_max_length: int) -> dict[str, Any]:
     """tokenizer_config.json: the tokenizer class, bos/eos/pad, the chat template, the special tokens."""
-    decoder = {str(i): {"content": name, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-                        "special": True} for name, i in tokenizer.encoding._special_tokens.items()}  # fmt: skip
+    decoder = {
+        str(i): {
+            "content": name,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for name, i in tokenizer.encoding._special_tokens.items()
+    }
     return {
         "add_bos_token": False,  # phi-4 prepends nothing: a document's <|endoftext|> is part of its text
         "add_eos_token": False,
@@ -276,8 +308,11 @@ def tokenizer_config_dict(tokenizer, model_max_length: int) -> dict[str, Any]:
 
 def generation_config_dict(tokenizer) -> dict[str, Any]:
     """generation_config.json: generation stops at <|im_end|> or <|endoftext|>, as phi4's engine does."""
-    return {"bos_token_id": tokenizer.eot_id, "eos_token_id": [tokenizer.im_end_id, tokenizer.eot_id],
-            "pad_token_id": tokenizer.pad_id}  # fmt: skip
+    return {
+        "bos_token_id": tokenizer.eot_id,
+        "eos_token_id": [tokenizer.im_end_id, tokenizer.eot_id],
+        "pad_token_id": tokenizer.pad_id,
+    }
 
 
 def save_hf_tokenizer(tokenizer, directory: str | Path, model_max_length: int) -> None:
@@ -321,7 +356,9 @@ def save_hf(
                 save_file(shard, str(tmp / name), metadata={"format": "pt"})
                 weight_map.update(dict.fromkeys(shard, name))
             total = sum(t.numel() * t.element_size() for t in state.values())
-            write_json(tmp / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+            write_json(
+                tmp / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map}
+            )
         write_json(tmp / "config.json", hf_config_dict(config, saved_dtype, special_ids))
         if tokenizer is not None:
             tokenizer.save(tmp)  # phi4's own files: a re-import finds the exact tokenizer again

@@ -16,7 +16,9 @@ def convert_command(
     out: Path = typer.Argument(..., help="Directory to write; must not exist yet."),
     from_hf: Path = typer.Option(None, "--from-hf", help="Hugging Face Phi3ForCausalLM directory to import."),
     to_hf: Path = typer.Option(None, "--to-hf", help="phi4 checkpoint or run directory (latest checkpoint) to export."),
-    dtype: str = typer.Option("auto", "--dtype", help=f"Weights dtype to write: {', '.join(DTYPES)} (auto = as stored)."),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help=f"Weights dtype to write: {', '.join(DTYPES)} (auto = as stored)."
+    ),
     tokenizer: str = typer.Option(
         None, "--tokenizer", help="Tokenizer spec to record/copy instead of the one the weights name ('phi4', a path)."
     ),
@@ -83,7 +85,9 @@ def _load_tokenizer(spec: str, model_vocab: int):
 
     tokenizer = load_tokenizer(spec)
     if tokenizer.vocab_size > model_vocab:
-        raise Phi4Error(f"{spec}: tokenizer has {tokenizer.vocab_size} ids, the model only {model_vocab} embedding rows")
+        raise Phi4Error(
+            f"{spec}: tokenizer has {tokenizer.vocab_size} ids, the model only {model_vocab} embedding rows"
+        )
     return tokenizer
 
 
