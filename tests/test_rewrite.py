@@ -245,6 +245,25 @@ def test_fim_needs_no_model(tmp_path, capsys):
     assert rej.column("reason").to_pylist() == ["text too short for a fill-in-the-middle exercise (5 < 32)"]
 
 
+def test_fan_out_over_input_shards(tmp_path, capsys):
+    rows = [{"id": f"d{i}", "text": f"line one {i}\nline two\nline three\nline four\n", "source": "web", "meta": "{}"}
+            for i in range(6)]  # fmt: skip
+    with DatasetWriter(tmp_path / "in", shard_bytes=1) as w:  # one shard per write: three shards
+        for lo in range(0, 6, 2):
+            w.write_rows(rows[lo : lo + 2])
+    args = [tmp_path / "in", "--recipe", RECIPES / "fim.toml", "-o", tmp_path / "out", "--num-shards", "2"]
+    assert rewrite(capsys, *args, "--shard-index", "0")[0] == 0
+    assert not (tmp_path / "out" / "_manifest.json").exists()  # shard 1 of 3 is not done yet
+    assert sorted(n for n in os.listdir(tmp_path / "out") if n.endswith(".arrow")) == ["part-00000.arrow", "part-00002.arrow"]
+    assert rewrite(capsys, *args, "--shard-index", "1")[0] == 0
+    whole = read_table([str(tmp_path / "out")])
+    assert [m["input_id"] for m in metas(whole)] == [f"d{i}" for i in range(6)]
+    code, err = rewrite(capsys, tmp_path / "in", "--recipe", RECIPES / "fim.toml", "-o", tmp_path / "once")
+    assert code == 0, err
+    for name in ("part-00000.arrow", "part-00001.arrow", "part-00002.arrow"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "once" / name).read_bytes()
+
+
 def test_plurality_keeps_questions_with_a_plurality(serve, tmp_path, capsys):
     sent = collections.defaultdict(list)
 

@@ -82,7 +82,8 @@ def process_shard(loop: asyncio.AbstractEventLoop, runner: Runner, writer, progr
 
 async def _shard(runner: Runner, writer, progress: Progress, window: int, source: Source, emit) -> dict:
     recipe = runner.recipe
-    written = rejected = 0
+    out = _Buffer(emit, "main", writer.schema)
+    bad = _Buffer(emit, "rejected", REJECTED_SCHEMA)
     pending: list[Row] = []
     position = 0
     for batch in iter_source(source):
@@ -93,20 +94,37 @@ async def _shard(runner: Runner, writer, progress: Progress, window: int, source
             pending.append(Row(_row_id(values, source, position), values))
             position += 1
             if len(pending) >= window:
-                w, r = await _window(runner, writer, progress, pending, emit)
-                written, rejected, pending = written + w, rejected + r, []
+                await _window(runner, writer, progress, pending, out, bad)
+                pending = []
     if pending:
-        w, r = await _window(runner, writer, progress, pending, emit)
-        written, rejected = written + w, rejected + r
-    if not written:  # an empty shard still has the output's columns
-        emit("main", _empty(writer.schema))
-    if not rejected:
-        emit("rejected", _empty(REJECTED_SCHEMA))
-    return {"written": written, "rejected": rejected}
+        await _window(runner, writer, progress, pending, out, bad)
+    out.close()
+    bad.close()
+    return {"written": out.rows, "rejected": bad.rows}
 
 
-def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist([], schema=schema)
+class _Buffer:
+    """Rows for one output, emitted in batches of a fixed size: the shard's bytes do not depend on how
+    many rows were in flight (--concurrency), so a rerun with other settings still writes the same bytes."""
+
+    SIZE = 1024
+
+    def __init__(self, emit, name: str, schema: pa.Schema):
+        self.emit, self.name, self.schema = emit, name, schema
+        self.pending: list[dict] = []
+        self.rows = 0
+
+    def add(self, rows: list[dict]) -> None:
+        self.pending.extend(rows)
+        self.rows += len(rows)
+        while len(self.pending) >= self.SIZE:
+            self.emit(self.name, pa.RecordBatch.from_pylist(self.pending[: self.SIZE], schema=self.schema))
+            self.pending = self.pending[self.SIZE :]
+
+    def close(self) -> None:
+        if self.pending or not self.rows:  # an empty shard still has the output's columns
+            self.emit(self.name, pa.RecordBatch.from_pylist(self.pending, schema=self.schema))
+        self.pending = []
 
 
 def _row_id(values: dict, source: Source, position: int) -> str:
@@ -116,28 +134,26 @@ def _row_id(values: dict, source: Source, position: int) -> str:
     return f"{Path(source.path).name}:{position}"
 
 
-async def _window(runner: Runner, writer, progress: Progress, rows: list[Row], emit) -> tuple[int, int]:
+async def _window(runner: Runner, writer, progress: Progress, rows: list[Row], out: _Buffer, bad: _Buffer) -> None:
     async def one(row: Row):
         result = await runner.run_row(row)
         progress.advance()
         return result
 
     results = await asyncio.gather(*(one(row) for row in rows))
-    out, bad = [], []
+    written, rejected = [], []
     for row, (emitted, failure) in zip(rows, results):
         try:
-            out.extend([_output_row(runner, writer, row, e, k, context) for e, k, context in emitted])  # all or none
+            written.extend([_output_row(runner, writer, row, e, k, context) for e, k, context in emitted])  # all or none
         except StepFailed as f:  # an emit template names a value this row lacks
+            runner.stats["emit"].rejected += 1
             failure = f
         if failure is not None:
-            bad.append(_rejected_row(runner, row, failure))
-    if out:
-        emit("main", pa.RecordBatch.from_pylist(out, schema=writer.schema))
-    if bad:
-        emit("rejected", pa.RecordBatch.from_pylist(bad, schema=REJECTED_SCHEMA))
-    writer.written += len(out)
-    writer.rejected += len(bad)
-    return len(out), len(bad)
+            rejected.append(_rejected_row(runner, row, failure))
+    out.add(written)
+    bad.add(rejected)
+    writer.written += len(written)
+    writer.rejected += len(rejected)
 
 
 def _rejected_row(runner: Runner, row: Row, failure: StepFailed) -> dict:
