@@ -32,10 +32,8 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +45,9 @@ import typer
 
 from phi4cli.config import STAGES_DIR, load_settings as load_typed_settings
 from phi4cli.errors import Phi4Error
-from phi4cli.io import Source, default_shard_index, iter_source, map_shards, provenance, resolve_inputs
+from phi4cli.io import Source, iter_source, map_shards, provenance, resolve_inputs
+from phi4cli.io.fanout import check_workers, shard_task, worker_pool
+from phi4cli.io.shards import writing_to
 from phi4cli.io.formats import detect_format, read_records
 from phi4cli.log import console
 from phi4cli.stages.decontam.ngrams import APOSTROPHES, NUMBER_MARKS, NgramTable, WordBatch, split_words
@@ -74,6 +74,7 @@ class DecontamConfig:
     cut_min_keep: float
     examples: int
     chunk_bytes: int
+    max_doc_bytes: int
 
     def validate(self) -> None:
         if self.ngram < 1:
@@ -90,6 +91,8 @@ class DecontamConfig:
             raise Phi4Error("config: cut_margin_chars must be >= 0 and cut_max_spans >= 1")
         if not 0.0 <= self.cut_min_keep <= 1.0:
             raise Phi4Error(f"config: cut_min_keep must be in [0, 1], got {self.cut_min_keep}")
+        if self.max_doc_bytes < 1:
+            raise Phi4Error(f"config: max_doc_bytes must be at least 1, got {self.max_doc_bytes}")
         if self.examples < 0 or self.chunk_bytes < 1:
             raise Phi4Error("config: examples must be >= 0 and chunk_bytes >= 1")
 
@@ -339,7 +342,7 @@ def whitelist_phrases(index: Index, phrases: Sequence[str]) -> int:
 def count_documents(sources: Sequence[Source], index: Index, settings: DecontamConfig, workers: int) -> np.ndarray:
     """The counting pass: for every index entry, in how many documents of the whole corpus it occurs."""
     counts = np.zeros(len(index.table), np.int64)
-    count_one = partial(_count_shard, index, settings.chunk_bytes)
+    count_one = partial(_count_shard, index, settings)
 
     def add(shard_counts: Iterator[tuple[np.ndarray, np.ndarray]]) -> None:
         for entries, per_entry in shard_counts:  # sparse, and merged as they come: memory stays one index
@@ -348,16 +351,17 @@ def count_documents(sources: Sequence[Source], index: Index, settings: DecontamC
     if workers <= 1 or len(sources) <= 1:
         add(map(count_one, sources))
     else:
-        with ProcessPoolExecutor(min(workers, len(sources)), mp_context=get_context("fork")) as pool:
+        with worker_pool(min(workers, len(sources))) as pool:
             add(pool.map(count_one, sources))
     return counts
 
 
-def _count_shard(index: Index, chunk_bytes: int, source: Source) -> tuple[np.ndarray, np.ndarray]:
+def _count_shard(index: Index, settings: DecontamConfig, source: Source) -> tuple[np.ndarray, np.ndarray]:
     counts = np.zeros(len(index.table), np.int64)
     for batch in iter_source(source, ["text"]):
-        for start, stop in _chunks(batch.column(0), chunk_bytes):
-            hits = index.find(split_words(batch.column(0).slice(start, stop - start)), include_ignored=True)
+        texts, _ = _without_huge(batch.column(0), settings.max_doc_bytes)  # rejected by the filter pass anyway
+        for start, stop in _chunks(texts, settings.chunk_bytes):
+            hits = index.find(split_words(texts.slice(start, stop - start)), include_ignored=True)
             pairs = np.unique(hits.doc * len(index.table) + hits.entry)  # a document counts once per entry
             np.add.at(counts, pairs % len(index.table), 1)
     entries = np.flatnonzero(counts)
@@ -425,10 +429,11 @@ def filter_shard(index: Index, settings: DecontamConfig, source: Source, emit) -
 
 def _decide_batch(batch: pa.RecordBatch, index: Index, settings: DecontamConfig, stats: dict):
     """keep mask, {row: reason} for rejected rows, {row: (new text, cuts)} for cut rows."""
-    texts = batch.column("text")
-    sizes = np.asarray(pc.fill_null(pc.binary_length(texts), 0), np.int64)
+    texts, huge = _without_huge(batch.column("text"), settings.max_doc_bytes)
+    sizes = np.asarray(pc.fill_null(pc.binary_length(batch.column("text")), 0), np.int64)
     keep = np.ones(batch.num_rows, bool)
-    reasons: dict[int, str] = {}
+    reasons: dict[int, str] = {row: f"too_long({size}>{settings.max_doc_bytes} bytes)" for row, size in huge.items()}
+    keep[list(huge)] = False
     cuts: dict[int, tuple[str, list[dict]]] = {}
     bytes_cut = 0
     for start, stop in _chunks(texts, settings.chunk_bytes):
@@ -462,6 +467,18 @@ def _decide_batch(batch: pa.RecordBatch, index: Index, settings: DecontamConfig,
     stats["rows_kept"] += int(keep.sum())
     stats["bytes_kept"] += int(sizes[keep].sum()) - bytes_cut
     return keep, reasons, cuts
+
+
+def _without_huge(texts: pa.Array, limit: int) -> tuple[pa.Array, dict[int, int]]:
+    """Texts over `limit` bytes replaced by "" for matching ({row: size} of those): hashing one document
+    costs ~60x its size in memory, so documents above max_doc_bytes are rejected as too_long, unread."""
+    sizes = pc.binary_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False)
+    huge = np.flatnonzero(sizes > limit)
+    if not len(huge):
+        return texts, {}
+    mask = np.zeros(len(texts), dtype=bool)
+    mask[huge] = True
+    return pc.if_else(pa.array(mask), pa.scalar("", texts.type), texts), {int(i): int(sizes[i]) for i in huge}
 
 
 def _tally(stats: dict, bench: int, what: str, nbytes: int) -> None:
@@ -664,10 +681,11 @@ def _fully_whitelisted(index: Index, number: int) -> int:
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    with writing_to(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
 
 
 def print_summary(report: dict) -> None:
@@ -705,9 +723,9 @@ def decontam_command(
     mode: str = typer.Option(None, "--mode", help="drop: remove matched documents; cut: remove the matched spans [default: from the config, drop]."),
     rejected: str = typer.Option(None, "--rejected", help="Dataset directory for dropped rows, with a `reason` column."),
     report: Path = typer.Option(None, "--report", help="JSON report file [default: OUT.decontam.json next to OUT]."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes on this machine (one input shard each)."),
-    shard_index: int = typer.Option(None, "--shard-index", min=0, help="This task's index among --num-shards [default: SLURM/torchrun env, else 0]."),
-    num_shards: int = typer.Option(None, "--num-shards", min=1, help="Number of tasks the input shards are spread over [default: env, else 1]."),
+    workers: int = typer.Option(1, "--workers", help="Processes on this machine (one input shard each)."),
+    shard_index: int = typer.Option(None, "--shard-index", help="This task's index among --num-shards [default: SLURM/torchrun env, else 0]."),
+    num_shards: int = typer.Option(None, "--num-shards", help="Number of tasks the input shards are spread over [default: env, else 1]."),
     config: Path = typer.Option(None, "--config", help="Settings TOML [default: stages/decontam.toml]."),
     sets: list[str] = typer.Option([], "--set", help="Override a setting: --set whitelist_docs=20 (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT (and --rejected) if already complete."),
@@ -727,6 +745,8 @@ def decontam_command(
 
         phi4 decontam data/web -b gsm8k=../shared/benchmarks/gsm8k-test.jsonl -b ../shared/benchmarks/humaneval.jsonl.gz -o data/web-clean --mode cut
     """
+    check_workers(workers)
+    shard_index, num_shards = shard_task(shard_index, num_shards)  # before any work: a bad array index fails at once
     overrides = list(sets) + ([f"mode={mode}"] if mode else []) + ([f"fields={json.dumps(fields)}"] if fields else [])
     settings = load_settings(config, overrides)
     sources = resolve_inputs(inputs)
@@ -734,10 +754,6 @@ def decontam_command(
     _check_corpus(sources + counted, settings, counted)
     if rejected is not None and Path(rejected).resolve() == Path(out).resolve():
         raise Phi4Error(f"--rejected {rejected}: must differ from -o {out}")
-    if shard_index is None or num_shards is None:
-        env_index, env_count = default_shard_index()
-        shard_index = env_index if shard_index is None else shard_index
-        num_shards = env_count if num_shards is None else num_shards
     report_path = _report_path(report, out, shard_index, num_shards)
     phrases = read_phrases(whitelist) if whitelist else []
 

@@ -43,7 +43,6 @@ from phi4cli.io import (
     MANIFEST,
     ShardWriter,
     Source,
-    default_shard_index,
     iter_source,
     map_shards,
     prepare_output_dir,
@@ -53,6 +52,8 @@ from phi4cli.io import (
     resolve_inputs,
     shard_name,
 )
+from phi4cli.io.fanout import check_workers, shard_task
+from phi4cli.io.shards import content_fingerprint
 from phi4cli.io.shards import write_manifest
 from phi4cli.log import console
 from phi4cli.stages.filter.classifier import QualityClassifier
@@ -83,6 +84,7 @@ class Steps:
     classifier: QualityClassifier | None
     threshold: float
     dedup: DedupSettings | None
+    max_doc_bytes: int
 
     @classmethod
     def load(cls, settings: dict) -> "Steps":
@@ -98,6 +100,7 @@ class Steps:
             classifier=QualityClassifier.load(quality["model"]) if quality["model"] else None,
             threshold=quality["threshold"],
             dedup=DedupSettings.from_config(dedup) if dedup["enabled"] and (dedup["exact"] or dedup["minhash"]) else None,
+            max_doc_bytes=settings["limits"]["max_doc_bytes"],
         )
 
 
@@ -106,10 +109,13 @@ def judge(texts: pa.Array, steps: Steps) -> dict[str, pa.Array]:
 
     `reason` is null for rows that pass steps 1-3; only those get dedup signatures.
     """
+    texts, too_long = _without_huge(texts, steps.max_doc_bytes)
     batch = TextBatch(texts)
     columns: dict[str, pa.Array] = {}
     # 1. heuristic rules
     reasons = apply_rules(batch, steps.rules) if steps.rules else [None] * batch.n
+    for i, size in too_long.items():  # judged as empty text above; charged to the limit, first
+        reasons[i] = f"too_long({size}>{steps.max_doc_bytes} bytes)"
 
     if steps.langid:  # 2. language id, scored for every row so the rejected rows carry it too
         langs, scores = steps.langid.identify(batch.texts)
@@ -131,6 +137,18 @@ def judge(texts: pa.Array, steps: Steps) -> dict[str, pa.Array]:
     if steps.dedup:  # 4a. signatures of the rows still in
         columns.update(_signature_columns(batch, steps.dedup, reasons))
     return columns
+
+
+def _without_huge(texts: pa.Array, limit: int) -> tuple[pa.Array, dict[int, int]]:
+    """Texts over `limit` bytes replaced by "" (their cost in every step grows with length): the
+    filter's memory per document stays bounded (limits.max_doc_bytes in stages/filter.toml)."""
+    sizes = pc.binary_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False)
+    huge = np.flatnonzero(sizes > limit)
+    if not len(huge):
+        return texts, {}
+    mask = np.zeros(len(texts), dtype=bool)
+    mask[huge] = True
+    return pc.if_else(pa.array(mask), pa.scalar("", texts.type), texts), {int(i): int(sizes[i]) for i in huge}
 
 
 def _signature_columns(batch: TextBatch, settings: DedupSettings, reasons: list[str | None]) -> dict[str, pa.Array]:
@@ -411,9 +429,10 @@ def _settings(config: Path | None, sets: list[str], classifier: Path | None = No
     return settings
 
 
-def _task(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
-    default_index, default_count = default_shard_index()
-    return (default_index if shard_index is None else shard_index, default_count if num_shards is None else num_shards)
+def _task(shard_index: int | None, num_shards: int | None, workers: int) -> tuple[int, int]:
+    """This task's (index, count), from the flags or Slurm/torchrun; checked before any work is done."""
+    check_workers(workers)
+    return shard_task(shard_index, num_shards)
 
 
 def _sources(inputs: list[str]) -> list[Source]:
@@ -463,9 +482,9 @@ def run_command(
         phi4 filter data/web --classifier quality.npz --threshold 0.6 --workers 8 -o data/web-filtered
         phi4 filter data/web -o - --set dedup.enabled=false --set language.languages='["en","de"]' | phi4 cat - --limit 3
     """
+    index, count = _task(shard_index, num_shards, workers)
     settings = _settings(config, sets, classifier, threshold, langid_model)
     sources = _sources(inputs)
-    index, count = _task(shard_index, num_shards)
     prov = provenance(settings, sources)
     outputs = {"main": out, "rejected": rejected}
     position = {s.path: i for i, s in enumerate(sources)}
@@ -501,7 +520,8 @@ WORK_ENTRIES = ("scores", "clusters", "run.json")
 def _reuse_only_if_same(work: Path, settings: dict, sources: list[Source]) -> None:
     """A work dir left by an interrupted run is resumed only for the same settings and inputs."""
     stamp = work / "run.json"
-    wanted = json.dumps({"settings": settings, "inputs": [s.path for s in sources]}, sort_keys=True)
+    # what the inputs hold, not their paths: new documents under the same names must not get old verdicts
+    wanted = json.dumps({"settings": settings, "inputs": content_fingerprint(sources)}, sort_keys=True)
     if work.is_dir():
         foreign = sorted(set(os.listdir(work)) - set(WORK_ENTRIES))
         if foreign:
@@ -549,11 +569,11 @@ def score_command(
         phi4 filter cluster work/scores -o work/clusters
         phi4 filter apply data/web --scores work/scores --clusters work/clusters -o data/web-filtered --shard-index $I --num-shards 3
     """
+    index, count = _task(shard_index, num_shards, workers)
     settings = _settings(config, sets, classifier, threshold, langid_model)
     sources = _sources(inputs)
     if any(s.is_stream for s in sources):
         raise Phi4Error("-: scores are matched to input shards by position; give datasets or shards")
-    index, count = _task(shard_index, num_shards)
     results = map_shards(sources, {"main": str(out)}, partial(score_shard, settings=settings), workers=workers,
                          shard_index=index, num_shards=count, prov=provenance(settings, sources), overwrite=overwrite)
     console.print(f"filter score: {sum(r.stats.get('rows', 0) for r in results):,} rows scored -> {out}")
@@ -599,12 +619,14 @@ def apply_command(
 
         phi4 filter apply data/web --scores work/scores --clusters work/clusters -o data/web-filtered --rejected data/web-rejected
     """
+    index, count = _task(shard_index, num_shards, workers)
     sources = _sources(inputs)
     _check_aligned(sources, scores, "--scores")
     if clusters is not None:
         _check_aligned(sources, clusters, "--clusters", rows=False)
-    prov = read_manifest(scores)["provenance"]
-    index, count = _task(shard_index, num_shards)
+    # the output depends on the verdicts too: a shard is reused only for the same scores and clusters
+    derived = provenance({}, [str(scores)] + ([str(clusters)] if clusters is not None else []))["inputs"]
+    prov = {**read_manifest(scores)["provenance"], "derived_from": derived}
     process = partial(filter_shard, settings={}, index={s.path: i for i, s in enumerate(sources)}, scores=scores,
                       clusters=clusters)
     results = map_shards(sources, {"main": out, "rejected": rejected}, process, workers=workers, shard_index=index,

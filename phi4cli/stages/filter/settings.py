@@ -109,6 +109,7 @@ SCHEMA: dict[str, Check] = {
     "dedup.bands": positive,
     "dedup.rows_per_band": positive,
     "dedup.seed": count,
+    "limits.max_doc_bytes": positive,
 }
 TABLES = {key.rsplit(".", 1)[0] for key in SCHEMA}  # "rules", "rules.c4", "language", ...
 
