@@ -24,8 +24,18 @@ from typing import Any, TypeVar
 
 from phi4cli.errors import Phi4Error
 
-# stages/ lives next to the package in the source tree (the editable install the project uses).
-STAGES_DIR = Path(__file__).resolve().parents[1] / "stages"
+
+
+def _recipe_dir(name: str) -> Path:
+    """stages/ (settings) or manifests/ (data mixtures): at the top of a source checkout, where users read
+    and edit them; an installed package carries copies in phi4cli/recipe/ (setup.py puts them there)."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / name
+    return checkout if checkout.is_dir() else package / "recipe" / name
+
+
+STAGES_DIR = _recipe_dir("stages")
+MANIFESTS_DIR = _recipe_dir("manifests")
 
 T = TypeVar("T")
 
@@ -85,8 +95,18 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
+def recipe_file(path: Path) -> Path:
+    """`path`; or, when it does not exist and reads `stages/...` or `manifests/...`, the shipped default of
+    that name, so `--config stages/demo/pretrain.toml` works in any directory (a file of yours wins)."""
+    if path.exists() or path.is_absolute() or len(path.parts) < 2 or path.parts[0] not in ("stages", "manifests"):
+        return path
+    shipped = (STAGES_DIR if path.parts[0] == "stages" else MANIFESTS_DIR).joinpath(*path.parts[1:])
+    return shipped if shipped.is_file() else path
+
+
 def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
     """A TOML file as a dict; a syntax error names the line as FILE:LINE, where editors look for it."""
+    path = recipe_file(Path(path))
     try:
         text = path.read_text()
     except FileNotFoundError:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -128,3 +130,44 @@ def test_bad_inputs_are_one_clear_line(capsys, tmp_path):
     assert (tmp_path / "toy.tiktoken").read_text() == "keep me"
     assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["holiday.jpg"]
     assert not (tmp_path / "q.npz").exists()
+
+
+def test_a_built_package_carries_the_default_settings_and_manifests(tmp_path):
+    """A non-editable install (the wheel `pip install .` builds, unpacked) run outside any checkout finds
+    stages/ and manifests/ inside the package; a user's own file of the same relative name still wins."""
+    import zipfile
+
+    source = tmp_path / "src"  # a copy: the build writes build/ and *.egg-info beside the sources
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for name in ("phi4cli", "stages", "manifests"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", ".", "-w",
+                            str(tmp_path / "dist")], cwd=source, capture_output=True, text=True)  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("phi4cli-*.whl")
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+
+    def phi4(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+        return subprocess.run([sys.executable, "-m", "phi4cli", *args], cwd=work, env=env, capture_output=True, text=True)
+
+    where = subprocess.run([sys.executable, "-c", "import phi4cli.config as c; print(c.STAGES_DIR, c.MANIFESTS_DIR)"],
+                           cwd=work, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}, capture_output=True, text=True)  # fmt: skip
+    assert where.stdout.split() == [str(tmp_path / "site/phi4cli/recipe/stages"), str(tmp_path / "site/phi4cli/recipe/manifests")]
+    plan = phi4("mix", "--manifest", "manifests/final.toml", "--plan")
+    assert plan.returncode == 0 and "10T tokens" in plan.stderr + plan.stdout, plan.stderr
+    # the shipped stages/pretrain.toml (the default) and stages/demo/pretrain.toml (named) are read
+    for config in ([], ["--config", "stages/demo/pretrain.toml"]):
+        result = phi4("pretrain", "x", "-o", "run", *config, "--set", "lr=nan")
+        assert result.returncode == 2 and "config: lr must be a finite number, got nan" in result.stderr, result.stderr
+    # a file of the user's own, by the same relative name or any other, wins over the shipped one
+    (work / "stages/demo").mkdir(parents=True)
+    mine = re.sub(r"(?m)^max_steps = ", "max_steps = -7 # ", (REPO / "stages/demo/pretrain.toml").read_text())
+    for path in ("stages/demo/pretrain.toml", "mine.toml"):
+        (work / path).write_text(mine)
+        result = phi4("pretrain", "x", "-o", "run", "--config", path)
+        assert "config: max_steps must be positive, got -7" in result.stderr, result.stderr
