@@ -344,3 +344,31 @@ def test_bad_model_and_budget_are_one_line_errors_and_nothing_is_written(toy, tm
         err = result.stderr.decode()
         assert result.returncode != 0 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "out").exists() and not (tmp_path / "out.rollouts").exists()
+
+
+# ---------------------------------------------------------------------------------------- oracles
+
+
+def test_oracles_reuse_the_eval_answer_checks():
+    from phi4cli.stages.pts.oracles import choice_letter, oracle_for
+
+    judge = lambda task, answer, texts, tests="": oracle_for(task, None)({"prompt": "", "answer": answer, "tests": tests}, texts)  # noqa: E731
+    assert judge("gsm8k", "18", ["So 16 - 3 - 4 = 9, 9 * 2 = 18.\n#### 18", "#### 17", "She earns $18."]) == [True, False, True]
+    assert judge("arith", "Steps...\n#### 1,234", ["#### 1234", "1233"]) == [True, False]  # toy arith: a GSM8K solution
+    assert judge("math", "\\frac{1}{2}", ["so \\boxed{0.5}", "\\boxed{\\dfrac12}", "\\boxed{2}"]) == [True, True, False]
+    assert judge("mmlu", "B", [" B", "Answer: (B) because", "A farmer... the answer is B", " C", "", "B. Paris"]) == [True, True, True, False, False, True]
+    assert judge("kv_recall", "3f2a-77", ["The value is 3f2a-77.", "3f2a"]) == [True, False]
+    assert choice_letter("A farmer has... The answer is C.") == "C" and choice_letter("I think (D)") == "D"
+    assert choice_letter("A farmer has two cows") is None and choice_letter("I think so") is None
+
+
+def test_code_oracle_runs_the_tests_in_the_sandbox():
+    from phi4cli.evaluate.sandbox import sandbox_available
+    from phi4cli.stages.pts.oracles import CodeJudge
+
+    if not sandbox_available():
+        pytest.skip("the eval sandbox (bubblewrap) is not available here")
+    problem = {"prompt": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n", "answer": "", "tests": "assert add(2, 3) == 5\n"}
+    solutions = ["    return a + b\n", "```python\ndef add(a, b):\n    return a + b\n```", "    return a - b\n",
+                 "    import os\n    os._exit(0)\n"]  # fmt: skip
+    assert CodeJudge(10.0, 512, 2)(problem, solutions) == [True, True, False, False]

@@ -25,12 +25,16 @@ from phi4cli.evaluate import answers
 
 Judge = Callable[[dict, Sequence[str]], list[bool]]
 
-# A letter standing alone: "B", "(B)", "B.", "Answer: B" -> B; not the "A" of "A farmer".
+# A letter standing alone: "B", "(B)", "B." -> B; not the "A" of "A farmer".
 _LETTER = re.compile(r"(?<![A-Za-z])\(?([A-Z])\)?(?![A-Za-z])")
+_PARENTHESISED = re.compile(r"\(([A-Z])\)")
+_LEADING = re.compile(r"^\s*\(?([A-Z])\)?\s*(?:[.):\n]|$)")
 
 
 def choice_letter(text: str) -> str | None:
-    """The first answer letter in a multiple-choice solution, after "answer is"/"Answer:" if present."""
+    """A multiple-choice solution's letter: the first after the last "answer is"/"answer:", else a leading
+    letter on its own ("B", "B.", "(B)"), else the first parenthesised one; None when there is none (a
+    capital that is a word, as in "A farmer" or "I think", is not an answer)."""
     lowered = text.lower()
     for cue in ("answer is", "answer:"):
         at = lowered.rfind(cue)
@@ -38,7 +42,7 @@ def choice_letter(text: str) -> str | None:
             found = _LETTER.search(text, at + len(cue))
             if found:
                 return found.group(1)
-    found = _LETTER.search(text)
+    found = _LEADING.search(text) or _PARENTHESISED.search(text)
     return found.group(1) if found else None
 
 
