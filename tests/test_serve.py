@@ -318,6 +318,44 @@ def test_tokenize_detokenize_and_lm_evals_remote_tokenizer(url, checkpoint):
     assert remote.encode(rendered) == tok.render_chat(messages, add_generation_prompt=True)[0]
 
 
+MC_TASK = """task: phi4_toy_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: gold
+metric_list:
+  - metric: acc
+"""
+
+
+def test_lm_eval_local_completions_scores_through_the_server(url, checkpoint, tmp_path):
+    """lm-eval's `local-completions` with `tokenizer_backend=remote`: /tokenize, then echo + logprobs."""
+    pytest.importorskip("tenacity", reason="lm-eval's api extra is not installed")
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    docs = [{"question": f"what is {i} + 1?", "choices": ["cat", "mat", "dog"], "gold": i % 3} for i in range(3)]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "phi4_toy_mc.yaml").write_text(MC_TASK.format(data=tmp_path / "docs.jsonl"))
+    args = f"base_url={url}/v1/completions,model=toy,tokenizer_backend=remote,max_length=256,num_concurrent=2"
+    tasks = TaskManager(include_path=str(tmp_path / "tasks"), include_defaults=False)
+    out = simple_evaluate(model="local-completions", model_args=args, tasks=["phi4_toy_mc"], task_manager=tasks)
+    engine = LocalBackend.from_path(str(checkpoint)).engine
+    tok = engine.tokenizer
+    assert len(out["samples"]["phi4_toy_mc"]) == 3
+    for sample in out["samples"]["phi4_toy_mc"]:
+        for (context, continuation), response in zip(sample["arguments"], sample["resps"]):
+            whole, head = tok.encode(context + continuation), tok.encode(context)  # lm-eval's own split
+            ((expected, _),) = engine.loglikelihood([(head, whole[len(head) :])])
+            assert float(response[0][0]) == pytest.approx(expected, abs=1e-3)
+
+
 def test_rows_turn_tokens_into_text_as_they_come(checkpoint):
     """The per-token hook: special tokens skipped (or kept), a split UTF-8 character waits for its end,
     text that could begin a stop string is held back, and the row ends itself at the stop string."""
