@@ -38,10 +38,16 @@ def serve(port_queue) -> None:
     async def chat(request):
         body = await request.json()
         text = "echo: " + body["messages"][-1]["content"]
-        return web.json_response({"id": "x", "object": "chat.completion", "created": 0, "model": "instant",
-                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                               "finish_reason": "stop"}],
-                                  "usage": {"prompt_tokens": 8, "completion_tokens": 4, "total_tokens": 12}})  # fmt: skip
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "instant",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 8, "completion_tokens": 4, "total_tokens": 12},
+            }
+        )
 
     async def models(request):
         return web.json_response({"object": "list", "data": [{"id": "instant", "object": "model"}]})
@@ -70,8 +76,12 @@ async def run_phi4(url: str, items: list[str], concurrency: int) -> list[str]:
     client = OpenAIClient([url], ClientOptions(concurrency=concurrency, timeout=60, retries=0))
     await client.check()
     try:
-        replies = await asyncio.gather(*(client.chat([{"role": "user", "content": p}], {"max_tokens": 16, "temperature": 0.0}, None)
-                                         for p in items))  # fmt: skip
+        replies = await asyncio.gather(
+            *(
+                client.chat([{"role": "user", "content": p}], {"max_tokens": 16, "temperature": 0.0}, None)
+                for p in items
+            )
+        )
     finally:
         await client.aclose()
     return [r.text for r in replies]
@@ -98,8 +108,9 @@ async def run_openai(url: str, items: list[str], concurrency: int) -> list[str]:
 
     async def one(p: str) -> str:
         async with slots:
-            r = await client.chat.completions.create(model="instant", messages=[{"role": "user", "content": p}],
-                                                     max_tokens=16, temperature=0.0)  # fmt: skip
+            r = await client.chat.completions.create(
+                model="instant", messages=[{"role": "user", "content": p}], max_tokens=16, temperature=0.0
+            )
             return r.choices[0].message.content
 
     try:
@@ -130,9 +141,11 @@ def main() -> None:
     url = f"http://127.0.0.1:{queue.get(timeout=60)}/v1"
     items = prompts(args.requests)
     expected = ["echo: " + p for p in items]
-    sides = {"phi4": lambda: asyncio.run(run_phi4(url, items, args.concurrency)),
-             "distilabel": lambda: run_distilabel(url, items, args.concurrency),
-             "openai": lambda: asyncio.run(run_openai(url, items, args.concurrency))}  # fmt: skip
+    sides = {
+        "phi4": lambda: asyncio.run(run_phi4(url, items, args.concurrency)),
+        "distilabel": lambda: run_distilabel(url, items, args.concurrency),
+        "openai": lambda: asyncio.run(run_openai(url, items, args.concurrency)),
+    }
     for fn in sides.values():  # warm-up: imports, connection pools
         fn()
     times: dict[str, list[float]] = {name: [] for name in sides}
@@ -144,11 +157,22 @@ def main() -> None:
             times[name].append(seconds)
     server.kill()
     rates = {name: args.requests / statistics.median(t) for name, t in times.items()}
-    print(json.dumps({"requests": args.requests, "concurrency": args.concurrency, "repeats": args.repeats,
-                      "requests_per_s": {k: round(v) for k, v in rates.items()}}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "requests": args.requests,
+                "concurrency": args.concurrency,
+                "repeats": args.repeats,
+                "requests_per_s": {k: round(v) for k, v in rates.items()},
+            }
+        )
+    )
     for name, rate in rates.items():
         print(f"{name:>10}: {rate:8.0f} requests/s (median of {args.repeats})")
-    print(f"phi4 / distilabel: {rates['phi4'] / rates['distilabel']:.2f}x   phi4 / openai: {rates['phi4'] / rates['openai']:.2f}x")
+    print(
+        f"phi4 / distilabel: {rates['phi4'] / rates['distilabel']:.2f}x   "
+        f"phi4 / openai: {rates['phi4'] / rates['openai']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

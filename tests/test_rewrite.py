@@ -81,13 +81,22 @@ def fast(url: str, *more: str) -> list[str]:
 
 def test_judge_json_parser():
     keys = ["accuracy", "style", "detail"]
-    assert parsers.parse_json('{"accuracy": 4, "style": 5, "detail": 3}', keys) == {"accuracy": 4, "style": 5, "detail": 3}
+    assert parsers.parse_json('{"accuracy": 4, "style": 5, "detail": 3}', keys) == {
+        "accuracy": 4,
+        "style": 5,
+        "detail": 3,
+    }
     fenced = 'Here it is:\n```json\n{"accuracy": "5", "style": 4.0, "detail": 2, "note": "x"}\n```'
     assert parsers.parse_json(fenced, keys) == {"accuracy": 5, "style": 4, "detail": 2}
     assert parsers.parse_json('I think {"accuracy": 1, "style": 1, "detail": 1} overall.', keys)["accuracy"] == 1
-    for bad, why in [('{"accuracy": 4, "style": 5}', "lacks 'detail'"), ('{"accuracy": 9, "style": 5, "detail": 3}', "not an integer in 1..5"),
-                     ('{"accuracy": 4.5, "style": 5, "detail": 3}', "not an integer"), ('{"accuracy": 4, "style": ', "malformed JSON"),
-                     ("no json here", "malformed JSON|no JSON"), ("[1, 2]", "expected a JSON object")]:  # fmt: skip
+    for bad, why in [
+        ('{"accuracy": 4, "style": 5}', "lacks 'detail'"),
+        ('{"accuracy": 9, "style": 5, "detail": 3}', "not an integer in 1..5"),
+        ('{"accuracy": 4.5, "style": 5, "detail": 3}', "not an integer"),
+        ('{"accuracy": 4, "style": ', "malformed JSON"),
+        ("no json here", "malformed JSON|no JSON"),
+        ("[1, 2]", "expected a JSON object"),
+    ]:
         with pytest.raises(ParseError, match=why):
             parsers.parse_json(bad, keys)
 
@@ -99,8 +108,12 @@ def test_plurality_parser():
     assert parsers.extract_answer("Answer: The Eiffel Tower.", "text") == "eiffel tower"
     result = parsers.plurality(["7", "7", "7", "5", None, "6", "7", "5"])
     assert result == {"answer": "7", "votes": 4, "samples": 8, "distinct": 3}
-    for answers, why in [(["4"] * 8, "too easy"), (["1", "2", "3", "4"], "no agreement"), (["1", "1", "2", "2"], "tie"),
-                         ([None, None], "no sample")]:  # fmt: skip
+    for answers, why in [
+        (["4"] * 8, "too easy"),
+        (["1", "2", "3", "4"], "no agreement"),
+        (["1", "1", "2", "2"], "tie"),
+        ([None, None], "no sample"),
+    ]:
         with pytest.raises(ParseError, match=why):
             parsers.plurality(answers)
     assert parsers.plurality(["4"] * 8, drop_unanimous=False)["answer"] == "4"
@@ -126,7 +139,11 @@ def test_prefer_and_grade():
     with pytest.raises(ParseError, match="no preference"):
         parsers.prefer(["a", "b"], [{"accuracy": 3}, {"accuracy": 3}], "accuracy")
     graded = parsers.grade(["Answer: Paris", "Answer: Lyon", "I don't know.", None], "Paris", "text")
-    assert (graded["first_right"], graded["first_wrong"], len(graded["refused"])) == ("Answer: Paris", "Answer: Lyon", 1)
+    assert (graded["first_right"], graded["first_wrong"], len(graded["refused"])) == (
+        "Answer: Paris",
+        "Answer: Lyon",
+        1,
+    )
 
 
 # ------------------------------------------------------------------------------------------ recipes
@@ -134,8 +151,19 @@ def test_prefer_and_grade():
 
 def test_every_shipped_recipe_loads_and_is_tested_here():
     names = sorted(p.stem for p in RECIPES.glob("*.toml"))
-    assert names == sorted(["seed-exercises", "self-revision", "instruction-reversal", "qa-extraction", "fim", "plurality",
-                            "annotation", "judge-dpo", "hallucination"])  # fmt: skip
+    assert names == sorted(
+        [
+            "seed-exercises",
+            "self-revision",
+            "instruction-reversal",
+            "qa-extraction",
+            "fim",
+            "plurality",
+            "annotation",
+            "judge-dpo",
+            "hallucination",
+        ]
+    )
     source = open(__file__).read()
     for name in names:
         load_recipe(RECIPES / f"{name}.toml")
@@ -150,13 +178,24 @@ def test_seed_exercises(serve, tmp_path, capsys):
 
     server = serve(answer)
     data = docs(tmp_path / "in", ["photosynthesis turns light into sugar", "volcanoes erupt molten rock"])
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "seed-exercises.toml", "-o", tmp_path / "out", *fast(server.url))
+    code, err = rewrite(
+        capsys, data, "--recipe", RECIPES / "seed-exercises.toml", "-o", tmp_path / "out", *fast(server.url)
+    )
     assert code == 0, err
     out = read_table([str(tmp_path / "out")])
-    assert out.column("text").to_pylist() == ["exercise about photosynthesis", "dialogue about photosynthesis",
-                                              "reasoning about photosynthesis", "exercise about volcanoes",
-                                              "dialogue about volcanoes", "reasoning about volcanoes"]  # fmt: skip
-    assert out.column("source").to_pylist()[:3] == ["synthetic/exercises", "synthetic/discussions", "synthetic/reasoning"]
+    assert out.column("text").to_pylist() == [
+        "exercise about photosynthesis",
+        "dialogue about photosynthesis",
+        "reasoning about photosynthesis",
+        "exercise about volcanoes",
+        "dialogue about volcanoes",
+        "reasoning about volcanoes",
+    ]
+    assert out.column("source").to_pylist()[:3] == [
+        "synthetic/exercises",
+        "synthetic/discussions",
+        "synthetic/reasoning",
+    ]
     assert out.column("id").to_pylist()[0] == "d0/exercise" and metas(out)[4]["input_id"] == "d1"
     assert metas(out)[4]["step"] == "discussion" and re.search(r"6 answers \(0 from the cache\)", err)
 
@@ -166,7 +205,9 @@ def test_self_revision_keeps_rounds_and_scores(serve, tmp_path, capsys):
         prompt = user(body)
         if prompt.startswith("Critique"):
             good = "REVISED" in prompt
-            return json.dumps({"reasoning": 5 if good else 3, "factual_accuracy": 5 if good else 4, "problems": "fix step 2"})
+            return json.dumps(
+                {"reasoning": 5 if good else 3, "factual_accuracy": 5 if good else 4, "problems": "fix step 2"}
+            )
         if prompt.startswith("Rewrite the text"):
             assert "fix step 2" in prompt  # the critique reaches the reviser
             return "REVISED explanation"
@@ -174,12 +215,17 @@ def test_self_revision_keeps_rounds_and_scores(serve, tmp_path, capsys):
 
     server = serve(answer)
     data = docs(tmp_path / "in", ["a passage about levers"])
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "self-revision.toml", "-o", tmp_path / "out", *fast(server.url))
+    code, err = rewrite(
+        capsys, data, "--recipe", RECIPES / "self-revision.toml", "-o", tmp_path / "out", *fast(server.url)
+    )
     assert code == 0, err
     out = read_table([str(tmp_path / "out")])
     assert out.column("text").to_pylist() == ["REVISED explanation"]
     meta = metas(out)[0]["revised"]
-    assert meta == {"rounds": 2, "scores": [{"reasoning": 3, "factual_accuracy": 4}, {"reasoning": 5, "factual_accuracy": 5}]}
+    assert meta == {
+        "rounds": 2,
+        "scores": [{"reasoning": 3, "factual_accuracy": 4}, {"reasoning": 5, "factual_accuracy": 5}],
+    }
 
 
 def test_instruction_reversal_similarity_and_sandbox_tests(serve, tmp_path, capsys):
@@ -190,8 +236,11 @@ def test_instruction_reversal_similarity_and_sandbox_tests(serve, tmp_path, caps
     def answer(body):
         prompt = user(body)
         if prompt.startswith("Here is a piece of code"):
-            return {"add": "Write add(a, b) returning the sum.", "mul(": "Write mul(a, b).", "product": "Write product(a, b)."}[
-                next(k for k in ("add", "mul(", "product") if k in prompt)]
+            return {
+                "add": "Write add(a, b) returning the sum.",
+                "mul(": "Write mul(a, b).",
+                "product": "Write product(a, b).",
+            }[next(k for k in ("add", "mul(", "product") if k in prompt)]
         if "add(a, b)" in prompt:
             return "```python\ndef add(x, y):\n    return x + y\n```"  # renamed arguments: similar enough
         if "mul(a, b)" in prompt:  # another program altogether
@@ -199,16 +248,33 @@ def test_instruction_reversal_similarity_and_sandbox_tests(serve, tmp_path, caps
         return 'def product(a, b):\n    """The product."""\n    return a + b\n'  # similar but wrong: the tests catch it
 
     server = serve(answer)
-    data = dataset(tmp_path / "in", [{"id": "c0", "text": add, "tests": ""}, {"id": "c1", "text": mul, "tests": ""},
-                                     {"id": "c2", "text": add, "tests": "assert add(2, 3) == 5\n"},
-                                     {"id": "c3", "text": product, "tests": "assert product(2, 3) == 6\n"}])  # fmt: skip
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "instruction-reversal.toml", "-o", tmp_path / "out",
-                        "--rejected", tmp_path / "rej", *fast(server.url))  # fmt: skip
+    data = dataset(
+        tmp_path / "in",
+        [
+            {"id": "c0", "text": add, "tests": ""},
+            {"id": "c1", "text": mul, "tests": ""},
+            {"id": "c2", "text": add, "tests": "assert add(2, 3) == 5\n"},
+            {"id": "c3", "text": product, "tests": "assert product(2, 3) == 6\n"},
+        ],
+    )
+    code, err = rewrite(
+        capsys,
+        data,
+        "--recipe",
+        RECIPES / "instruction-reversal.toml",
+        "-o",
+        tmp_path / "out",
+        "--rejected",
+        tmp_path / "rej",
+        *fast(server.url),
+    )
     assert code == 0, err
     out, rej = read_table([str(tmp_path / "out")]), read_table([str(tmp_path / "rej")])
     assert [m["input_id"] for m in metas(out)] == ["c0", "c2"]
     assert out.column("messages").to_pylist()[0] == [
-        {"role": "user", "content": "Write add(a, b) returning the sum."}, {"role": "assistant", "content": add}]
+        {"role": "user", "content": "Write add(a, b) returning the sum."},
+        {"role": "assistant", "content": add},
+    ]
     assert metas(out)[1]["check"]["tested"] is True and metas(out)[0]["check"]["tested"] is False
     reasons = dict(zip(rej.column("id").to_pylist(), rej.column("reason").to_pylist()))
     assert "similarity" in reasons["c1"] and "fails the tests" in reasons["c3"]
@@ -218,24 +284,41 @@ def test_instruction_reversal_similarity_and_sandbox_tests(serve, tmp_path, caps
 def test_qa_extraction_one_chat_row_per_pair(serve, tmp_path, capsys):
     def answer(body):
         if "gravity" in user(body):
-            return '```json\n[{"question": "What pulls apples down?", "answer": "Gravity."}, {"question": "Who?", "answer": "Newton."}]\n```'
+            pairs = [
+                {"question": "What pulls apples down?", "answer": "Gravity."},
+                {"question": "Who?", "answer": "Newton."},
+            ]
+            return f"```json\n{json.dumps(pairs)}\n```"
         return '[{"question": "broken"'  # truncated JSON from the model
 
     server = serve(answer)
     data = docs(tmp_path / "in", ["gravity pulls apples; Newton", "another passage"])
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "qa-extraction.toml", "-o", tmp_path / "out", "--rejected",
-                        tmp_path / "rej", *fast(server.url))  # fmt: skip
+    code, err = rewrite(
+        capsys,
+        data,
+        "--recipe",
+        RECIPES / "qa-extraction.toml",
+        "-o",
+        tmp_path / "out",
+        "--rejected",
+        tmp_path / "rej",
+        *fast(server.url),
+    )
     assert code == 0, err
     out, rej = read_table([str(tmp_path / "out")]), read_table([str(tmp_path / "rej")])
     assert out.column("id").to_pylist() == ["d0/qa/0", "d0/qa/1"]
     assert out.column("messages").to_pylist()[1][1] == {"role": "assistant", "content": "Newton."}
-    assert rej.column("id").to_pylist() == ["d1"] and "malformed answer: malformed JSON" in rej.column("reason")[0].as_py()
+    assert (
+        rej.column("id").to_pylist() == ["d1"] and "malformed answer: malformed JSON" in rej.column("reason")[0].as_py()
+    )
 
 
 def test_fim_needs_no_model(tmp_path, capsys):
     code_text = "import math\n\ndef area(r):\n    return math.pi * r * r\n\nprint(area(2))\n"
     data = docs(tmp_path / "in", [code_text, "short"])
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "fim.toml", "-o", tmp_path / "out", "--rejected", tmp_path / "rej")
+    code, err = rewrite(
+        capsys, data, "--recipe", RECIPES / "fim.toml", "-o", tmp_path / "out", "--rejected", tmp_path / "rej"
+    )
     assert code == 0, err
     out, rej = read_table([str(tmp_path / "out")]), read_table([str(tmp_path / "rej")])
     text = out.column("text")[0].as_py()
@@ -246,15 +329,20 @@ def test_fim_needs_no_model(tmp_path, capsys):
 
 
 def test_fan_out_over_input_shards(tmp_path, capsys):
-    rows = [{"id": f"d{i}", "text": f"line one {i}\nline two\nline three\nline four\n", "source": "web", "meta": "{}"}
-            for i in range(6)]  # fmt: skip
+    rows = [
+        {"id": f"d{i}", "text": f"line one {i}\nline two\nline three\nline four\n", "source": "web", "meta": "{}"}
+        for i in range(6)
+    ]
     with DatasetWriter(tmp_path / "in", shard_bytes=1) as w:  # one shard per write: three shards
         for lo in range(0, 6, 2):
             w.write_rows(rows[lo : lo + 2])
     args = [tmp_path / "in", "--recipe", RECIPES / "fim.toml", "-o", tmp_path / "out", "--num-shards", "2"]
     assert rewrite(capsys, *args, "--shard-index", "0")[0] == 0
     assert not (tmp_path / "out" / "_manifest.json").exists()  # shard 1 of 3 is not done yet
-    assert sorted(n for n in os.listdir(tmp_path / "out") if n.endswith(".arrow")) == ["part-00000.arrow", "part-00002.arrow"]
+    assert sorted(n for n in os.listdir(tmp_path / "out") if n.endswith(".arrow")) == [
+        "part-00000.arrow",
+        "part-00002.arrow",
+    ]
     assert rewrite(capsys, *args, "--shard-index", "1")[0] == 0
     whole = read_table([str(tmp_path / "out")])
     assert [m["input_id"] for m in metas(whole)] == [f"d{i}" for i in range(6)]
@@ -274,10 +362,22 @@ def test_plurality_keeps_questions_with_a_plurality(serve, tmp_path, capsys):
         return f"Let me think.\n#### {value}"
 
     server = serve(answer)
-    rows = [{"id": f"q{i}", "question": q} for i, q in enumerate(["easy one", "hard one", "mid one", "mid two", "mid three"])]
+    rows = [
+        {"id": f"q{i}", "question": q}
+        for i, q in enumerate(["easy one", "hard one", "mid one", "mid two", "mid three"])
+    ]
     data = dataset(tmp_path / "in", rows)
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "plurality.toml", "-o", tmp_path / "out", "--rejected",
-                        tmp_path / "rej", *fast(server.url))  # fmt: skip
+    code, err = rewrite(
+        capsys,
+        data,
+        "--recipe",
+        RECIPES / "plurality.toml",
+        "-o",
+        tmp_path / "out",
+        "--rejected",
+        tmp_path / "rej",
+        *fast(server.url),
+    )
     assert code == 0, err
     out, rej = read_table([str(tmp_path / "out")]), read_table([str(tmp_path / "rej")])
     assert all(len(v) == 8 for v in sent.values()) and len(sent) == 5
@@ -299,15 +399,33 @@ def test_annotation_output_trains_the_quality_classifier(serve, tmp_path, capsys
         return json.dumps({"reason": "x", "edu_score": 4 if good else 1})
 
     server = serve(answer)
-    texts = [f"lesson {i}: how fractions add, with worked examples" if i % 2 else f"buy cheap watches now {i}" for i in range(40)]
+    texts = [
+        f"lesson {i}: how fractions add, with worked examples" if i % 2 else f"buy cheap watches now {i}"
+        for i in range(40)
+    ]
     data = docs(tmp_path / "in", texts)
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "annotation.toml", "-o", tmp_path / "out", *fast(server.url))
+    code, err = rewrite(
+        capsys, data, "--recipe", RECIPES / "annotation.toml", "-o", tmp_path / "out", *fast(server.url)
+    )
     assert code == 0, err
     out = read_table([str(tmp_path / "out")])
     assert [m["edu_score"] for m in metas(out)] == [4 if i % 2 else 1 for i in range(40)]
     try:
-        main(["filter", "train-classifier", str(tmp_path / "out"), "--label", "meta.edu_score", "--positive-at", "3",
-              "-o", str(tmp_path / "quality.npz"), "--holdout", "0.25"])  # fmt: skip
+        main(
+            [
+                "filter",
+                "train-classifier",
+                str(tmp_path / "out"),
+                "--label",
+                "meta.edu_score",
+                "--positive-at",
+                "3",
+                "-o",
+                str(tmp_path / "quality.npz"),
+                "--holdout",
+                "0.25",
+            ]
+        )
     except SystemExit as e:
         assert not e.code, capsys.readouterr().err
     assert (tmp_path / "quality.npz").exists()
@@ -325,15 +443,32 @@ def test_judge_dpo_pairs_from_several_backends(serve, tmp_path, capsys):
 
     judge = serve(judge_answer, model="judge")
     data = dataset(tmp_path / "in", [{"id": "p0", "prompt": "Explain tides."}, {"id": "p1", "prompt": "broken prompt"}])
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "judge-dpo.toml", "-o", tmp_path / "out", "--rejected", tmp_path / "rej",
-                        "--backend", f"openai:{strong.url}", "--backend", f"peer=openai:{weak.url}",
-                        *fast(judge.url)[:1], f"judge=openai:{judge.url}")  # fmt: skip
+    code, err = rewrite(
+        capsys,
+        data,
+        "--recipe",
+        RECIPES / "judge-dpo.toml",
+        "-o",
+        tmp_path / "out",
+        "--rejected",
+        tmp_path / "rej",
+        "--backend",
+        f"openai:{strong.url}",
+        "--backend",
+        f"peer=openai:{weak.url}",
+        *fast(judge.url)[:1],
+        f"judge=openai:{judge.url}",
+    )
     assert code == 0, err
     out, rej = read_table([str(tmp_path / "out")]), read_table([str(tmp_path / "rej")])
     row = out.to_pylist()[0]
     assert (row["prompt"], row["chosen"], row["rejected"]) == ("Explain tides.", "A detailed, correct answer.", "meh")
     meta = json.loads(row["meta"])["choice"]
-    assert meta["chosen_backend"] == "default" and meta["rejected_backend"] == "peer" and meta["chosen_scores"]["accuracy"] == 5
+    assert (
+        meta["chosen_backend"] == "default"
+        and meta["rejected_backend"] == "peer"
+        and meta["chosen_scores"]["accuracy"] == 5
+    )
     from phi4cli.tokenizer import load_tokenizer
 
     tok = load_tokenizer("phi4")
@@ -355,15 +490,29 @@ def test_hallucination_pairs(serve, tmp_path, capsys):
         return "I don't know."  # always refuses: no pair to make
 
     server = serve(answer)
-    rows = [{"id": "h0", "question": "What is the capital of France?", "answer": "Paris"},
-            {"id": "h1", "question": "What is the capital of Mars?", "answer": "none"},
-            {"id": "h2", "question": "Who won in 1066?", "answer": "William"}]  # fmt: skip
+    rows = [
+        {"id": "h0", "question": "What is the capital of France?", "answer": "Paris"},
+        {"id": "h1", "question": "What is the capital of Mars?", "answer": "none"},
+        {"id": "h2", "question": "Who won in 1066?", "answer": "William"},
+    ]
     data = dataset(tmp_path / "in", rows)
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "hallucination.toml", "-o", tmp_path / "out", "--rejected",
-                        tmp_path / "rej", *fast(server.url))  # fmt: skip
+    code, err = rewrite(
+        capsys,
+        data,
+        "--recipe",
+        RECIPES / "hallucination.toml",
+        "-o",
+        tmp_path / "out",
+        "--rejected",
+        tmp_path / "rej",
+        *fast(server.url),
+    )
     assert code == 0, err
     out, rej = read_table([str(tmp_path / "out")]), read_table([str(tmp_path / "rej")])
-    pairs = {(json.loads(r["meta"])["input_id"], json.loads(r["meta"])["step"]): (r["chosen"], r["rejected"]) for r in out.to_pylist()}
+    pairs = {
+        (json.loads(r["meta"])["input_id"], json.loads(r["meta"])["step"]): (r["chosen"], r["rejected"])
+        for r in out.to_pylist()
+    }
     refusal = "I'm not sure, and I would rather not guess."
     assert pairs[("h0", "answer-over-refusal")] == ("Answer: Paris", refusal)
     assert pairs[("h0", "refusal-over-wrong")] == (refusal, "Answer: Lyon")
@@ -391,8 +540,14 @@ text = "{{a}}"
     "recipe, problem",
     [
         (BAD_RECIPE, r"steps\[0\] \(a\): prompt: unknown placeholder '\{\{txt\}\}' \(did you mean 'text'\?\)"),
-        (BAD_RECIPE.replace('kind = "generate"', 'kind = "genrate"'), r"unknown step kind 'genrate' \(did you mean 'generate'\?\)"),
-        (BAD_RECIPE.replace('inputs = ["text"]', 'inputs = ["body"]').replace("{{txt}}", "{{body}}"), "missing column 'body'"),
+        (
+            BAD_RECIPE.replace('kind = "generate"', 'kind = "genrate"'),
+            r"unknown step kind 'genrate' \(did you mean 'generate'\?\)",
+        ),
+        (
+            BAD_RECIPE.replace('inputs = ["text"]', 'inputs = ["body"]').replace("{{txt}}", "{{body}}"),
+            "missing column 'body'",
+        ),
         (BAD_RECIPE.replace("{{txt}}", "{{text}}"), "does not answer"),
         (BAD_RECIPE.replace("{{txt}}", "{{text}}"), "needs an API key"),
     ],
@@ -409,8 +564,18 @@ def test_bad_input_is_one_line_before_any_request(recipe, problem, serve, tmp_pa
         dead.close()
     if request.node.callspec.id == "api-key":
         url = "https://api.example.com/v1"
-    code, err = rewrite(capsys, data, "--recipe", tmp_path / "r.toml", "-o", tmp_path / "out", "--rejected", tmp_path / "rej",
-                        "--backend", f"openai:{url}")  # fmt: skip
+    code, err = rewrite(
+        capsys,
+        data,
+        "--recipe",
+        tmp_path / "r.toml",
+        "-o",
+        tmp_path / "out",
+        "--rejected",
+        tmp_path / "rej",
+        "--backend",
+        f"openai:{url}",
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("phi4: error: ")
     assert re.search(problem, err), err
     assert not (tmp_path / "out").exists() and not (tmp_path / "rej").exists()
@@ -418,12 +583,24 @@ def test_bad_input_is_one_line_before_any_request(recipe, problem, serve, tmp_pa
 
 
 def test_recipe_structure_errors():
-    base = {"name": "x", "output": "chat", "inputs": ["q"], "steps": [], "emit": [{"name": "e", "messages": [{"role": "user", "content": "{{q}}"}]}]}
+    base = {
+        "name": "x",
+        "output": "chat",
+        "inputs": ["q"],
+        "steps": [],
+        "emit": [{"name": "e", "messages": [{"role": "user", "content": "{{q}}"}]}],
+    }
     parse_recipe(base, "r.toml")
-    for change, why in [({"output": "tweets"}, "output: 'tweets'"), ({"emit": []}, "at least one"),
-                        ({"sampling": {"temprature": 1}}, "did you mean 'temperature'"),
-                        ({"emit": [{"name": "e", "messages": [{"role": "bot", "content": "x"}]}]}, "role 'bot'"),
-                        ({"steps": [{"name": "v", "kind": "vote", "source": "later"}]}, "'later' is not an input column or an earlier step")]:  # fmt: skip
+    for change, why in [
+        ({"output": "tweets"}, "output: 'tweets'"),
+        ({"emit": []}, "at least one"),
+        ({"sampling": {"temprature": 1}}, "did you mean 'temperature'"),
+        ({"emit": [{"name": "e", "messages": [{"role": "bot", "content": "x"}]}]}, "role 'bot'"),
+        (
+            {"steps": [{"name": "v", "kind": "vote", "source": "later"}]},
+            "'later' is not an input column or an earlier step",
+        ),
+    ]:
         with pytest.raises(Exception, match=why):
             parse_recipe({**base, **change}, "r.toml")
 
@@ -442,8 +619,15 @@ def checkpoint(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("rewrite-serve")
     tok = write_tokenizer(train_bpe(TEXTS, vocab_size=400), root / "toy.tiktoken")
-    config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+    )
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
     save_checkpoint_model_only(model.eval(), root / "ckpt", tokenizer=tok)
@@ -451,17 +635,35 @@ def checkpoint(tmp_path_factory):
 
 
 def test_end_to_end_against_phi4_serve_and_the_local_engine(checkpoint, tmp_path, capsys):
-    process = subprocess.Popen([sys.executable, "-m", "phi4cli", "serve", "--model", str(checkpoint), "--port", "0", "--name", "toy"],
-                               stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "phi4cli", "serve", "--model", str(checkpoint), "--port", "0", "--name", "toy"],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+    )
     try:
         line = process.stderr.readline().decode()
         port = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         assert port, line
         data = docs(tmp_path / "in", ["the cat sat", "a dog ran"])
-        args = ["--recipe", RECIPES / "seed-exercises.toml", "--set", "sampling.max_tokens=6", "--set", "sampling.temperature=0",
-                "--rejected"]  # fmt: skip
-        code, err = rewrite(capsys, data, *args, tmp_path / "rej", "-o", tmp_path / "out",
-                            "--backend", f"openai:http://127.0.0.1:{port.group(1)}/v1")  # fmt: skip
+        args = [
+            "--recipe",
+            RECIPES / "seed-exercises.toml",
+            "--set",
+            "sampling.max_tokens=6",
+            "--set",
+            "sampling.temperature=0",
+            "--rejected",
+        ]
+        code, err = rewrite(
+            capsys,
+            data,
+            *args,
+            tmp_path / "rej",
+            "-o",
+            tmp_path / "out",
+            "--backend",
+            f"openai:http://127.0.0.1:{port.group(1)}/v1",
+        )
         assert code == 0, err
     finally:
         process.terminate()
@@ -471,7 +673,9 @@ def test_end_to_end_against_phi4_serve_and_the_local_engine(checkpoint, tmp_path
     assert served.schema.names == ["id", "text", "source", "meta"] and all(served.column("text").to_pylist())
     assert all(m["recipe"] == "seed-exercises" and m["input_id"] in ("d0", "d1") for m in metas(served))
     # the same recipe on the engine in this process (batched), same row accounting
-    code, err = rewrite(capsys, data, *args, tmp_path / "rej2", "-o", tmp_path / "local", "--backend", f"local:{checkpoint}")
+    code, err = rewrite(
+        capsys, data, *args, tmp_path / "rej2", "-o", tmp_path / "local", "--backend", f"local:{checkpoint}"
+    )
     assert code == 0, err
     local, rejected = read_table([str(tmp_path / "local")]), read_table([str(tmp_path / "rej2")])
     assert local.num_rows + 3 * rejected.num_rows == 6 and local.num_rows > 0

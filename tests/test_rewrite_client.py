@@ -19,7 +19,14 @@ import pyarrow as pa
 import pytest
 
 from conftest import REPO
-from phi4cli.generate.client import CachedClient, ClientOptions, OpenAIClient, RequestCache, RequestFailed, parse_backend
+from phi4cli.generate.client import (
+    CachedClient,
+    ClientOptions,
+    OpenAIClient,
+    RequestCache,
+    RequestFailed,
+    parse_backend,
+)
 from phi4cli.errors import Phi4Error
 from phi4cli.io import DatasetWriter, read_table
 
@@ -105,10 +112,19 @@ class FakeServer:
                 if kind in ("429", "500", "400"):
                     return self._send(int(kind), json.dumps({"error": {"message": f"injected {kind}"}}).encode())
                 text = server.answer(body)
-                reply = {"id": "x", "object": "chat.completion", "model": server.model,
-                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": len(json.dumps(body["messages"])) // 4,
-                                   "completion_tokens": len(text) // 4, "total_tokens": 0}}  # fmt: skip
+                reply = {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": server.model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": {
+                        "prompt_tokens": len(json.dumps(body["messages"])) // 4,
+                        "completion_tokens": len(text) // 4,
+                        "total_tokens": 0,
+                    },
+                }
                 data = json.dumps(reply).encode()
                 if kind == "truncated":  # the connection drops halfway through the body
                     self._send(200, data[: len(data) // 2], length=len(data))
@@ -159,7 +175,9 @@ def test_retries_429_500_stalls_and_truncated_bodies_then_succeeds(serve):
         client = OpenAIClient([server.url], FAST)
         await client.check()
         try:
-            return await asyncio.gather(*(client.chat([{"role": "user", "content": f"q{i}"}], {"max_tokens": 8}, i) for i in range(24)))
+            return await asyncio.gather(
+                *(client.chat([{"role": "user", "content": f"q{i}"}], {"max_tokens": 8}, i) for i in range(24))
+            )
         finally:
             await client.aclose()
 
@@ -177,8 +195,10 @@ def test_final_errors_are_reasons_not_crashes(serve):
         client = OpenAIClient([server.url], FAST)
         await client.check()
         try:
-            return await asyncio.gather(*(client.chat([{"role": "user", "content": f"q{i}"}], {}, None) for i in range(12)),
-                                        return_exceptions=True)  # fmt: skip
+            return await asyncio.gather(
+                *(client.chat([{"role": "user", "content": f"q{i}"}], {}, None) for i in range(12)),
+                return_exceptions=True,
+            )
         finally:
             await client.aclose()
 
@@ -197,8 +217,12 @@ def test_requests_spread_over_urls_and_the_cache_answers_repeats(serve, tmp_path
         client = CachedClient(OpenAIClient([a.url, b.url], FAST), RequestCache(tmp_path / "c.sqlite"))
         await client.inner.check()
         try:
-            first = await asyncio.gather(*(client.chat([{"role": "user", "content": f"q{i}"}], {}, 1) for i in range(16)))
-            again = await asyncio.gather(*(client.chat([{"role": "user", "content": f"q{i}"}], {}, 1) for i in range(16)))
+            first = await asyncio.gather(
+                *(client.chat([{"role": "user", "content": f"q{i}"}], {}, 1) for i in range(16))
+            )
+            again = await asyncio.gather(
+                *(client.chat([{"role": "user", "content": f"q{i}"}], {}, 1) for i in range(16))
+            )
             other_seed = await client.chat([{"role": "user", "content": "q0"}], {}, 2)
         finally:
             await client.aclose()
@@ -222,15 +246,20 @@ def test_check_refuses_dead_urls_missing_keys_and_bad_specs(serve, monkeypatch):
     with pytest.raises(Phi4Error, match="expected openai:URL"):
         parse_backend("vllm:http://127.0.0.1:1")
     assert parse_backend("judge=openai:http://127.0.0.1:1/v1,http://127.0.0.1:2") == (
-        "judge", "openai", ["http://127.0.0.1:1/v1", "http://127.0.0.1:2"])
+        "judge",
+        "openai",
+        ["http://127.0.0.1:1/v1", "http://127.0.0.1:2"],
+    )
 
 
 # ---------------------------------------------------------------------------- the whole stage
 
 
 def write_docs(path, n: int, shards: int = 1):
-    rows = [{"id": f"doc{i}", "text": f"passage number {i} about photosynthesis and light", "source": "web", "meta": "{}"}
-            for i in range(n)]  # fmt: skip
+    rows = [
+        {"id": f"doc{i}", "text": f"passage number {i} about photosynthesis and light", "source": "web", "meta": "{}"}
+        for i in range(n)
+    ]
     with DatasetWriter(path, shard_bytes=1) as w:  # shard_bytes=1: one shard per write
         step = -(-n // shards)
         for lo in range(0, n, step):
@@ -239,8 +268,22 @@ def write_docs(path, n: int, shards: int = 1):
 
 
 def rewrite_cmd(inputs, recipe, out, url, cache, *extra) -> list[str]:
-    return [sys.executable, "-m", "phi4cli", "rewrite", str(inputs), "--recipe", str(REPO / "recipes" / recipe),
-            "-o", str(out), "--backend", f"openai:{url}", "--cache-dir", str(cache), *map(str, extra)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "phi4cli",
+        "rewrite",
+        str(inputs),
+        "--recipe",
+        str(REPO / "recipes" / recipe),
+        "-o",
+        str(out),
+        "--backend",
+        f"openai:{url}",
+        "--cache-dir",
+        str(cache),
+        *map(str, extra),
+    ]
 
 
 def env() -> dict:
@@ -249,6 +292,7 @@ def env() -> dict:
 
 def test_faults_every_row_written_or_rejected_once(serve, tmp_path):
     ids = write_docs(tmp_path / "in", 30, shards=2)
+
     # per request: some fail once (retried), some always fail (rejected), some answer unparseable JSON
     def fault(key, attempt):
         k = int(key, 16) % 10
@@ -262,10 +306,28 @@ def test_faults_every_row_written_or_rejected_once(serve, tmp_path):
         return "not json at all {" if number % 7 == 3 else json.dumps({"reason": "ok", "edu_score": number % 6})
 
     server = serve(answer, fault=fault)
-    result = subprocess.run(rewrite_cmd(tmp_path / "in", "annotation.toml", tmp_path / "out", server.url, tmp_path / "cache",
-                                        "--rejected", tmp_path / "rej", "--timeout", "0.5", "--retries", "3",
-                                        "--backoff", "0.001", "--concurrency", "4"),
-                            capture_output=True, env=env(), timeout=120)  # fmt: skip
+    result = subprocess.run(
+        rewrite_cmd(
+            tmp_path / "in",
+            "annotation.toml",
+            tmp_path / "out",
+            server.url,
+            tmp_path / "cache",
+            "--rejected",
+            tmp_path / "rej",
+            "--timeout",
+            "0.5",
+            "--retries",
+            "3",
+            "--backoff",
+            "0.001",
+            "--concurrency",
+            "4",
+        ),
+        capture_output=True,
+        env=env(),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr.decode()
     out, rej = read_table([str(tmp_path / "out")]), read_table([str(tmp_path / "rej")])
     written = [json.loads(m)["input_id"] for m in out.column("meta").to_pylist()]
@@ -284,8 +346,14 @@ def test_kill_9_then_rerun_sends_only_missing_requests_and_same_bytes(serve, tmp
     answer = lambda body: "rewritten: " + body["messages"][-1]["content"][-30:]  # noqa: E731
     # the uninterrupted run, for the bytes
     clean = serve(answer)
-    done = subprocess.run(rewrite_cmd(tmp_path / "in", "seed-exercises.toml", tmp_path / "clean", clean.url, tmp_path / "c1",
-                                      "--concurrency", "2"), capture_output=True, env=env(), timeout=120)  # fmt: skip
+    done = subprocess.run(
+        rewrite_cmd(
+            tmp_path / "in", "seed-exercises.toml", tmp_path / "clean", clean.url, tmp_path / "c1", "--concurrency", "2"
+        ),
+        capture_output=True,
+        env=env(),
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr.decode()
     total = sum(clean.attempts.values())
     assert total == 72 and len(clean.attempts) == 72  # 24 rows x 3 steps, each sent once
@@ -293,8 +361,13 @@ def test_kill_9_then_rerun_sends_only_missing_requests_and_same_bytes(serve, tmp
     # a run held at the gate after 40 answers, then killed
     gated = serve(answer, gate_after=40)
     gated.hold_count = 2  # both request slots waiting: every answer before them is in the cache
-    process = subprocess.Popen(rewrite_cmd(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", gated.url,
-                                           tmp_path / "c2", "--concurrency", "2"), stderr=subprocess.PIPE, env=env())  # fmt: skip
+    process = subprocess.Popen(
+        rewrite_cmd(
+            tmp_path / "in", "seed-exercises.toml", tmp_path / "out", gated.url, tmp_path / "c2", "--concurrency", "2"
+        ),
+        stderr=subprocess.PIPE,
+        env=env(),
+    )
     assert gated.gate_full.wait(60), process.stderr.read().decode() if process.poll() is not None else "no progress"
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
@@ -304,8 +377,20 @@ def test_kill_9_then_rerun_sends_only_missing_requests_and_same_bytes(serve, tmp
 
     rerun_server = serve(answer)
     # (another --concurrency on the rerun: output batches have a fixed size, so the bytes do not depend on it)
-    again = subprocess.run(rewrite_cmd(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", rerun_server.url,
-                                       tmp_path / "c2", "--concurrency", "5"), capture_output=True, env=env(), timeout=120)  # fmt: skip
+    again = subprocess.run(
+        rewrite_cmd(
+            tmp_path / "in",
+            "seed-exercises.toml",
+            tmp_path / "out",
+            rerun_server.url,
+            tmp_path / "c2",
+            "--concurrency",
+            "5",
+        ),
+        capture_output=True,
+        env=env(),
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr.decode()
     assert sum(rerun_server.attempts.values()) == total - cached  # only the missing requests
     for name in sorted(os.listdir(tmp_path / "clean")):

@@ -217,8 +217,12 @@ def _parse_reply(raw: bytes) -> Reply:
     if not isinstance(text, str):
         raise ValueError("no content")
     usage = body.get("usage") or {}
-    return Reply(text, str(choice.get("finish_reason") or "stop"), int(usage.get("prompt_tokens") or 0),
-                 int(usage.get("completion_tokens") or 0))  # fmt: skip
+    return Reply(
+        text,
+        str(choice.get("finish_reason") or "stop"),
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+    )
 
 
 def _error_message(raw: bytes) -> str:
@@ -302,10 +306,13 @@ def _sampling_params(sampling: dict, seed: int | None):
 
     stop = sampling.get("stop") or ()
     return SamplingParams(
-        max_new_tokens=int(sampling.get("max_tokens", 256)), temperature=float(sampling.get("temperature", 1.0)),
-        top_p=float(sampling.get("top_p", 1.0)), top_k=int(sampling.get("top_k", 0)),
-        stop=[stop] if isinstance(stop, str) else list(stop), seed=seed,
-    )  # fmt: skip
+        max_new_tokens=int(sampling.get("max_tokens", 256)),
+        temperature=float(sampling.get("temperature", 1.0)),
+        top_p=float(sampling.get("top_p", 1.0)),
+        top_k=int(sampling.get("top_k", 0)),
+        stop=[stop] if isinstance(stop, str) else list(stop),
+        seed=seed,
+    )
 
 
 # ------------------------------------------------------------------------------------------ cache

@@ -22,7 +22,10 @@ import typer
 
 from phi4cli.errors import Phi4Error
 
-ROLE_HELP = "A model: openai:URL[,URL...] or local:RUN, optionally ROLE=... (roles name backends for steps, e.g. judge=openai:URL). Repeatable."
+ROLE_HELP = (
+    "A model: openai:URL[,URL...] or local:RUN, optionally ROLE=... (roles name backends for steps, "
+    "e.g. judge=openai:URL). Repeatable."
+)
 
 
 def rewrite_command(
@@ -35,15 +38,20 @@ def rewrite_command(
     timeout: float = typer.Option(600.0, "--timeout", min=0.01, help="Seconds per request attempt."),
     retries: int = typer.Option(5, "--retries", min=0, help="Extra attempts on 429, 5xx, timeouts, bad answers."),
     backoff: float = typer.Option(1.0, "--backoff", min=0.0, help="First retry delay in seconds (doubles each time)."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help="Request cache [default: $PHI4_CACHE_DIR/rewrite or "
-                                   "~/.cache/phi4/rewrite]."),  # fmt: skip
+    cache_dir: Path = typer.Option(
+        None, "--cache-dir", help="Request cache [default: $PHI4_CACHE_DIR/rewrite or ~/.cache/phi4/rewrite]."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Send every request (no resume after a crash)."),
     settings: list[str] = typer.Option([], "--set", help="Override a recipe value: seed=N or sampling.KEY=VALUE."),
     tokenizer: str = typer.Option("phi4", "--tokenizer", help="Tokenizer for the token ids of pairs output."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="local: requests decoded together."),
     device: str = typer.Option("cpu", "--device", help="local: cpu or cuda."),
-    shard_index: int = typer.Option(None, "--shard-index", min=0, help="This task's slice [default: from Slurm/torchrun]."),
-    num_shards: int = typer.Option(None, "--num-shards", min=1, help="Number of slices [default: from Slurm/torchrun]."),
+    shard_index: int = typer.Option(
+        None, "--shard-index", min=0, help="This task's slice [default: from Slurm/torchrun]."
+    ),
+    num_shards: int = typer.Option(
+        None, "--num-shards", min=1, help="Number of slices [default: from Slurm/torchrun]."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete dataset at -o."),
 ) -> None:
     """Generate synthetic data: run a recipe (prompt templates, sampling, steps, parsers, what to keep)
@@ -57,7 +65,9 @@ def rewrite_command(
 
         phi4 serve --model runs/demo/midtrain --port 8000 &
 
-        phi4 rewrite data/demo/web --recipe recipes/seed-exercises.toml --backend openai:http://127.0.0.1:8000/v1 -o data/demo/exercises --rejected data/demo/exercises-rejected
+        phi4 rewrite data/demo/web -r recipes/seed-exercises.toml -b openai:http://127.0.0.1:8000 -o data/demo/exercises
+
+        phi4 rewrite data/demo/code -r recipes/fim.toml -o data/demo/fim --rejected data/demo/fim-rejected
     """
     from phi4cli.generate.client import ClientOptions
     from phi4cli.io import default_shard_index, map_shards, provenance, resolve_inputs
@@ -79,18 +89,33 @@ def rewrite_command(
     cache = None
     clients: dict = {}
     try:
-        clients = loop.run_until_complete(_open_clients(backend, options, {"max_batch_size": batch_size, "device": device}))
+        clients = loop.run_until_complete(
+            _open_clients(backend, options, {"max_batch_size": batch_size, "device": device})
+        )
         cache = None if no_cache or not clients else _open_cache(cache_dir)
         runner = _runner(plan, clients, cache)
         writer = _RowWriter(plan, tokenizer, runner)
-        prov = provenance({"recipe": str(recipe), "recipe_content": json.loads(plan.fingerprint()),
-                           "backends": {r: c.model for r, c in clients.items()}}, sources)  # fmt: skip
+        prov = provenance(
+            {
+                "recipe": str(recipe),
+                "recipe_content": json.loads(plan.fingerprint()),
+                "backends": {r: c.model for r, c in clients.items()},
+            },
+            sources,
+        )
         from phi4cli.stages.rewrite.run import Progress, process_shard
 
         with Progress(sum(s.rows or 0 for s in sources)) as progress:
             process = partial(process_shard, loop, runner, writer, progress, concurrency * max(1, len(clients)))
-            map_shards(sources, {"main": out, "rejected": rejected}, process, shard_index=index, num_shards=count,
-                       prov=prov, overwrite=overwrite)  # fmt: skip
+            map_shards(
+                sources,
+                {"main": out, "rejected": rejected},
+                process,
+                shard_index=index,
+                num_shards=count,
+                prov=prov,
+                overwrite=overwrite,
+            )
         _summary(runner, writer)
     finally:
         for client in clients.values():
@@ -128,8 +153,10 @@ def _check_columns(plan, sources) -> None:
             continue  # stdin: checked on its first batch, still before any request for it
         missing = [c for c in plan.inputs if source.schema.get_field_index(c) < 0]
         if missing:
-            raise Phi4Error(f"{source.path}: missing column '{missing[0]}' that {plan.path} reads "
-                            f"(has: {', '.join(source.schema.names)})")  # fmt: skip
+            raise Phi4Error(
+                f"{source.path}: missing column '{missing[0]}' that {plan.path} reads "
+                f"(has: {', '.join(source.schema.names)})"
+            )
 
 
 def _check_output(out: str, rejected: str | None, overwrite: bool) -> None:
@@ -207,12 +234,16 @@ def _summary(runner, writer) -> None:
     total = StepStats()
     for stats in runner.stats.values():
         total.add(stats)
-    console.print(f"rewrite: {writer.written} rows written, {writer.rejected} input rows rejected; "
-                  f"{total.requests} answers ({total.cached} from the cache), {total.failed} failed requests, "
-                  f"{total.malformed} malformed answers; {total.prompt_tokens} prompt + "
-                  f"{total.completion_tokens} completion tokens")  # fmt: skip
+    console.print(
+        f"rewrite: {writer.written} rows written, {writer.rejected} input rows rejected; "
+        f"{total.requests} answers ({total.cached} from the cache), {total.failed} failed requests, "
+        f"{total.malformed} malformed answers; {total.prompt_tokens} prompt + "
+        f"{total.completion_tokens} completion tokens"
+    )
     for name, s in runner.stats.items():
         if s.requests or s.failed or s.rejected:
-            console.print(f"  {name}: {s.requests} answers ({s.cached} cached), {s.failed} failed, "
-                          f"{s.malformed} malformed, {s.prompt_tokens}+{s.completion_tokens} tokens, "
-                          f"{s.rejected} rows rejected")  # fmt: skip
+            console.print(
+                f"  {name}: {s.requests} answers ({s.cached} cached), {s.failed} failed, "
+                f"{s.malformed} malformed, {s.prompt_tokens}+{s.completion_tokens} tokens, "
+                f"{s.rejected} rows rejected"
+            )

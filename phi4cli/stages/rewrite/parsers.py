@@ -153,12 +153,27 @@ def prefer(candidates: Sequence[str], scores: Sequence[dict | None], primary: st
     best, worst = ordered[0], ordered[-1]
     if rank(best) == rank(worst):
         raise ParseError("no preference: the judge scored the responses the same")
-    return {"chosen": candidates[best[0]], "rejected": candidates[worst[0]], "chosen_index": best[0],
-            "rejected_index": worst[0], "chosen_scores": best[1], "rejected_scores": worst[1]}  # fmt: skip
+    return {
+        "chosen": candidates[best[0]],
+        "rejected": candidates[worst[0]],
+        "chosen_index": best[0],
+        "rejected_index": worst[0],
+        "chosen_scores": best[1],
+        "rejected_scores": worst[1],
+    }
 
 
-DEFAULT_REFUSALS = ("i don't know", "i do not know", "i'm not sure", "i am not sure", "i cannot answer",
-                    "i can't answer", "not certain", "unable to answer", "no reliable information")  # fmt: skip
+DEFAULT_REFUSALS = (
+    "i don't know",
+    "i do not know",
+    "i'm not sure",
+    "i am not sure",
+    "i cannot answer",
+    "i can't answer",
+    "not certain",
+    "unable to answer",
+    "no reliable information",
+)
 
 
 def grade(samples: Sequence[str | None], reference: str, kind: str, refusals: Sequence[str] = ()) -> dict:
@@ -177,9 +192,16 @@ def grade(samples: Sequence[str | None], reference: str, kind: str, refusals: Se
         except ParseError:
             answer = None
         (right if answer is not None and same_answer(answer, target, kind) else wrong).append(text)
-    return {"right": right, "wrong": wrong, "refused": refused, "any_right": bool(right), "any_wrong": bool(wrong),
-            "first_right": right[0] if right else "", "first_wrong": wrong[0] if wrong else "",
-            "p_right": len(right) / max(1, len(right) + len(wrong))}  # fmt: skip
+    return {
+        "right": right,
+        "wrong": wrong,
+        "refused": refused,
+        "any_right": bool(right),
+        "any_wrong": bool(wrong),
+        "first_right": right[0] if right else "",
+        "first_wrong": wrong[0] if wrong else "",
+        "p_right": len(right) / max(1, len(right) + len(wrong)),
+    }
 
 
 def _reference(reference: str, kind: str) -> str:

@@ -44,15 +44,37 @@ ANSWER_KINDS = ("gsm8k", "math", "text")
 _COMMON = {"name": (str, ...), "kind": (str, ...)}
 _MODEL = {"system": (str, ""), "sampling": (dict, {}), "backend": (str, "default")}
 STEP_KEYS: dict[str, dict[str, tuple[type, Any]]] = {
-    "generate": {**_MODEL, "prompt": (str, ...), "n": (int, 1), "each_backend": (bool, False), "for_each": (str, ""),
-                 "parse": (str, "text"), "keys": (list, []), "scale": (list, [1, 5]), "answer": (str, "text"),
-                 "min_chars": (int, 1)},  # fmt: skip
-    "revise": {**_MODEL, "source": (str, ...), "critique": (str, ...), "revise": (str, ...), "rounds": (int, 2),
-               "rubric": (list, ["reasoning", "factual_accuracy"]), "scale": (list, [1, 5]), "stop_at": (int, 5)},  # fmt: skip
+    "generate": {
+        **_MODEL,
+        "prompt": (str, ...),
+        "n": (int, 1),
+        "each_backend": (bool, False),
+        "for_each": (str, ""),
+        "parse": (str, "text"),
+        "keys": (list, []),
+        "scale": (list, [1, 5]),
+        "answer": (str, "text"),
+        "min_chars": (int, 1),
+    },
+    "revise": {
+        **_MODEL,
+        "source": (str, ...),
+        "critique": (str, ...),
+        "revise": (str, ...),
+        "rounds": (int, 2),
+        "rubric": (list, ["reasoning", "factual_accuracy"]),
+        "scale": (list, [1, 5]),
+        "stop_at": (int, 5),
+    },
     "fim": {"source": (str, ...), "mode": (str, "psm"), "min_chars": (int, 32)},
     "vote": {"source": (str, ...), "answer": (str, "gsm8k"), "min_votes": (int, 2), "drop_unanimous": (bool, True)},
-    "match": {"source": (str, ...), "original": (str, ...), "tests": (str, ""), "threshold": (float, 0.8),
-              "timeout": (float, 10.0)},  # fmt: skip
+    "match": {
+        "source": (str, ...),
+        "original": (str, ...),
+        "tests": (str, ""),
+        "threshold": (float, 0.8),
+        "timeout": (float, 10.0),
+    },
     "prefer": {"candidates": (str, ...), "scores": (str, ...), "primary": (str, "accuracy")},
     "grade": {"source": (str, ...), "reference": (str, ...), "answer": (str, "text"), "refusals": (list, [])},
 }
@@ -137,11 +159,22 @@ def parse_recipe(data: dict, where: str, overrides: dict[str, Any] | None = None
         step = _step(raw, f"{where}: steps[{i}]", names)
         steps.append(step)
         names.add(step.name)
-    emits = [_emit(raw, output, f"{where}: emit[{i}]", names) for i, raw in enumerate(_typed(data, "emit", list, where, ""))]
+    emits = [
+        _emit(raw, output, f"{where}: emit[{i}]", names) for i, raw in enumerate(_typed(data, "emit", list, where, ""))
+    ]
     if not emits:
         raise Phi4Error(f"{where}: emit: a recipe needs at least one [[emit]]")
-    return Recipe(where, str(data["name"]), output, inputs, int(data.get("seed", 0)), sampling, steps, emits,
-                  str(data.get("description", "")))  # fmt: skip
+    return Recipe(
+        where,
+        str(data["name"]),
+        output,
+        inputs,
+        int(data.get("seed", 0)),
+        sampling,
+        steps,
+        emits,
+        str(data.get("description", "")),
+    )
 
 
 def _no_unknown(table: dict, known, where: str, prefix: str) -> None:

@@ -23,16 +23,45 @@ from phi4cli.stages.rewrite.steps import Row, Runner, StepFailed
 META = ("meta", pa.string())
 SCHEMAS = {
     "documents": pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()), META]),
-    "chat": pa.schema([("id", pa.string()), ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-                       META]),  # fmt: skip
-    "problems": pa.schema([("id", pa.string()), ("prompt", pa.string()), ("answer", pa.string()), ("tests", pa.string()),
-                           ("task", pa.string()), META]),  # fmt: skip
-    "pairs": pa.schema([("id", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()),
-                        ("prompt_ids", pa.list_(pa.int32())), ("chosen_ids", pa.list_(pa.int32())),
-                        ("rejected_ids", pa.list_(pa.int32())), META]),  # fmt: skip
+    "chat": pa.schema(
+        [
+            ("id", pa.string()),
+            ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+            META,
+        ]
+    ),
+    "problems": pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", pa.string()),
+            ("answer", pa.string()),
+            ("tests", pa.string()),
+            ("task", pa.string()),
+            META,
+        ]
+    ),
+    "pairs": pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", pa.string()),
+            ("chosen", pa.string()),
+            ("rejected", pa.string()),
+            ("prompt_ids", pa.list_(pa.int32())),
+            ("chosen_ids", pa.list_(pa.int32())),
+            ("rejected_ids", pa.list_(pa.int32())),
+            META,
+        ]
+    ),
 }
-REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("recipe", pa.string()), ("step", pa.string()), ("reason", pa.string()),
-                             ("input", pa.string())])  # fmt: skip
+REJECTED_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("recipe", pa.string()),
+        ("step", pa.string()),
+        ("reason", pa.string()),
+        ("input", pa.string()),
+    ]
+)
 
 
 def output_schema(kind: str) -> pa.Schema:
@@ -59,8 +88,14 @@ class Progress:
         if sys.stderr.isatty():  # progress only when a person watches stderr
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("rewrite"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 console=console, transient=True)  # fmt: skip
+            self._bar = Progress(
+                TextColumn("rewrite"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
             self._bar.start()
             self._task = self._bar.add_task("rows", total=self.total)
         return self
@@ -74,8 +109,9 @@ class Progress:
             self._bar.stop()
 
 
-def process_shard(loop: asyncio.AbstractEventLoop, runner: Runner, writer, progress: Progress, window: int,
-                  source: Source, emit) -> dict:  # fmt: skip
+def process_shard(
+    loop: asyncio.AbstractEventLoop, runner: Runner, writer, progress: Progress, window: int, source: Source, emit
+) -> dict:
     """map_shards' per-shard function: run the recipe on every row; emit main and rejected batches."""
     return loop.run_until_complete(_shard(runner, writer, progress, max(16, window), source, emit))
 
@@ -144,7 +180,9 @@ async def _window(runner: Runner, writer, progress: Progress, rows: list[Row], o
     written, rejected = [], []
     for row, (emitted, failure) in zip(rows, results):
         try:
-            written.extend([_output_row(runner, writer, row, e, k, context) for e, k, context in emitted])  # all or none
+            written.extend(
+                [_output_row(runner, writer, row, e, k, context) for e, k, context in emitted]
+            )  # all or none
         except StepFailed as f:  # an emit template names a value this row lacks
             runner.stats["emit"].rejected += 1
             failure = f
@@ -159,8 +197,13 @@ async def _window(runner: Runner, writer, progress: Progress, rows: list[Row], o
 def _rejected_row(runner: Runner, row: Row, failure: StepFailed) -> dict:
     inputs = {c: row.values.get(c) for c in runner.recipe.inputs}
     detail = {"input": inputs, **({"meta": row.meta} if row.meta else {})}
-    return {"id": row.input_id, "recipe": runner.recipe.name, "step": failure.step, "reason": failure.reason,
-            "input": json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)}  # fmt: skip
+    return {
+        "id": row.input_id,
+        "recipe": runner.recipe.name,
+        "step": failure.step,
+        "reason": failure.reason,
+        "input": json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str),
+    }
 
 
 def _fill(template: str, context: dict, emit: Emit) -> str:
@@ -186,13 +229,17 @@ def _output_row(runner: Runner, writer, row: Row, emit: Emit, k: int, context: d
     fields = emit.fields
     meta: dict[str, Any] = {"input_id": row.input_id, "recipe": recipe.name, "step": emit.name, **row.meta}
     meta.update({key: _meta_value(value, context, emit) for key, value in emit.meta.items()})
-    out: dict[str, Any] = {"id": f"{row.input_id}/{emit.name}" + (f"/{k}" if emit.for_each else ""),
-                           "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)}  # fmt: skip
+    out: dict[str, Any] = {
+        "id": f"{row.input_id}/{emit.name}" + (f"/{k}" if emit.for_each else ""),
+        "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str),
+    }
     if recipe.output == "documents":
         out["text"] = _fill(fields["text"], context, emit)
         out["source"] = _fill(fields.get("source", f"synthetic/{recipe.name}"), context, emit)
     elif recipe.output == "chat":
-        out["messages"] = [{"role": m["role"], "content": _fill(m["content"], context, emit)} for m in fields["messages"]]
+        out["messages"] = [
+            {"role": m["role"], "content": _fill(m["content"], context, emit)} for m in fields["messages"]
+        ]
     elif recipe.output == "problems":
         out.update({key: _fill(fields[key], context, emit) for key in ("prompt", "answer")})
         out["task"] = _fill(fields.get("task", recipe.name), context, emit)

@@ -235,7 +235,9 @@ async def fim(run: Runner, step: Step, row: Row) -> dict:
     """Fill-in-the-middle, no model: a seeded random middle span, laid out with phi-4's FIM tokens."""
     text = str(_value(step, row, step.source) or "")
     if len(text) < step.min_chars:
-        raise StepFailed(step.name, f"text too short for a fill-in-the-middle exercise ({len(text)} < {step.min_chars})")
+        raise StepFailed(
+            step.name, f"text too short for a fill-in-the-middle exercise ({len(text)} < {step.min_chars})"
+        )
     seed = request_seed(run.recipe.seed, row.input_id, step.name)
     return parsers.fim_split(text, seed, step.mode, run.fim_tokens)
 
@@ -268,7 +270,9 @@ async def match(run: Runner, step: Step, row: Row) -> dict:
             raise StepFailed(step.name, f"regenerated code fails the tests ({result.reason})")
         outcome = {"tested": True, "similarity": round(score, 4)}
     elif score < step.threshold:
-        raise StepFailed(step.name, f"regenerated code differs from the original (similarity {score:.2f} < {step.threshold:g})")
+        raise StepFailed(
+            step.name, f"regenerated code differs from the original (similarity {score:.2f} < {step.threshold:g})"
+        )
     else:
         outcome = {"tested": False, "similarity": round(score, 4)}
     row.meta[step.name] = outcome
@@ -285,10 +289,15 @@ async def prefer(run: Runner, step: Step, row: Row) -> dict:
     except ParseError as e:
         raise StepFailed(step.name, str(e))
     roles = run.responders
-    row.meta[step.name] = {"chosen_scores": result["chosen_scores"], "rejected_scores": result["rejected_scores"],
-                           **({"chosen_backend": roles[result["chosen_index"]],
-                               "rejected_backend": roles[result["rejected_index"]]}
-                              if len(roles) == len(candidates) else {})}  # fmt: skip
+    row.meta[step.name] = {
+        "chosen_scores": result["chosen_scores"],
+        "rejected_scores": result["rejected_scores"],
+        **(
+            {"chosen_backend": roles[result["chosen_index"]], "rejected_backend": roles[result["rejected_index"]]}
+            if len(roles) == len(candidates)
+            else {}
+        ),
+    }
     return result
 
 
@@ -301,11 +310,20 @@ async def grade(run: Runner, step: Step, row: Row) -> dict:
     result = parsers.grade(samples, reference, step.answer, step.refusals)
     if not result["any_right"] and not result["any_wrong"]:
         raise StepFailed(step.name, "every sample refused or failed: no pair to make")
-    row.meta[step.name] = {k: result[k] for k in ("p_right",)} | {"right": len(result["right"]),
-                                                                  "wrong": len(result["wrong"]),
-                                                                  "refused": len(result["refused"])}  # fmt: skip
+    row.meta[step.name] = {k: result[k] for k in ("p_right",)} | {
+        "right": len(result["right"]),
+        "wrong": len(result["wrong"]),
+        "refused": len(result["refused"]),
+    }
     return result
 
 
-STEP_KINDS = {"generate": generate, "revise": revise, "fim": fim, "vote": vote, "match": match, "prefer": prefer,
-              "grade": grade}  # fmt: skip
+STEP_KINDS = {
+    "generate": generate,
+    "revise": revise,
+    "fim": fim,
+    "vote": vote,
+    "match": match,
+    "prefer": prefer,
+    "grade": grade,
+}
