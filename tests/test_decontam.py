@@ -300,3 +300,41 @@ def test_bad_input_is_one_line_and_writes_nothing(phi4, tmp_path, benchmark, ext
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("phi4: error: ") and message in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "empty.jsonl", "nofield.jsonl"]
+
+
+# ------------------------------------------------------------------- resume, limits, tasks (issue 10)
+
+
+def test_resumed_run_reports_every_shard(phi4, tmp_path):
+    rng = random.Random(6)
+    texts = [f"{filler(rng, 20)} {GSM[i]['question'] if i % 5 == 0 else ''}" for i in range(60)]
+    write_docs(tmp_path / "corpus", texts, shard_bytes=20_000)
+    args = ["decontam", tmp_path / "corpus", "-b", GSM8K, "-o", tmp_path / "out", "--set", "whitelist_docs=0"]
+    phi4(*args)
+    first = json.loads((tmp_path / "out.decontam.json").read_text())
+    (tmp_path / "out" / "_manifest.json").unlink()  # a crash before the manifest: every shard is reused
+    phi4(*args)
+    again = json.loads((tmp_path / "out.decontam.json").read_text())
+    assert again["rows_in"] == first["rows_in"] == 60 and again["rows_rejected"] == first["rows_rejected"] == 12
+    assert again["benchmarks"]["gsm8k-test"]["items_matched"] == first["benchmarks"]["gsm8k-test"]["items_matched"]
+
+
+def test_huge_document_is_rejected_unread(phi4, tmp_path):
+    result = decontam(phi4, tmp_path, ["x " * 600, GSM[3]["question"]], "-b", GSM8K, "--set", "max_doc_bytes=1000",
+                      "--set", "whitelist_docs=0")
+    assert result["rejected"]["doc-0"] == "too_long(1200>1000 bytes)"
+    assert "doc-1" in result["rejected"] and not result["kept"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--workers", "0"], "--workers: must be at least 1, not 0"),
+    (["--workers", "-3"], "--workers: must be at least 1, not -3"),
+    (["--num-shards", "0"], "--num-shards: must be at least 1, not 0"),
+    (["--shard-index", "2", "--num-shards", "2"], "--shard-index 2: outside 0..1"),
+])
+def test_bad_task_flags_are_one_line(phi4, tmp_path, args, message):
+    write_docs(tmp_path / "corpus", ["some text"])
+    result = phi4("decontam", "corpus", "-b", GSM8K, "-o", "out", *args, check=False)
+    err = result.stderr.decode()
+    assert result.returncode != 0 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()

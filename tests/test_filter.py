@@ -362,3 +362,72 @@ def test_parts_refuse_scores_of_other_inputs_and_foreign_work_dirs(phi4, tmp_pat
     assert foreign.returncode != 0 and "is not a phi4 filter work dir" in foreign.stderr.decode()
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     assert not (tmp_path / "clusters").exists() and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------- resume and limits (issues 10, 13)
+
+
+def test_resume_does_not_reuse_shards_of_other_settings(phi4, tmp_path):
+    """A crash, then a rerun with rules switched off: every shard is redone with the new settings."""
+    data = write_dataset(tmp_path / "in", [documents([GOOD, "Too short."]), documents([GOOD + " More.", "Short."], "e")])
+    phi4("filter", data, "-o", tmp_path / "out", "--set", "dedup.enabled=false", "--set", "language.enabled=false")
+    assert read_table([str(tmp_path / "out")]).num_rows == 2
+    (tmp_path / "out" / "_manifest.json").unlink()
+    phi4("filter", data, "-o", tmp_path / "out", "--set", "dedup.enabled=false", "--set", "language.enabled=false",
+         "--set", "rules.enabled=false")
+    assert read_table([str(tmp_path / "out")]).num_rows == 4
+
+
+def test_work_dir_is_reused_only_for_the_same_documents(phi4, tmp_path, monkeypatch):
+    """Same path, same row counts, other documents: the verdicts of the old ones must not be applied."""
+    from phi4cli import cli
+    from phi4cli.stages import filter as filter_stage
+
+    other = GOOD.replace("Water", "Rain").replace("water", "rain")
+    write_dataset(tmp_path / "in", [documents([GOOD, other])])
+    args = ["filter", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"),
+            "--set", "language.enabled=false", "--set", "dedup.minhash=false"]
+    monkeypatch.setattr(filter_stage, "_remove_work", lambda work: None)  # as if killed before the cleanup
+    with pytest.raises(SystemExit) as done:
+        cli.main(args)
+    assert done.value.code == 0 and read_table([str(tmp_path / "out")]).num_rows == 2
+    import shutil
+
+    monkeypatch.undo()
+    assert (tmp_path / "work" / "clusters" / "_manifest.json").exists()
+    shutil.rmtree(tmp_path / "out")
+    shutil.rmtree(tmp_path / "in")
+    write_dataset(tmp_path / "in", [documents([GOOD, GOOD])])  # now an exact duplicate pair
+    with pytest.raises(SystemExit) as done:
+        cli.main(args)
+    assert done.value.code == 0 and read_table([str(tmp_path / "out")]).num_rows == 1
+
+
+def test_huge_document_is_rejected_with_a_reason(phi4, tmp_path):
+    data = write_dataset(tmp_path / "in", [documents([GOOD, GOOD.replace("Water", "Ice") * 3])])
+    phi4("filter", data, "-o", tmp_path / "kept", "--rejected", tmp_path / "rej", "--set", "limits.max_doc_bytes=2000",
+         "--set", "dedup.enabled=false", "--set", "language.enabled=false")
+    reasons = read_table([str(tmp_path / "rej")]).column("reason").to_pylist()
+    assert len(reasons) == 1 and reasons[0].startswith("too_long(") and reasons[0].endswith(">2000 bytes)")
+    assert read_table([str(tmp_path / "kept")]).column("id").to_pylist() == ["d0"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--workers", "0"], "--workers: must be at least 1, not 0"),
+    (["--workers", "-3"], "--workers: must be at least 1, not -3"),
+    (["--num-shards", "0", "--set", "dedup.enabled=false"], "--num-shards: must be at least 1, not 0"),
+    (["--rejected", "out"], "--rejected out: is the same directory as -o"),
+])
+def test_bad_task_flags_and_outputs_are_one_line(phi4, tmp_path, args, message):
+    write_dataset(tmp_path / "in", [documents([GOOD])])
+    result = phi4("filter", "in", "-o", "out", *args, check=False)
+    err = result.stderr.decode()
+    assert result.returncode != 0 and err.count("\n") == 1 and message in err, err
+
+
+def test_output_equal_to_input_is_refused_and_the_input_kept(phi4, tmp_path):
+    data = write_dataset(tmp_path / "in", [documents([GOOD])])
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    result = phi4("filter", data, "-o", data, "--overwrite", "--set", "dedup.enabled=false", check=False)
+    assert result.returncode != 0 and "is inside the output" in result.stderr.decode()
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
