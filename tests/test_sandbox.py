@@ -101,6 +101,7 @@ def hostile_samples(outside: list[str], port: int) -> dict[str, Program]:
         "1 GiB to stderr": "import sys\nblock = b'e' * (1 << 20)\nfor _ in range(1024):\n    sys.stderr.buffer.write(block)\n"
                            "def f(x):\n    return 0\n",
         "write everywhere": "def f(x):\n" + writes + "    return 0\n",
+        "fill the disk": "for i in range(1000):\n    open(f'/tmp/fill{i}', 'wb').write(bytes(8 << 20))\ndef f(x):\n    return 2 * x\n",
     }  # fmt: skip
     return {name: Program(code, TESTS) for name, code in samples.items()}
 

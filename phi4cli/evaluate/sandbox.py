@@ -4,7 +4,7 @@ The design (docs/sandbox.md has the long form):
 
 - The jail is bubblewrap (`bwrap`), outside the sample's interpreter: new pid, network, ipc and uts
   namespaces; a read-only view of only /usr, the libraries and the Python runtime; a private writable
-  scratch directory mounted at /tmp (also the cwd, HOME and TMPDIR); an unprivileged uid of its own
+  size-limited tmpfs at /tmp (the cwd, HOME and TMPDIR; gone with the sandbox); an unprivileged uid of its own
   (as root: a fresh uid per concurrent sample, so the process limit is per sample); no capabilities;
   no_new_privs; a seccomp filter against the kernel's attack surface (ptrace, mount, bpf, keyctl, ...);
   rlimits on CPU, address space, file size, open files and processes. At the timeout the evaluator
@@ -64,6 +64,7 @@ class Limits:
     file_size_mb: int = 16  # largest file a program may write
     max_processes: int = 32  # processes and threads of the sample's uid (harness included)
     open_files: int = 64
+    scratch_mb: int = 64  # the sample's /tmp: a size-limited tmpfs (memory), gone with the sandbox
 
 
 @dataclass
@@ -451,7 +452,7 @@ def main():
         os.setgroups([])
         os.setresgid(UID, UID, UID)
         os.setresuid(UID, UID, UID)
-    os.chdir("/tmp")  # the scratch directory, which only the sample's uid may enter
+    os.chdir("/tmp")  # the scratch directory: a size-limited tmpfs of this sandbox alone
     with open("/proc/sys/fs/suid_dumpable") as f:
         undumpable = UID and f.read().strip() == "0"  # the uid change above then made us undumpable
     if not undumpable:
@@ -654,8 +655,8 @@ def _bwrap_args(rt: _Runtime, work: Path, fds: dict[str, int], uid: int, limits:
             for parent in reversed(Path(path).parents[:-1]):  # bwrap would make missing parents 0700
                 args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(work / "scratch"), "/tmp", "--ro-bind", str(work / "job"),
-             "/job", "--chdir", "/", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(limits.scratch_mb * 1024 * 1024),
+             "--tmpfs", "/tmp", "--ro-bind", str(work / "job"), "/job", "--chdir", "/", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
              "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
              "--setenv", "OMP_NUM_THREADS", "1"]  # fmt: skip
     mb = 1024 * 1024
@@ -670,16 +671,13 @@ def _harness_pyc() -> bytes:
     return importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(compile(HARNESS, "phi4-sandbox-harness", "exec"))
 
 
-def _prepare(work: Path, program: Program, uid: int) -> None:
-    """work/job/{code,tests}: readable only by root (the harness reads them before dropping to uid) or by
-    the caller when not root; work/scratch: the sample's /tmp, its uid's alone."""
-    (work / "scratch").mkdir(mode=0o700)
+def _prepare(work: Path, program: Program) -> None:
+    """work/job/{code,tests,harness.pyc}: readable only by root (the harness reads them before dropping to
+    the sample's uid) or, when not root, by the caller."""
     (work / "job").mkdir(mode=0o700)
     (work / "job" / "code").write_text(program.code, encoding="utf-8", errors="surrogateescape")
     (work / "job" / "tests").write_text(program.tests, encoding="utf-8", errors="surrogateescape")
     (work / "job" / "harness.pyc").write_bytes(_harness_pyc())
-    if uid:
-        os.chown(work / "scratch", uid, uid)
 
 
 def run_program(program: Program | str, limits: Limits | None = None) -> SandboxResult:
@@ -707,7 +705,7 @@ def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
             held.remove(fd)
 
     try:
-        _prepare(work, program, uid)
+        _prepare(work, program)
         nonce = secrets.token_hex(16)
         (nonce_r, nonce_w), (verdict_r, verdict_w), (out_r, out_w), (info_r, info_w) = pipe(nonce.encode()), pipe(), pipe(), pipe()
         close(nonce_w)
