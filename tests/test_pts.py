@@ -372,3 +372,10 @@ def test_code_oracle_runs_the_tests_in_the_sandbox():
     solutions = ["    return a + b\n", "```python\ndef add(a, b):\n    return a + b\n```", "    return a - b\n",
                  "    import os\n    os._exit(0)\n"]  # fmt: skip
     assert CodeJudge(10.0, 512, 2)(problem, solutions) == [True, True, False, False]
+
+
+def test_pairs_stream_to_stdout_without_a_cache(toy, searched, tmp_path):
+    result = phi4_run("pts", toy["problems"], "--model", toy["model"], "-o", "-", *PTS_SETS, cwd=tmp_path)
+    streamed = pa.ipc.open_stream(result.stdout).read_all().to_pylist()
+    assert streamed == read_rows(searched["out"])  # same seeds, same pairs, cache or not
+    assert list(tmp_path.iterdir()) == []  # no cache directory for a stream unless --cache is given
