@@ -84,14 +84,14 @@ class SandboxResult:
 
 
 # ----------------------------------------------------------------------------------- the harness
-# Runs inside the sandbox as `python -I -S -B -u harness.pyc NONCE_FD VERDICT_FD UID LIMITS...`. Standard library
+# Runs inside the sandbox as `python -I -S -B -u harness.pyc JOB_FD NONCE_FD VERDICT_FD UID LIMITS...`. Standard library
 # only, and few imports (each costs startup time per sample).
 
 HARNESS = r'''
 import builtins, os, sys
 
-# argv: NONCE_FD VERDICT_FD UID CPU_S MEMORY_BYTES FILE_BYTES OPEN_FILES PROCESSES
-NONCE_FD, VERDICT_FD, UID, *LIMITS = (int(a) for a in sys.argv[1:])
+# argv: JOB_FD NONCE_FD VERDICT_FD UID CPU_S MEMORY_BYTES FILE_BYTES OPEN_FILES PROCESSES
+JOB_FD, NONCE_FD, VERDICT_FD, UID, *LIMITS = (int(a) for a in sys.argv[1:])
 MAX_MESSAGE = 16 << 20
 BLOCKED = ("network", "process creation", "signals to other processes")
 EXITS = ("SystemExit", "KeyboardInterrupt", "GeneratorExit")
@@ -444,10 +444,10 @@ def limit():
 
 
 def main():
-    with open("/job/code", encoding="utf-8", errors="surrogateescape") as f:
-        code = f.read()
-    with open("/job/tests", encoding="utf-8", errors="surrogateescape") as f:
-        tests = f.read()
+    with open(JOB_FD, "rb") as f:  # the program and its tests, on an fd S never holds: S cannot read the tests
+        job = f.read()
+    n = int.from_bytes(job[:8], "big")
+    code, tests = (part.decode("utf-8", "surrogateescape") for part in (job[8:8 + n], job[8 + n:]))
     if UID:  # as root in a fresh uid; otherwise bwrap's user namespace already made us the caller
         os.setgroups([])
         os.setresgid(UID, UID, UID)
@@ -463,7 +463,7 @@ def main():
     h_in, s_out = os.pipe()  # S -> H: replies
     pid = os.fork()
     if pid == 0:
-        for fd in (NONCE_FD, VERDICT_FD, h_out, h_in):
+        for fd in (NONCE_FD, VERDICT_FD, h_out, h_in):  # JOB_FD is closed already
             os.close(fd)
         try:
             sample(code, s_in, s_out)
@@ -661,8 +661,8 @@ def _bwrap_args(rt: _Runtime, work: Path, fds: dict[str, int], uid: int, limits:
              "--setenv", "OMP_NUM_THREADS", "1"]  # fmt: skip
     mb = 1024 * 1024
     rlimits = [int(limits.timeout) + 1, limits.memory_mb * mb, limits.file_size_mb * mb, limits.open_files, limits.max_processes]
-    return args + [rt.python, "-I", "-S", "-B", "-u", "/job/harness.pyc", str(fds["nonce"]), str(fds["verdict"]), str(uid),
-                   *map(str, rlimits)]  # fmt: skip
+    return args + [rt.python, "-I", "-S", "-B", "-u", "/job/harness.pyc", str(fds["job"]), str(fds["nonce"]),
+                   str(fds["verdict"]), str(uid), *map(str, rlimits)]  # fmt: skip
 
 
 @functools.lru_cache(maxsize=None)
@@ -671,13 +671,14 @@ def _harness_pyc() -> bytes:
     return importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(compile(HARNESS, "phi4-sandbox-harness", "exec"))
 
 
-def _prepare(work: Path, program: Program) -> None:
-    """work/job/{code,tests,harness.pyc}: readable only by root (the harness reads them before dropping to
-    the sample's uid) or, when not root, by the caller."""
-    (work / "job").mkdir(mode=0o700)
-    (work / "job" / "code").write_text(program.code, encoding="utf-8", errors="surrogateescape")
-    (work / "job" / "tests").write_text(program.tests, encoding="utf-8", errors="surrogateescape")
+def _prepare(work: Path, program: Program) -> int:
+    """work/job/harness.pyc, mounted at /job; work/program: the code and tests, which the harness reads from
+    the returned fd (outside any path the sandbox can see) before it forks the sample."""
+    (work / "job").mkdir()
     (work / "job" / "harness.pyc").write_bytes(_harness_pyc())
+    code, tests = (text.encode("utf-8", "surrogateescape") for text in (program.code, program.tests))
+    (work / "program").write_bytes(len(code).to_bytes(8, "big") + code + tests)
+    return os.open(work / "program", os.O_RDONLY)
 
 
 def run_program(program: Program | str, limits: Limits | None = None) -> SandboxResult:
@@ -705,11 +706,12 @@ def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
             held.remove(fd)
 
     try:
-        _prepare(work, program)
+        job = _prepare(work, program)
+        held.append(job)
         nonce = secrets.token_hex(16)
         (nonce_r, nonce_w), (verdict_r, verdict_w), (out_r, out_w), (info_r, info_w) = pipe(nonce.encode()), pipe(), pipe(), pipe()
         close(nonce_w)
-        child = {"nonce": nonce_r, "verdict": verdict_w, "info": info_w}
+        child = {"job": job, "nonce": nonce_r, "verdict": verdict_w, "info": info_w}
         if rt.seccomp:
             child["seccomp"], seccomp_w = pipe(rt.seccomp)
             close(seccomp_w)
@@ -758,11 +760,14 @@ def _finish(process: subprocess.Popen, info: bytes, timed_out: bool) -> None:
         except subprocess.TimeoutExpired:
             pass
     try:
-        child = json.loads(info.decode())["child-pid"]
-        os.kill(int(child), signal.SIGKILL)  # bwrap has not reaped it yet, so the pid is still the init's
-        process.wait(timeout=10.0)
-        return
-    except (ValueError, KeyError, TypeError, ProcessLookupError, subprocess.TimeoutExpired):
+        child = int(json.loads(info.decode())["child-pid"])
+        with open(f"/proc/{child}/stat") as f:  # bwrap's own child, not yet reaped: the pid is still the init's
+            parent = int(f.read().rpartition(")")[2].split()[1])
+        if parent == process.pid:
+            os.kill(child, signal.SIGKILL)
+            process.wait(timeout=10.0)
+            return
+    except (ValueError, KeyError, TypeError, OSError, subprocess.TimeoutExpired):
         pass
     try:
         os.killpg(process.pid, signal.SIGKILL)
