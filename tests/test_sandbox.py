@@ -163,11 +163,11 @@ def test_the_kernel_enforces_the_limits_the_sample_can_bypass_the_seatbelt_for()
         "             libc.setuid(0), libc.chroot(b'/tmp')]\n"
         "    return [c == -1 for c in calls]\n"
         "def visible():\n"
-        "    return sorted(os.listdir('/')), os.getuid() != 0, os.path.exists('/etc/passwd'), os.path.exists('/work')\n"
+        "    return sorted(os.listdir('/')), os.getuid() != 0, os.path.exists('/etc/passwd'), os.listdir('/job')\n"
     )  # fmt: skip
     tests = ("assert denied() == [True] * 5\n"
-             "top, unprivileged, passwd, work = visible()\n"
-             "assert unprivileged and not passwd and not work and 'home' not in top\n")  # fmt: skip
+             "top, unprivileged, passwd, job = visible()\n"  # the tests are not readable by the sample
+             "assert unprivileged and not passwd and job == ['harness.pyc'] and 'home' not in top and 'work' not in top\n")  # fmt: skip
     result = run_program(Program(probe, tests), Limits(timeout=10.0))
     assert result.passed, result.reason
 

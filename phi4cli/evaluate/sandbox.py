@@ -3,28 +3,28 @@
 The design (docs/sandbox.md has the long form):
 
 - The jail is bubblewrap (`bwrap`), outside the sample's interpreter: new pid, network, ipc and uts
-  namespaces; a read-only view of only /usr, the libraries and the Python runtime; a private writable
-  size-limited tmpfs at /tmp (the cwd, HOME and TMPDIR; gone with the sandbox); an unprivileged uid of its own
-  (as root: a fresh uid per concurrent sample, so the process limit is per sample); no capabilities;
-  no_new_privs; a seccomp filter against the kernel's attack surface (ptrace, mount, bpf, keyctl, ...);
-  rlimits on CPU, address space, file size, open files and processes. At the timeout the evaluator
-  SIGKILLs bwrap; the namespace's init dies with it and the kernel kills every process in the
-  namespace, setsid children included.
+  namespaces; a read-only view of only /usr, the libraries and the Python runtime; a size-limited tmpfs
+  at /tmp (the cwd, HOME and TMPDIR; gone with the sandbox); an unprivileged uid (as root: a fresh uid
+  per concurrent sample, so the process limit is per sample); no capabilities; no_new_privs; a seccomp
+  filter against the kernel's attack surface (ptrace, mount, namespaces, bpf, keyctl, ...); rlimits on
+  CPU, address space, file size, open files and processes. At the end or the timeout the evaluator kills
+  the pid namespace's init and waits for bwrap, which returns once the kernel has killed and reaped
+  every process in the namespace, setsid children included.
 - Inside, a trusted harness process H forks the sample process S. S runs the program's code; H runs
-  the tests and calls S's functions over a pipe, passing plain data only (int, float, str, bytes, list,
-  tuple, dict, set, ... rebuilt by H from JSON; anything else stays in S as an opaque handle). So the
-  tests never execute sample code in their own interpreter: exiting early, exit hooks, patched builtins
-  and objects whose `__eq__` returns True cannot make a test pass.
+  the tests and calls S's functions over a pipe, passing plain values only (int, float, str, bytes,
+  list, tuple, dict, set, ..., rebuilt by H from a tagged binary format; anything else stays in S as an
+  opaque handle). The tests never execute sample code in their own interpreter: exiting early, exit
+  hooks, patched builtins and objects whose `__eq__` returns True cannot make a test pass.
 - The verdict is a positive signal: H writes a random per-run nonce, which it reads from a pipe only
-  after the tests ran (S closed its copy of that pipe before the sample ran and cannot read H's memory:
-  H is not dumpable), on a verdict pipe S does not hold. Exit statuses never pass.
+  after the tests ran, on a verdict pipe. S holds neither pipe (closed before the sample's code ran) and
+  cannot read H's memory (H is not dumpable; ptrace is filtered). Exit statuses never pass.
 - Output (stdout and stderr together) is read to at most 64 KiB; the rest is drained and discarded. The
   reason of a failure is one of a fixed set of phrases (built-in exception names at most), never text
   the program printed or put in an exception message.
 
 A `Program` is code plus tests. A plain string is a self-checking program (its asserts inline): it runs
-entirely as the sample, so it passes when it runs to its end; such a program could forge its own pass
-by speaking S's side of the pipe protocol — callers with tests should pass them separately.
+entirely as the sample and passes when it runs to its end; such a program could forge its own pass by
+speaking S's side of the pipe protocol, so callers that have tests should pass them separately.
 """
 
 from __future__ import annotations
