@@ -336,3 +336,60 @@ def test_set_rejects_unknown_keys_and_sources(phi4, tmp_path, world):
     for setting, expected in (("mix.bogus=1", b"unknown key 'bogus'"), ("source.zz.weight=1", b"no source named 'zz'")):
         result = phi4("mix", "-m", manifest, "-o", "out", "--set", setting, check=False)
         assert result.returncode == 2 and expected in result.stderr and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------- pipes, crashes, disks (issues 10, 13)
+
+
+def test_a_reader_that_stops_early_is_success(tmp_path, world):
+    import os
+    import subprocess
+    import sys
+
+    manifest = _manifest(tmp_path, world)
+    mix = f"{sys.executable} -m phi4cli mix -m {manifest} -o - --cache-dir {tmp_path / 'cache'}"
+    result = subprocess.run(["bash", "-c", f"set -o pipefail; {mix} | head -c 1000 > /dev/null"], capture_output=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0 and b"error" not in result.stderr, result.stderr
+
+
+def test_killed_runs_leave_no_temp_files_behind(tmp_path, world):
+    import socket
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead = cache / f".abc.arrow.{socket.gethostname()}.999999999.tmp"  # a pid that cannot be running
+    dead.write_bytes(b"half a shard")
+    live = cache / f".def.arrow.{socket.gethostname()}.{__import__('os').getpid()}.tmp"
+    live.write_bytes(b"being written")
+    tok = load_tokenizer(world["tok"])
+    tokenise([(s, "text") for s in resolve_inputs([world["c"]])], tok, cache, workers=1)
+    assert not dead.exists() and live.exists()
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp") and p != live]
+
+
+def test_disk_full_in_the_token_cache_is_one_line(tmp_path, world, monkeypatch):
+    real = pa.ipc.new_file
+
+    class Full:
+        def __init__(self, *a, **kw):
+            self.inner = real(*a, **kw)
+
+        def write_batch(self, batch):
+            raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+        def close(self):
+            self.inner.close()
+
+    monkeypatch.setattr(pa.ipc, "new_file", Full)
+    tok = load_tokenizer(world["tok"])
+    with pytest.raises(Phi4Error, match=f"^no space left on {tmp_path / 'cache'}$"):
+        tokenise([(s, "text") for s in resolve_inputs([world["c"]])], tok, tmp_path / "cache", workers=1)
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_output_inside_an_input_is_refused(phi4, tmp_path, world):
+    manifest = _manifest(tmp_path, world)
+    result = phi4("mix", "-m", manifest, "-o", world["a"], "--overwrite", "--cache-dir", tmp_path / "cache", check=False)
+    assert result.returncode != 0 and "is inside the output" in result.stderr.decode()
+    assert read_table([world["a"]]).num_rows == 300

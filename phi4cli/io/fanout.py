@@ -167,6 +167,7 @@ def producer(prov: dict, source: Source, index: int, outputs: Sequence[str]) -> 
         "version": prov.get("version", __version__),
         "config": prov.get("config", {}),
         "inputs": prov.get("inputs", []),
+        "derived_from": prov.get("derived_from", []),  # other data the output depends on (e.g. filter's scores)
         "source": content_digest(source.path),
         "index": index,
         "outputs": sorted(outputs),

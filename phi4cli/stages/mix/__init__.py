@@ -24,6 +24,7 @@ from rich.table import Table
 
 from phi4cli.errors import Phi4Error
 from phi4cli.io import MANIFEST, Source, open_output, provenance, require_columns, resolve_inputs
+from phi4cli.io.shards import refuse_overlap
 from phi4cli.stages.mix.pack import PACKED_SCHEMA, Mixer, SourceStream
 from phi4cli.stages.mix.plan import MixPlan, MixSpec, SourceSize, SourceSpec, format_plan, human, load_manifest, make_plan
 from phi4cli.stages.mix.tokens import CacheStats, default_cache_dir, tokenise
@@ -102,6 +103,7 @@ def mix_command(
     # 6. Write the sequences, then say what went where.
     config = {**spec.as_config(), "skip": skip, "limit": limit, "doc_mask": not no_doc_mask}
     all_inputs = [s for shards in inputs.values() if shards for s in shards]
+    refuse_overlap({"main": target}, all_inputs)
     expected = (mix_plan.sequences - skip) if limit is None else min(limit, mix_plan.sequences - skip)
     with open_output(target, PACKED_SCHEMA, prov=provenance(config, all_inputs), overwrite=overwrite) as writer:
         with _progress() as progress:

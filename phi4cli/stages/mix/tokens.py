@@ -5,8 +5,9 @@ ids followed by `<|endoftext|>`. It is an uncompressed Arrow IPC file so that a 
 and reads any document without loading the shard. Its name is a hash of what determines its content:
 the input shard (its dataset manifest's hash and its name, or its path, size and mtime when it is a
 loose file), the tokenizer's files and the text column. A changed input or tokenizer is a new name;
-nothing is ever invalidated in place. Files are written to a temporary name and renamed, so
-concurrent mixes and killed runs never leave a half-written token shard under a real name.
+nothing is ever invalidated in place. Files are written to a temporary name (with the host and pid)
+and renamed, so concurrent mixes and killed runs never leave a half-written token shard under a real
+name; the temp files of a killed run are removed by the next run on the same host (or after a week).
 
 Tokenisation runs on a thread pool: tiktoken's encoder releases the GIL, and threads share the text
 that the main thread reads from the shards, so documents of one shard spread over all cores.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +31,7 @@ import pyarrow as pa
 
 from phi4cli.errors import Phi4Error
 from phi4cli.io import MANIFEST, Source, iter_source
+from phi4cli.io.shards import writing_to
 from phi4cli.tokenizer import CL100K_SHA256, Tokenizer
 
 CACHE_FORMAT = "phi4-token-cache/1"
@@ -36,6 +39,8 @@ TOKENS_SCHEMA = pa.schema([("tokens", pa.list_(pa.int32()))])
 # Documents per thread-pool task: large enough that task overhead vanishes, small enough that a
 # shard's documents spread over every worker and that text in flight stays small.
 CHUNK_DOCS = 64
+# A temp file this old is left over whatever its host: no tokenisation of one shard takes a week.
+STALE_TEMP_SECONDS = 7 * 24 * 3600
 
 
 def default_cache_dir() -> Path:
@@ -149,7 +154,9 @@ def tokenise(
             todo.append(_Job(source, text_field, target))
     if not todo:
         return stats
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    with writing_to(cache_dir):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(cache_dir)
     started = time.perf_counter()
     encode = _chunk_encoder(tokenizer)
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -161,6 +168,36 @@ def tokenise(
             on_progress(written[0])
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(cache_dir: Path) -> int:
+    """Remove the temp files of killed runs: this host's whose process is gone, and any a week old."""
+    host, removed = socket.gethostname(), 0
+    for tmp in cache_dir.glob(".*.tmp"):
+        parts = tmp.name.rsplit(".", 3)  # .NAME.arrow . HOST . PID . tmp
+        try:
+            mine_and_dead = len(parts) == 4 and parts[1] == host and not _pid_alive(int(parts[2]))
+            old = time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS
+        except (ValueError, FileNotFoundError):
+            continue
+        if mine_and_dead or old:
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _read_chunks(todo: list[_Job]) -> Iterator[tuple[int, list[str] | None]]:
@@ -219,17 +256,18 @@ def _write_token_shards(todo: list[_Job], chunks: Iterator) -> Iterator[tuple[_J
     try:
         for number, array in chunks:
             job = todo[number]
-            if number not in writers:
-                tmp = job.target.with_name(f".{job.target.name}.{os.getpid()}.tmp")
-                writers[number] = (pa.ipc.new_file(str(tmp), TOKENS_SCHEMA), tmp, [0, 0])
-            writer, tmp, counts = writers[number]
-            if array is not None:
-                writer.write_batch(pa.record_batch([array], schema=TOKENS_SCHEMA))
-                counts[0] += len(array)
-                counts[1] += len(array.values)
-                continue
-            writer.close()
-            os.replace(tmp, job.target)
+            with writing_to(job.target.parent):  # a full disk is one line, not "Error writing bytes to file"
+                if number not in writers:
+                    tmp = _temp_name(job.target)
+                    writers[number] = (pa.ipc.new_file(str(tmp), TOKENS_SCHEMA), tmp, [0, 0])
+                writer, tmp, counts = writers[number]
+                if array is not None:
+                    writer.write_batch(pa.record_batch([array], schema=TOKENS_SCHEMA))
+                    counts[0] += len(array)
+                    counts[1] += len(array.values)
+                    continue
+                writer.close()
+                os.replace(tmp, job.target)
             del writers[number]
             yield job, (counts[0], counts[1])
     finally:
