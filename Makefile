@@ -87,11 +87,15 @@ $(DATA)/clean/%/_manifest.json: $(DECONTAM_DEPS)
 export PHI4_CACHE_DIR ?= $(abspath data/cache)
 MIX_SOURCES := $(foreach s,$(CLEAN_SOURCES),$(DATA)/clean/$(s)/_manifest.json)
 
+# MIX_ARGS reach both mixes: a smaller toy world (DEMO_SCALE < 1) needs fewer tokens, e.g.
+# `make all DEMO_SCALE=0.05 MIX_ARGS="--set mix.total_tokens=200000" TRAIN_ARGS="--set max_steps=4"`.
+MIX_ARGS ?=
+
 $(DATA)/mix/_manifest.json: $(MIX_MANIFEST) $(DATA)/toy.tiktoken $(MIX_SOURCES)
-	$(PHI4) mix --manifest $(MIX_MANIFEST) -o $(DATA)/mix --overwrite
+	$(PHI4) mix --manifest $(MIX_MANIFEST) -o $(DATA)/mix --overwrite $(MIX_ARGS)
 
 $(DATA)/mix-midtrain/_manifest.json: $(MIDTRAIN_MANIFEST) $(DATA)/toy.tiktoken $(MIX_SOURCES)
-	$(PHI4) mix --manifest $(MIDTRAIN_MANIFEST) -o $(DATA)/mix-midtrain --overwrite
+	$(PHI4) mix --manifest $(MIDTRAIN_MANIFEST) -o $(DATA)/mix-midtrain --overwrite $(MIX_ARGS)
 
 # ---- training: pretrain, then midtrain from its last checkpoint --------------------------------------
 # RUN/done marks a run that reached max_steps: a trainer stopped early (SIGTERM, Ctrl-C) exits 143/130

@@ -25,8 +25,8 @@ TEXT = ["the quick brown fox jumps over the lazy dog 0123456789"] * 20
 def run(tmp_path: Path) -> dict:
     """A run directory with intact checkpoints at steps 1 and 2 of a tiny model."""
     tokenizer = write_tokenizer(train_bpe(TEXT, 380), tmp_path / "toy.tiktoken")
-    config = get_config("tiny", vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
-                        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
+    shape = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = get_config("tiny", vocab_size=tokenizer.vocab_size, num_key_value_heads=1, **shape)
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -37,8 +37,8 @@ def run(tmp_path: Path) -> dict:
         model(torch.tensor([[1, 2, 3]])).float().square().mean().backward()  # moments for the optimizer state
         optimizer.step()
         steps[step] = ckpt.save(run_dir, ckpt.TrainState(step=step), model, optimizer, tokenizer, dist_ctx)
-    return {"dir": run_dir, "steps": steps, "model": model, "optimizer": optimizer, "tokenizer": tokenizer,
-            "dist": dist_ctx}  # fmt: skip
+    parts = {"model": model, "optimizer": optimizer, "tokenizer": tokenizer, "dist": dist_ctx}
+    return {"dir": run_dir, "steps": steps, **parts}
 
 
 def distcp_files(checkpoint: Path) -> list[Path]:

@@ -76,8 +76,9 @@ def test_make_marks_a_training_stage_done_only_when_the_trainer_finished(tmp_pat
 
     def make(status: int) -> int:
         (tmp_path / "status").write_text(str(status))
-        args = ["make", "-s", "-f", str(REPO / "Makefile"), "-o", "data/demo/mix/_manifest.json",
-                "runs/demo/pretrain/done", f"LAUNCH={trainer}"]  # fmt: skip
+        target = "runs/demo/pretrain/done"
+        mix = "data/demo/mix/_manifest.json"
+        args = ["make", "-s", "-f", str(REPO / "Makefile"), "-o", mix, target, f"LAUNCH={trainer}"]
         return subprocess.run(args, cwd=tmp_path, capture_output=True).returncode
 
     done = tmp_path / "runs/demo/pretrain/done"
@@ -123,7 +124,7 @@ def test_bad_inputs_are_one_clear_line(capsys, tmp_path):
          f"{tmp_path / 'photos'}: not empty and not a phi4 run directory"),
         (["filter", "train-classifier", empty_shard(tmp_path / "empty.arrow"), "--label", "meta.label", "-o",
           str(tmp_path / "q.npz")], "training needs both classes (got 0 good and 0 not-good rows"),
-    ]  # fmt: skip
+    ]
     for args, says in cases:
         status, out, err = run_main(capsys, *args)
         assert status == 2 and out == "" and err.count("\n") == 1 and says in err, (args, err)
@@ -143,21 +144,25 @@ def test_a_built_package_carries_the_default_settings_and_manifests(tmp_path):
         shutil.copy(REPO / name, source / name)
     for name in ("phi4cli", "stages", "manifests"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", ".", "-w",
-                            str(tmp_path / "dist")], cwd=source, capture_output=True, text=True)  # fmt: skip
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "."]
+    pip += ["-w", str(tmp_path / "dist")]
+    build = subprocess.run(pip, cwd=source, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("phi4cli-*.whl")
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     work = tmp_path / "elsewhere"
     work.mkdir()
 
-    def phi4(*args: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
-        return subprocess.run([sys.executable, "-m", "phi4cli", *args], cwd=work, env=env, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
 
-    where = subprocess.run([sys.executable, "-c", "import phi4cli.config as c; print(c.STAGES_DIR, c.MANIFESTS_DIR)"],
-                           cwd=work, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}, capture_output=True, text=True)  # fmt: skip
-    assert where.stdout.split() == [str(tmp_path / "site/phi4cli/recipe/stages"), str(tmp_path / "site/phi4cli/recipe/manifests")]
+    def phi4(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "phi4cli", *args]
+        return subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+
+    show = "import phi4cli.config as c; print(c.STAGES_DIR, c.MANIFESTS_DIR)"
+    where = subprocess.run([sys.executable, "-c", show], cwd=work, env=env, capture_output=True, text=True)
+    shipped = tmp_path / "site/phi4cli/recipe"
+    assert where.stdout.split() == [str(shipped / "stages"), str(shipped / "manifests")]
     plan = phi4("mix", "--manifest", "manifests/final.toml", "--plan")
     assert plan.returncode == 0 and "10T tokens" in plan.stderr + plan.stdout, plan.stderr
     # the shipped stages/pretrain.toml (the default) and stages/demo/pretrain.toml (named) are read

@@ -33,7 +33,8 @@ def markdown_table(results: dict) -> str:
             lines.append(f"| {task} | - | failed: {entry['error']} | 0 | - |")
             continue
         for metric, m in entry["metrics"].items():
-            lines.append(f"| {task} | {metric} | {_cell(m['value'], m['stderr'])} | {entry['n']} | {entry.get('n_failed', 0)} |")
+            cells = [task, metric, _cell(m["value"], m["stderr"]), entry["n"], entry.get("n_failed", 0)]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
 

@@ -109,7 +109,8 @@ def eval_command(
             task_results = TASKS[name].run(paths[name], options)
         except Phi4Error as e:  # this task has no result; the others keep theirs
             console.print(f"[red]eval: {name} failed: {e}")
-            results["tasks"][name] = {"metric": None, "value": None, "stderr": None, "n": 0, "error": str(e), "metrics": {}}
+            results["tasks"][name] = {"metric": None, "value": None, "stderr": None, "n": 0, "error": str(e),
+                                      "metrics": {}}
             failed.append(name)
         else:
             for result in task_results:
@@ -121,7 +122,9 @@ def eval_command(
         _report(out, results, log_samples)
     if failed:
         first = results["tasks"][failed[0]]["error"]
-        raise Phi4Error(f"{len(failed)} of {len(names)} tasks failed ({failed[0]}: {first}); the others' results are in {out}")
+        raise Phi4Error(
+            f"{len(failed)} of {len(names)} tasks failed ({failed[0]}: {first}); the others' results are in {out}"
+        )
 
 
 def _write(out: Path, results: dict, log_samples: Path | None, logged: list[dict]) -> None:
