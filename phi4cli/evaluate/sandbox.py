@@ -45,10 +45,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from phi4cli.errors import Phi4Error
 
@@ -548,8 +548,9 @@ def seccomp_filter(machine: str | None = None) -> bytes | None:
         program.append((jge, "deny", 0x40000000))  # the x32 ABI's numbers
     program += [(jeq, "deny", nr[name]) for name in _DENIED]
     program += [(jeq, "nosys", nr["clone3"]), (jeq, "clone", nr["clone"]), (ret, None, allow)]
-    program += [("clone", None, None), (ld, None, 16), (jset, "deny", _CLONE_NAMESPACES), (ret, None, allow)]  # type: ignore[list-item]
-    program += [("deny", None, None), (ret, None, eperm), ("nosys", None, None), (ret, None, enosys)]  # type: ignore[list-item]
+    program += [("clone", None, None), (ld, None, 16), (jset, "deny", _CLONE_NAMESPACES)]  # type: ignore[list-item]
+    program += [(ret, None, allow), ("deny", None, None), (ret, None, eperm)]  # type: ignore[list-item]
+    program += [("nosys", None, None), (ret, None, enosys)]  # type: ignore[list-item]
     labels, code = {}, []
     for item in program:
         if isinstance(item[0], str):
@@ -656,16 +657,23 @@ def _bwrap_args(rt: _Runtime, work: Path, fds: dict[str, int], uid: int, limits:
                 args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(limits.scratch_mb * 1024 * 1024),
-             "--tmpfs", "/tmp", "--ro-bind", str(work / "job"), "/job", "--chdir", "/", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+             "--tmpfs", "/tmp", "--ro-bind", str(work / "job"), "/job", "--chdir", "/", "--clearenv",
+             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
              "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
              "--setenv", "OMP_NUM_THREADS", "1"]  # fmt: skip
     mb = 1024 * 1024
-    rlimits = [int(limits.timeout) + 1, limits.memory_mb * mb, limits.file_size_mb * mb, limits.open_files, limits.max_processes]
+    rlimits = [
+        int(limits.timeout) + 1,
+        limits.memory_mb * mb,
+        limits.file_size_mb * mb,
+        limits.open_files,
+        limits.max_processes,
+    ]
     return args + [rt.python, "-I", "-S", "-B", "-u", "/job/harness.pyc", str(fds["job"]), str(fds["nonce"]),
                    str(fds["verdict"]), str(uid), *map(str, rlimits)]  # fmt: skip
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _harness_pyc() -> bytes:
     """HARNESS compiled once per evaluator (compiling it in every sandbox costs ~10 ms a sample)."""
     return importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(compile(HARNESS, "phi4-sandbox-harness", "exec"))
@@ -709,7 +717,10 @@ def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
         job = _prepare(work, program)
         held.append(job)
         nonce = secrets.token_hex(16)
-        (nonce_r, nonce_w), (verdict_r, verdict_w), (out_r, out_w), (info_r, info_w) = pipe(nonce.encode()), pipe(), pipe(), pipe()
+        nonce_r, nonce_w = pipe(nonce.encode())
+        verdict_r, verdict_w = pipe()
+        out_r, out_w = pipe()
+        info_r, info_w = pipe()
         close(nonce_w)
         child = {"job": job, "nonce": nonce_r, "verdict": verdict_w, "info": info_w}
         if rt.seccomp:
@@ -718,7 +729,9 @@ def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
         process = subprocess.Popen(_bwrap_args(rt, work, child, uid, limits), stdin=subprocess.DEVNULL, stdout=out_w,
                                    stderr=out_w, pass_fds=tuple(child.values()), start_new_session=True)  # fmt: skip
         close(*child.values(), out_w)  # the sandbox holds them now; ours are the read ends of what it writes
-        read, timed_out = _collect({out_r: OUTPUT_LIMIT, verdict_r: VERDICT_LIMIT, info_r: 4096}, start + limits.timeout)
+        read, timed_out = _collect(
+            {out_r: OUTPUT_LIMIT, verdict_r: VERDICT_LIMIT, info_r: 4096}, start + limits.timeout
+        )
         _finish(process, read[info_r], timed_out)
         reason = _verdict_reason(read[verdict_r], nonce, timed_out, process.returncode, read[out_r])
         return SandboxResult(reason == "passed", reason, time.monotonic() - start, read[out_r])
@@ -790,7 +803,9 @@ def _verdict_reason(verdict: bytes, nonce: str, timed_out: bool, returncode: int
     return f"failed: the harness died without a verdict (exit status {returncode})"
 
 
-def run_programs(programs: Sequence[Program | str], limits: Limits | None = None, workers: int = 4) -> list[SandboxResult]:
+def run_programs(
+    programs: Sequence[Program | str], limits: Limits | None = None, workers: int = 4
+) -> list[SandboxResult]:
     """Run many programs, `workers` at a time; results in order. Raises only when there is no sandbox."""
     rt, limits = _runtime(), limits or Limits()
 
