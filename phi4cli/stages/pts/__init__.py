@@ -174,7 +174,10 @@ class _Run:
         driver = Driver(sampler, self._judge, tok.decode, s, cache=cache, max_rollouts=budget,
                         model_name=self.model_name)  # fmt: skip
         try:
-            outcomes = driver.run(problems)
+            with _progress() as progress:
+                task = progress.add_task(f"pts shard {shard}", total=len(problems))
+                outcomes = driver.run(problems, lambda done: progress.update(
+                    task, completed=done, description=f"pts shard {shard}: {driver.stats.rollouts} rollouts"))
         finally:
             cache.close()
         pairs, dropped = _rows(outcomes, tok.decode)
@@ -222,6 +225,16 @@ class _Run:
         total["budget_exhausted"] = any((st or {}).get("budget_exhausted") for st in shards)
         total["max_rollouts"] = self.max_rollouts
         return total
+
+
+def _progress():
+    """Problems finished, on a terminal only (stderr stays clean for logs otherwise)."""
+    import sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, disable=not sys.stderr.isatty(), transient=True)  # fmt: skip
 
 
 def _summary_line(r: dict) -> str:

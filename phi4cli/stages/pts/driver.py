@@ -113,8 +113,8 @@ class Driver:
 
     # ---------------------------------------------------------------------------------- the loop
 
-    def run(self, problems: Sequence[Problem]) -> list[Outcome]:
-        """Outcomes in the order of `problems`."""
+    def run(self, problems: Sequence[Problem], on_done: Callable[[int], None] | None = None) -> list[Outcome]:
+        """Outcomes in the order of `problems`. `on_done(n)` is told after each round how many have finished."""
         queue = deque(problems)
         active: list[_Slot] = []
         done: dict[int, Outcome] = {}
@@ -129,6 +129,8 @@ class Driver:
             for slot in [s for s in active if s.outcome is not None]:
                 done[order[id(slot.problem)]] = slot.outcome
                 active.remove(slot)
+            if on_done is not None:
+                on_done(len(done))
         for problem in queue:  # never started: the budget ran out first
             done[order[id(problem)]] = Outcome(problem, skipped="not searched: the rollout budget (--max-rollouts) was spent")
         self.cache.sync()
