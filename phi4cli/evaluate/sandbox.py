@@ -453,8 +453,11 @@ def main():
         os.setresgid(UID, UID, UID)
         os.setresuid(UID, UID, UID)
     os.chdir("/tmp")  # the scratch directory: a size-limited tmpfs of this sandbox alone
-    with open("/proc/sys/fs/suid_dumpable") as f:
-        undumpable = UID and f.read().strip() == "0"  # the uid change above then made us undumpable
+    try:
+        with open("/proc/sys/fs/suid_dumpable") as f:
+            undumpable = UID and f.read().strip() == "0"  # the uid change above then made us undumpable
+    except OSError:
+        undumpable = False
     if not undumpable:
         import ctypes
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: S (same uid) cannot read H's memory
