@@ -641,9 +641,13 @@ def test_end_to_end_against_phi4_serve_and_the_local_engine(checkpoint, tmp_path
         env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
     )
     try:
-        line = process.stderr.readline().decode()
-        port = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        assert port, line
+        lines = []
+        for _ in range(50):  # warnings may come before the "serving on" line; EOF means it died
+            lines.append(process.stderr.readline().decode())
+            port = re.search(r"http://127\.0\.0\.1:(\d+)", lines[-1])
+            if port or not lines[-1]:
+                break
+        assert port, "".join(lines)
         data = docs(tmp_path / "in", ["the cat sat", "a dog ran"])
         args = [
             "--recipe",

@@ -399,3 +399,22 @@ def test_kill_9_then_rerun_sends_only_missing_requests_and_same_bytes(serve, tmp
     table = read_table([str(tmp_path / "out")])
     assert table.num_rows == 72 and table.schema.names == ["id", "text", "source", "meta"]
     assert isinstance(table, pa.Table)
+
+
+def test_a_server_that_goes_down_stops_the_run_and_the_rerun_resumes(serve, tmp_path):
+    write_docs(tmp_path / "in", 20)
+    answer = lambda body: "rewritten: " + body["messages"][-1]["content"][-30:]  # noqa: E731
+    dying = serve(answer)
+    dying.fault = lambda key, attempt: "500" if dying.answered >= 10 else None  # down after 10 answers
+    args = ["--concurrency", "2", "--retries", "1", "--backoff", "0.001"]
+    cmd = rewrite_cmd(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", dying.url, tmp_path / "c", *args)
+    failed = subprocess.run([*cmd, "--rejected", tmp_path / "rej"], capture_output=True, env=env(), timeout=120)
+    err = failed.stderr.decode()
+    assert failed.returncode == 2 and err.count("\n") == 1 and "the backend stopped answering (HTTP 500" in err, err
+    assert not (tmp_path / "out" / "_manifest.json").exists() and not list((tmp_path / "out").glob("part-*.arrow"))
+    healthy = serve(answer)
+    cmd = rewrite_cmd(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", healthy.url, tmp_path / "c", *args)
+    again = subprocess.run([*cmd, "--rejected", tmp_path / "rej"], capture_output=True, env=env(), timeout=120)
+    assert again.returncode == 0, again.stderr.decode()
+    assert sum(healthy.attempts.values()) == 60 - dying.answered  # the 10 answers came from the cache
+    assert read_table([str(tmp_path / "out")]).num_rows == 60 and read_table([str(tmp_path / "rej")]).num_rows == 0

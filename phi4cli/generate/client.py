@@ -37,6 +37,7 @@ from phi4cli.errors import Phi4Error
 API_KEY_VARS = ("PHI4_API_KEY", "OPENAI_API_KEY")
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_BACKOFF = 30.0  # seconds: a server that is down for longer than this is not going to come back mid-run
+DOWN_AFTER = 8  # consecutive requests failing for good, beyond those in flight, that mean "the server is down"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class OpenAIClient:
         self.model = model or ""
         self.api_key = options.api_key or next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
         self._busy = [0] * len(self.urls)
+        self._lost = 0  # requests that spent their retries since the last success
         self._turn = 0
         self._session = None
         self._slots: asyncio.Semaphore | None = None
@@ -170,11 +172,17 @@ class OpenAIClient:
             finally:
                 self._busy[index] -= 1
             if reply is not None:
+                self._lost = 0
                 return reply
             if wait is None:  # a final error: retrying sends the same bad request again
                 raise RequestFailed(last)
             if attempt < self.options.retries:
                 await asyncio.sleep(wait if wait > 0 else self._backoff(attempt))
+        self._lost += 1
+        if self._lost >= self.options.concurrency + DOWN_AFTER:
+            # every request in flight and more gave up in a row: the server is down, not this prompt. Stop
+            # (nothing of this shard is written) so a rerun resumes from the cache instead of rejecting rows.
+            raise Phi4Error(f"{', '.join(self.urls)}: the backend stopped answering ({last})")
         raise RequestFailed(f"{last} (after {self.options.retries + 1} attempts)")
 
     def _backoff(self, attempt: int) -> float:

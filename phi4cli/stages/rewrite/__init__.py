@@ -118,11 +118,24 @@ def rewrite_command(
             )
         _summary(runner, writer)
     finally:
-        for client in clients.values():
-            loop.run_until_complete(client.aclose())
-        loop.close()
+        _shut_down(loop, clients)
         if cache is not None:
             cache.close()
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop, clients: dict) -> None:
+    """Cancel rows still in flight (after an error), close the clients, then the loop: quietly."""
+
+    async def close() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for client in clients.values():
+            await client.aclose()
+
+    loop.run_until_complete(close())
+    loop.close()
 
 
 def _overrides(settings: list[str]) -> tuple[int | None, dict]:
