@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def docs(n: int, start: int = 0) -> pa.RecordBatch:
-    rows = [{"id": f"d{i}", "text": f"document {i} " * 20, "source": "web", "meta": "{}"} for i in range(start, start + n)]
+    rows = [
+        {"id": f"d{i}", "text": f"document {i} " * 20, "source": "web", "meta": "{}"} for i in range(start, start + n)
+    ]
     return pa.RecordBatch.from_pylist(rows, schema=DOCUMENTS_SCHEMA)
 
 
@@ -300,28 +302,73 @@ def test_refuses_output_that_is_an_input_or_another_output(tmp_path):
         map_shards(sources, {"main": str(tmp_path / "o"), "rejected": str(tmp_path / "o")}, _double_text, prov={})
 
 
-@pytest.mark.parametrize("workers,num_shards,index,message", [
-    (0, 1, 0, "--workers: must be at least 1, not 0"),
-    (-3, 1, 0, "--workers: must be at least 1, not -3"),
-    (1, 0, 0, "--num-shards: must be at least 1, not 0"),
-    (1, 2, 2, "--shard-index 2: outside 0..1"),
-])
+@pytest.mark.parametrize(
+    "workers,num_shards,index,message",
+    [
+        (0, 1, 0, "--workers: must be at least 1, not 0"),
+        (-3, 1, 0, "--workers: must be at least 1, not -3"),
+        (1, 0, 0, "--num-shards: must be at least 1, not 0"),
+        (1, 2, 2, "--shard-index 2: outside 0..1"),
+    ],
+)
 def test_bad_task_settings_are_clear(tmp_path, workers, num_shards, index, message):
     sources = _input(tmp_path, 1)
     with pytest.raises(Phi4Error, match=message):
-        map_shards(sources, {"main": str(tmp_path / "o")}, _double_text, prov={}, workers=workers,
-                   num_shards=num_shards, shard_index=index)
+        map_shards(
+            sources,
+            {"main": str(tmp_path / "o")},
+            _double_text,
+            prov={},
+            workers=workers,
+            num_shards=num_shards,
+            shard_index=index,
+        )
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "4", "SLURM_ARRAY_TASK_COUNT": "4"}, (0, 4)),
-    ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "4", "SLURM_ARRAY_TASK_COUNT": "4"}, (3, 4)),
-    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "2", "SLURM_ARRAY_TASK_COUNT": "3"}, (0, 3)),
-    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "7", "SLURM_ARRAY_TASK_STEP": "2"}, (2, 4)),
-    ({"RANK": "1", "WORLD_SIZE": "2"}, (1, 2)),
-    ({}, (0, 1)),
-])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        (
+            {
+                "SLURM_ARRAY_TASK_ID": "1",
+                "SLURM_ARRAY_TASK_MIN": "1",
+                "SLURM_ARRAY_TASK_MAX": "4",
+                "SLURM_ARRAY_TASK_COUNT": "4",
+            },
+            (0, 4),
+        ),
+        (
+            {
+                "SLURM_ARRAY_TASK_ID": "4",
+                "SLURM_ARRAY_TASK_MIN": "1",
+                "SLURM_ARRAY_TASK_MAX": "4",
+                "SLURM_ARRAY_TASK_COUNT": "4",
+            },
+            (3, 4),
+        ),
+        (
+            {
+                "SLURM_ARRAY_TASK_ID": "0",
+                "SLURM_ARRAY_TASK_MIN": "0",
+                "SLURM_ARRAY_TASK_MAX": "2",
+                "SLURM_ARRAY_TASK_COUNT": "3",
+            },
+            (0, 3),
+        ),
+        (
+            {
+                "SLURM_ARRAY_TASK_ID": "5",
+                "SLURM_ARRAY_TASK_MIN": "1",
+                "SLURM_ARRAY_TASK_MAX": "7",
+                "SLURM_ARRAY_TASK_STEP": "2",
+            },
+            (2, 4),
+        ),
+        ({"RANK": "1", "WORLD_SIZE": "2"}, (1, 2)),
+        ({}, (0, 1)),
+    ],
+)
 def test_slurm_arrays_as_slurm_defines_them(monkeypatch, env, expected):
     for name in list(os.environ):
         if name.startswith("SLURM_") or name in ("RANK", "WORLD_SIZE"):
@@ -334,7 +381,12 @@ def test_slurm_arrays_as_slurm_defines_them(monkeypatch, env, expected):
 def test_one_based_array_covers_every_shard(tmp_path, monkeypatch):
     sources = _input(tmp_path, 3)
     for task_id in (1, 2, 3):  # sbatch --array=1-3
-        env = {"SLURM_ARRAY_TASK_ID": task_id, "SLURM_ARRAY_TASK_MIN": 1, "SLURM_ARRAY_TASK_MAX": 3, "SLURM_ARRAY_TASK_COUNT": 3}
+        env = {
+            "SLURM_ARRAY_TASK_ID": task_id,
+            "SLURM_ARRAY_TASK_MIN": 1,
+            "SLURM_ARRAY_TASK_MAX": 3,
+            "SLURM_ARRAY_TASK_COUNT": 3,
+        }
         for name, value in env.items():
             monkeypatch.setenv(name, str(value))
         index, count = shard_task()
@@ -363,8 +415,12 @@ sys.stdin.read()
 
 
 def test_pool_workers_die_with_a_killed_parent(tmp_path):
-    parent = subprocess.Popen([sys.executable, "-c", POOL_PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", POOL_PARENT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     children = [int(p) for p in parent.stdout.readline().split()]
     assert len(children) == 2
     parent.kill()

@@ -1,7 +1,14 @@
 """The one I/O layer: Arrow shards, datasets, stdin/stdout streams, external formats."""
 
 from phi4cli.io.fanout import ShardResult, default_shard_index, map_shards
-from phi4cli.io.schemas import CHAT_SCHEMA, PAIRS_SCHEMA, PROBLEMS_SCHEMA, SCHEMAS, detect_schema, require_schema
+from phi4cli.io.schemas import (
+    CHAT_SCHEMA,
+    PAIRS_SCHEMA,
+    PROBLEMS_SCHEMA,
+    SCHEMAS,
+    detect_schema,
+    require_schema,
+)
 from phi4cli.io.shards import (
     DOCUMENTS_SCHEMA,
     MANIFEST,
@@ -23,19 +30,18 @@ from phi4cli.io.shards import (
 
 __all__ = [
     "CHAT_SCHEMA",
+    "DOCUMENTS_SCHEMA",
+    "MANIFEST",
     "PAIRS_SCHEMA",
     "PROBLEMS_SCHEMA",
     "SCHEMAS",
-    "detect_schema",
-    "require_schema",
-    "DOCUMENTS_SCHEMA",
-    "MANIFEST",
     "DatasetWriter",
     "ShardResult",
     "ShardWriter",
     "Source",
     "StreamWriter",
     "default_shard_index",
+    "detect_schema",
     "iter_source",
     "map_shards",
     "open_output",
@@ -45,6 +51,7 @@ __all__ = [
     "read_manifest",
     "read_table",
     "require_columns",
+    "require_schema",
     "resolve_inputs",
     "shard_name",
 ]

@@ -46,8 +46,8 @@ from phi4cli.io.shards import (
     read_manifest,
     refuse_overlap,
     shard_name,
-    writing_to,
     write_manifest,
+    writing_to,
 )
 
 # process(source, emit) -> stats. `emit(output_name, batch)` sends a batch to one of the outputs.
@@ -217,7 +217,7 @@ def _run_one(process: ShardProcess, source: Source, index: int, outputs: dict[st
         for name in sorted(writers, key=lambda n: n == "main"):  # side outputs first
             if name != "main":
                 writers[name].close()
-        receipt = json.dumps({"producer": key, "stats": stats}, sort_keys=True, default=_jsonable)
+        receipt = _receipt(key, stats)
         _write_atomic(outputs["main"] / receipt_name(index), receipt)
         writers["main"].close()  # renamed last: its presence (with the receipt) marks the task done
     except BaseException:
@@ -225,6 +225,13 @@ def _run_one(process: ShardProcess, source: Source, index: int, outputs: dict[st
             writer.abort()
         raise
     return ShardResult(index, stats)
+
+
+def _receipt(key: str, stats: dict) -> str:
+    try:
+        return json.dumps({"producer": key, "stats": stats}, sort_keys=True, default=_jsonable)
+    except (TypeError, ValueError):  # stats JSON cannot hold (e.g. tuple keys): the shard is still reusable
+        return json.dumps({"producer": key, "stats": {}})
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -21,9 +21,25 @@ import pyarrow.parquet as pq
 import zstandard
 
 from phi4cli.errors import Phi4Error
-from phi4cli.io.shards import MANIFEST, read_batches, reader_gone, stdout_closed, writing_to
+from phi4cli.io.shards import (
+    MANIFEST,
+    read_batches,
+    reader_gone,
+    stdout_closed,
+    writing_to,
+)
 
-JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.zst", ".jsonl.gz", ".json.gz", ".json.zst", ".ndjson.gz", ".ndjson.zst")
+JSONL_SUFFIXES = (
+    ".jsonl",
+    ".json",
+    ".ndjson",
+    ".jsonl.zst",
+    ".jsonl.gz",
+    ".json.gz",
+    ".json.zst",
+    ".ndjson.gz",
+    ".ndjson.zst",
+)
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".txt.gz", ".txt.zst", ".md.gz", ".md.zst")
 BATCH_ROWS = 4096
 
@@ -44,7 +60,9 @@ def detect_format(path: str | Path) -> str:
         return "arrow"
     if name.endswith(TEXT_SUFFIXES):
         return "text"
-    raise Phi4Error(f"{path}: unknown file format (expected .jsonl[.zst|.gz], .parquet, .csv, .txt, .arrow or a dataset)")
+    raise Phi4Error(
+        f"{path}: unknown file format (expected .jsonl[.zst|.gz], .parquet, .csv, .txt, .arrow or a dataset)"
+    )
 
 
 def open_text_stream(path: str | Path) -> BinaryIO:
@@ -118,7 +136,11 @@ def iter_parquet_batches(path: str | Path) -> Iterator[pa.RecordBatch]:
 def iter_text_files(path: str | Path) -> Iterator[tuple[str, str]]:
     """(relative name, text) of a text file, or of every text file under a directory, sorted."""
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(TEXT_SUFFIXES)) if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(TEXT_SUFFIXES))
+        if path.is_dir()
+        else [path]
+    )
     if path.is_dir() and not files:
         raise Phi4Error(f"{path}: no text files (.txt, .md) in this directory")
     for file in files:

@@ -122,12 +122,12 @@ def content_digest(path: str) -> str:
     return _DIGESTS[key]
 
 
-def content_fingerprint(sources: "Sequence[Source]") -> list[str]:
+def content_fingerprint(sources: Sequence[Source]) -> list[str]:
     """What the inputs hold, not where they are: one digest per source (for work-dir reuse checks)."""
     return [content_digest(s.path) for s in sources]
 
 
-def refuse_overlap(outputs: dict[str, str], inputs: "Sequence[Source] | Sequence[str]" = ()) -> None:
+def refuse_overlap(outputs: dict[str, str], inputs: Sequence[Source] | Sequence[str] = ()) -> None:
     """Outputs must differ from each other and must not hold any input (the run would wipe what it reads)."""
     seen: dict[Path, str] = {}
     for name, out in outputs.items():
@@ -329,10 +329,14 @@ def _iter_stdin(columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
     except (pa.ArrowInvalid, OSError) as e:
         raise Phi4Error(f"-: corrupt or truncated Arrow stream ({_first_line(e)})")
     if tracker.tail != END_OF_STREAM:
-        raise Phi4Error("-: truncated Arrow stream on stdin (no end-of-stream marker: did the command before the pipe fail?)")
+        raise Phi4Error(
+            "-: truncated Arrow stream on stdin (no end-of-stream marker: did the command before the pipe fail?)"
+        )
 
 
-def read_batches(inputs: Sequence[str] | Sequence[Source], columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+def read_batches(
+    inputs: Sequence[str] | Sequence[Source], columns: Sequence[str] | None = None
+) -> Iterator[pa.RecordBatch]:
     """Every record batch of every input, in order."""
     sources = inputs if inputs and isinstance(inputs[0], Source) else resolve_inputs(inputs)  # type: ignore[arg-type]
     for source in sources:
@@ -586,7 +590,6 @@ def _swap_in(staged: Path, final: Path) -> None:
         os.replace(final, old)
         os.replace(staged, final)
     shutil.rmtree(old, ignore_errors=True)
-
 
 
 class StreamWriter(_Writer):

@@ -14,7 +14,9 @@ from phi4cli.io.formats import open_row_writer
 
 def cat_command(
     inputs: list[str] = typer.Argument(..., help="Datasets, shard files, globs, or - for a stream on stdin."),
-    out: str = typer.Option("-", "-o", "--out", help="FILE.jsonl (.jsonl.zst/.jsonl.gz to compress), FILE.parquet, or - for stdout."),
+    out: str = typer.Option(
+        "-", "-o", "--out", help="FILE.jsonl (.jsonl.zst/.jsonl.gz to compress), FILE.parquet, or - for stdout."
+    ),
     limit: int = typer.Option(None, "--limit", min=0, help="Stop after N rows."),
     columns: str = typer.Option(None, "--columns", help="Comma-separated columns to print."),
     expand_meta: bool = typer.Option(False, "--expand-meta", help="Merge the `meta` JSON object into each row."),
