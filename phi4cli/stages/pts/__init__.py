@@ -231,7 +231,13 @@ def _progress():
     """Problems finished, on a terminal only (stderr stays clean for logs otherwise)."""
     import sys
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=console, disable=not sys.stderr.isatty(), transient=True)  # fmt: skip

@@ -18,8 +18,22 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from phi4cli.stages.pts.rollouts import Completion, Request, RolloutCache, rollout_key, rollout_seed
-from phi4cli.stages.pts.search import Estimate, Pivot, Prefix, Rollout, alternative, pivotal_token_search, split_point
+from phi4cli.stages.pts.rollouts import (
+    Completion,
+    Request,
+    RolloutCache,
+    rollout_key,
+    rollout_seed,
+)
+from phi4cli.stages.pts.search import (
+    Estimate,
+    Pivot,
+    Prefix,
+    Rollout,
+    alternative,
+    pivotal_token_search,
+    split_point,
+)
 from phi4cli.stages.pts.settings import PtsSettings
 
 Sampler = Callable[[Sequence[Request]], list[list[Completion]]]

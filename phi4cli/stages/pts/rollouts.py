@@ -98,7 +98,7 @@ class RolloutCache:
                     good += len(line)
             with open(self.path, "r+b") as f:
                 f.truncate(good)
-        self._file = open(self.path, "ab")
+        self._file = open(self.path, "ab")  # noqa: SIM115 (held open for appends until close())
 
     def get(self, key: str):
         return self.entries.get(key)

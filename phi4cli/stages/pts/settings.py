@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from phi4cli.config import load_settings, stage_config_path
 from phi4cli.errors import Phi4Error
