@@ -267,7 +267,10 @@ def test_feed_rejects_bad_data(tmp_path, rows, message):
 def test_feed_needs_the_columns(tmp_path):
     schema = pa.schema([("text", pa.string())])
     data = write_dataset(tmp_path / "d", [{"text": "hi"}], schema)
-    with pytest.raises(Phi4Error, match="missing column 'input_ids'"):
+    with pytest.raises(Phi4Error, match=r"reads packed sequences, this is documents \(tokenize and pack them with phi4 mix\)"):
+        DataFeed([str(data)], CausalLM(SEQ_LEN), global_batch=1, dist_ctx=ONE_PROCESS).next()
+    data = write_dataset(tmp_path / "e", [{"input_ids": [1]}], pa.schema([("input_ids", pa.list_(pa.int32()))]))
+    with pytest.raises(Phi4Error, match="missing column 'doc_lens'"):
         DataFeed([str(data)], CausalLM(SEQ_LEN), global_batch=1, dist_ctx=ONE_PROCESS).next()
 
 

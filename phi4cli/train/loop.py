@@ -38,7 +38,7 @@ from phi4cli.train.checkpoint import CHECKPOINTS, TrainState
 from phi4cli.train.config import TrainConfig, to_toml
 from phi4cli.train.data import Batch, DataFeed, check_vocabulary
 from phi4cli.train.metrics import METRICS, MetricsLogger, device_peak_flops, truncate_metrics
-from phi4cli.train.parallel import Distributed, forward_precision, init_distributed, parallelize, precision_name
+from phi4cli.train.parallel import Distributed, forward_precision, init_distributed, parallelize, precision_name, reshard
 from phi4cli.train.schedule import lr_at
 from phi4cli.train.task import CausalLM, Run, Task
 
@@ -98,10 +98,11 @@ def _train(
 
     model, tokenizer = build_model(config, dist_ctx, fill=resume_from is None)
     check_vocabulary(task.token_ids(first_batch), model.config.vocab_size, tokenizer, feed.where)
+    optimizer = build_optimizer(model, config)
     note = (lambda line: print(line, file=sys.stderr)) if dist_ctx.is_main else (lambda line: None)
     # the task's own preparation sees the round's starting weights (before a resumed checkpoint's)
     task.prepare(Run(model, config, data, run_dir, dist_ctx, overwrite, resuming=resume_from is not None, note=note))
-    optimizer = build_optimizer(model, config)
+    reshard(model)  # forwards without a backward (dpo's reference pass) leave the root's parameters gathered
     if resume_from:
         ckpt.load(resume_from, model, optimizer, dist_ctx)
         _apply_hyperparameters(optimizer, config)  # settings changed on resume win over the saved ones
@@ -358,7 +359,7 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         raise Phi4Error(f"{run_dir}: exists and is not a directory")
     if not (resume or overwrite) and ckpt.has_checkpoints(run_dir):
         raise Phi4Error(f"{run_dir}: already holds checkpoints (pass --resume to continue, or --overwrite to start over)")
-    run_files = {RUN_CONFIG, CHECKPOINTS, METRICS, "done"}  # "done": the Makefile's marker
+    run_files = {RUN_CONFIG, CHECKPOINTS, METRICS, "done", "reference"}  # "done": the Makefile's marker; dpo's reference pass
     if run_dir.is_dir() and any(run_dir.iterdir()) and not run_files & {p.name for p in run_dir.iterdir()}:
         raise Phi4Error(f"{run_dir}: not empty and not a phi4 run directory (choose a new or empty -o directory)")
 

@@ -149,6 +149,14 @@ def parallelize(
     return model
 
 
+def reshard(model: nn.Module) -> None:
+    """Free the gathered copies of sharded parameters (FSDP2 keeps the root's, and the layers' set not to
+    reshard after forward, gathered for the backward pass that a no-grad forward never runs)."""
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 def _wrap_layer_forward(layer: nn.Module, *, activation_checkpointing: bool, compile: bool) -> None:
     """Replace the layer's forward in place (no wrapper module, so state-dict names do not change).
 
