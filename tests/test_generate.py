@@ -222,7 +222,7 @@ def test_token_budget_splits_batches_without_changing_results(tok, monkeypatch):
 
 
 def test_grouped_query_decode_equals_repeated_kv_attention():
-    from phi4cli.model.phi4 import attend_grouped
+    from phi4cli.model.phi4 import attend_grouped, grouped_mask
 
     gen = torch.Generator().manual_seed(0)
     for seq in (1, 5):  # decode and a multi-token step over a cache
@@ -233,7 +233,7 @@ def test_grouped_query_decode_equals_repeated_kv_attention():
         reference = torch.nn.functional.scaled_dot_product_attention(
             q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1), attn_mask=mask
         )
-        torch.testing.assert_close(attend_grouped(q, k, v, mask), reference, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(attend_grouped(q, k, v, grouped_mask(mask, 3, q.dtype)), reference, atol=1e-5, rtol=1e-5)
 
 
 def test_growing_kv_cache_decodes_like_a_full_forward(tok):

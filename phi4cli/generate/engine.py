@@ -177,7 +177,8 @@ class Engine:
         sampler = _Sampler([r.params for r in live], self.device)
         while live:
             tokens, logprobs, tops = sampler.step(logits.float(), [r.rng for r in live])
-            still = [b for b, row in enumerate(live) if not row.append(int(tokens[b]), logprobs[b], tops[b] if tops else None)]
+            ids = tokens.tolist()
+            still = [b for b, row in enumerate(live) if not row.append(ids[b], logprobs[b], tops[b] if tops else None)]
             if not still:
                 break
             if len(still) < len(live):

@@ -51,26 +51,30 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 and cast back before the weight, as phi-3/phi-4 were trained (bf16 parity).
-        x32 = x.float()
+        # (dtype checks in Python: a no-op .float()/.to() still costs a dispatch, ~9 per decoded token)
+        x32 = x if x.dtype == torch.float32 else x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * normed.to(x.dtype)
+        return self.weight * (normed if x.dtype == torch.float32 else normed.to(x.dtype))
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 cos/sin tables [B, T, head_dim] for integer positions [B, T]."""
+    """fp32 tables [B, T, 1, head_dim] for integer positions [B, T]: cos, and sin with its first half
+    negated (see apply_rope). Built once per forward, shared by all layers and heads."""
     exponents = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float) / head_dim
     inv_freq = 1.0 / (theta**exponents)
     angles = positions[..., None].float() * inv_freq
-    angles = torch.cat((angles, angles), dim=-1)  # rotate-half layout: both halves share a frequency
-    return angles.cos(), angles.sin()
+    sin = angles.sin()
+    cos = torch.cat((angles, angles), dim=-1).cos()  # rotate-half layout: both halves share a frequency
+    return cos[:, :, None], torch.cat((-sin, sin), dim=-1)[:, :, None]
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, H, T, D] by the position angles; pairs are (i, i + D/2)."""
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # tables in the compute dtype, as phi-4 was trained
-    first, second = x.chunk(2, dim=-1)
-    rotated = torch.cat((-second, first), dim=-1)
-    return x * cos[:, None] + rotated * sin[:, None]
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B, T, heads, D] by the position angles; pairs are (i, i + D/2). Rotate-half is
+    x·cos + (-x[D/2:], x[:D/2])·sin; rolling x by D/2 against the negated-first-half sin table is the
+    same products (bit for bit) in four ops instead of six."""
+    if cos.dtype != x.dtype:  # tables in the compute dtype, as phi-4 was trained
+        cos, signed_sin = cos.to(x.dtype), signed_sin.to(x.dtype)
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class Attention(nn.Module):
@@ -81,17 +85,16 @@ class Attention(nn.Module):
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        self.split_sizes = [q_size, kv_size, kv_size]
         self.qkv_proj = nn.Linear(config.hidden_size, q_size + 2 * kv_size, bias=False)  # [Q | K | V]
         self.o_proj = nn.Linear(q_size, config.hidden_size, bias=False)
 
     def forward(self, x, cos, sin, mask, kv_cache: "KVCache | None" = None) -> torch.Tensor:
         batch, seq, _ = x.shape
-        q, k, v = self.qkv_proj(x).split(self.split_sizes, dim=-1)
-        q = q.view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
-        k = k.view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = v.view(batch, seq, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        heads, rotated = self.num_heads, self.num_heads + self.num_kv_heads
+        qkv = self.qkv_proj(x).view(batch, seq, rotated + self.num_kv_heads, self.head_dim)
+        qk = apply_rope(qkv[:, :, :rotated], cos, sin)  # queries and keys rotated together
+        q, k = qk[:, :, :heads].transpose(1, 2), qk[:, :, heads:].transpose(1, 2)
+        v = qkv[:, :, rotated:].transpose(1, 2)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)
             y = attend_grouped(q, k, v, mask)
@@ -113,26 +116,33 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Ten
     return _compiled_flex_attention()(q, k, v, block_mask=mask, enable_gqa=True)
 
 
-def attend_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
-    """Attention over a KV cache, GQA without repeating K/V. `mask` is a KVCache.attention_mask(): a bool
-    tensor [B, 1, T, S], CAUSAL (a fresh cache: plain causal attention), or None (attend to every slot).
+def grouped_mask(mask, groups: int, dtype: torch.dtype):
+    """A KVCache.attention_mask() as attend_grouped takes it: a bool [B, 1, T, S] becomes the additive
+    float mask [B, 1, groups·T, S] (0 or -inf, repeated over the query heads of a K/V head); built once
+    per forward, not converted again in every layer. CAUSAL and None pass through."""
+    if not isinstance(mask, torch.Tensor):
+        return mask
+    batch, _, seq, kv_len = mask.shape
+    additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+    return additive[:, :, None].expand(batch, 1, groups, seq, kv_len).reshape(batch, 1, groups * seq, kv_len)
 
-    With a tensor mask, q [B, H, T, D] is viewed as [B, kv_heads, groups·T, D] (query head h reads K/V
-    head h // groups) and the mask is repeated over the groups: T·S booleans per group instead of a
-    copy of the whole cache per query head."""
+
+def attend_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
+    """Attention over a KV cache, GQA without repeating K/V. `mask` is from grouped_mask(): an additive
+    float tensor [B, 1, groups·T, S], CAUSAL (a fresh cache: plain causal attention), or None (attend
+    to every slot).
+
+    q [B, H, T, D] is viewed as [B, kv_heads, groups·T, D] (query head h reads K/V head h // groups), so
+    one fused SDPA call reads each cached K/V head once instead of a copy of it per query head."""
     if isinstance(mask, str):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
     batch, heads, seq, dim = q.shape
     kv_heads = k.shape[1]
     groups = heads // kv_heads
-    if groups == 1 or (mask is None and seq > 1):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    if mask is None and seq > 1:
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
     grouped_q = q.reshape(batch, kv_heads, groups * seq, dim)
-    if mask is None:
-        return F.scaled_dot_product_attention(grouped_q, k, v).view(batch, heads, seq, dim)
-    grouped_mask = mask[:, :, None].expand(-1, -1, groups, -1, -1).reshape(batch, 1, groups * seq, mask.shape[-1])
-    y = F.scaled_dot_product_attention(grouped_q, k, v, attn_mask=grouped_mask)
-    return y.view(batch, heads, seq, dim)
+    return F.scaled_dot_product_attention(grouped_q, k, v, attn_mask=mask).view(batch, heads, seq, dim)
 
 
 class MLP(nn.Module):
@@ -244,7 +254,8 @@ class Phi4ForCausalLM(nn.Module):
             if doc_lens is not None:
                 raise ValueError("doc_lens and kv_cache cannot be combined")
             positions = kv_cache.begin(seq)
-            mask = kv_cache.attention_mask()
+            groups = self.config.num_attention_heads // self.config.num_key_value_heads
+            mask = grouped_mask(kv_cache.attention_mask(), groups, kv_cache.k[0].dtype)
         else:
             doc_ids, positions = document_ids(doc_lens, batch, seq, input_ids.device)
             mask = None if doc_ids is None else document_mask(doc_ids)
@@ -390,16 +401,16 @@ class KVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.max_len = max_len
-        # kept on the host so that no step needs a device sync to know it: do all rows hold the same
-        # number of tokens, and how many (valid only while _uniform)
-        self._uniform, self._start = True, 0
+        # kept on the host so that no step needs a device sync to know it: the longest row, whether all
+        # rows hold the same number of tokens, and how many (valid only while _uniform)
+        self._longest, self._uniform, self._start = 0, True, 0
         self._slots: torch.Tensor | None = None  # [B, T] slots written by the current call
         self._kv_len = 0  # cached slots the current call attends over (max over rows)
 
     def begin(self, seq: int) -> torch.Tensor:
         """Start a forward of `seq` new tokens per row; returns their slots = positions [B, T]."""
         self._slots = self.lengths[:, None] + torch.arange(seq, device=self.lengths.device)
-        self._kv_len = int(self._slots.max()) + 1
+        self._kv_len = self._longest + seq
         if self._kv_len > self.max_len:
             raise Phi4Error(f"KV cache: {self._kv_len} tokens do not fit in max_len {self.max_len}")
         if self._kv_len > self.capacity:
@@ -434,19 +445,25 @@ class KVCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this call's k/v [B, kv_heads, T, D] into their slots; return all slots in use."""
-        index = self._slots[:, None, :, None].expand_as(k)
-        self.k[layer].scatter_(2, index, k)
-        self.v[layer].scatter_(2, index, v)
+        if self._uniform:  # every row writes the same slots: a plain slice copy
+            self.k[layer][:, :, self._start : self._kv_len] = k
+            self.v[layer][:, :, self._start : self._kv_len] = v
+        else:
+            index = self._slots[:, None, :, None].expand_as(k)
+            self.k[layer].scatter_(2, index, k)
+            self.v[layer].scatter_(2, index, v)
         return self.k[layer][:, :, : self._kv_len], self.v[layer][:, :, : self._kv_len]
 
     def end(self, seq: int) -> None:
         self.lengths += seq
         self._start += seq
+        self._longest += seq
         self._slots = None
 
     def _check_uniform(self) -> None:
         self._uniform = self.lengths.numel() > 0 and bool((self.lengths == self.lengths[0]).all())
         self._start = int(self.lengths[0]) if self._uniform else -1
+        self._longest = int(self.lengths.max()) if self.lengths.numel() else 0
 
     def truncate(self, lengths: torch.Tensor | Sequence[int]) -> None:
         """Forget cached tokens beyond `lengths[b]` in each row (e.g. the padding after a prompt)."""
