@@ -293,15 +293,13 @@ def _split_prompt(text: dict) -> dict:
     while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
         shared += 1
     head = chosen[:shared]
-    if head and (not prompt or head == prompt or prompt == head[: len(prompt)]):
+    if head:  # the replies carry the conversation (as TRL's extract_prompt reads them): it is the prompt
         prompt, chosen, rejected = head, chosen[shared:], rejected[shared:]
-    elif prompt and chosen[: len(prompt)] == prompt and rejected[: len(prompt)] == prompt:
-        chosen, rejected = chosen[len(prompt) :], rejected[len(prompt) :]
     if not prompt:
         raise BadRow("no prompt (neither a 'prompt' field nor a shared start of 'chosen' and 'rejected')")
     for key, side in (("chosen", chosen), ("rejected", rejected)):
-        if not side or side[-1]["role"] != "assistant":
-            raise BadRow(f"'{key}' does not end with an assistant turn")
+        if not side or side[0]["role"] != "assistant" or side[-1]["role"] != "assistant":
+            raise BadRow(f"'{key}' must start and end with an assistant turn (after the prompt)")
     if chosen == rejected:
         raise BadRow("chosen and rejected are the same text")
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
