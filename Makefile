@@ -120,7 +120,9 @@ $(RUNS)/midtrain/done: $(RUNS)/pretrain/done $(DATA)/mix-midtrain/_manifest.json
 # ---- evaluation on the toy world's held-out benchmark families ---------------------------------------
 # Key-value recall is scored after midtraining only: the toy pretraining context (256 tokens) holds only
 # its 1-pair stores (the others would be counted as failed samples, n_failed).
-EVAL := $(PHI4) eval --data toy=$(DATA)/benchmarks
+# EVAL_ARGS reach both evaluations, e.g. EVAL_ARGS="--limit 4 --max-new-tokens 16" for a smoke run.
+EVAL_ARGS ?=
+EVAL := $(PHI4) eval --data toy=$(DATA)/benchmarks $(EVAL_ARGS)
 
 $(RUNS)/eval-pretrain.json: $(RUNS)/pretrain/done
 	$(EVAL) --model $(RUNS)/pretrain --tasks toy/arith,toy/facts_mc,toy/pyfunc -o $@
@@ -131,6 +133,7 @@ $(RUNS)/eval-midtrain.json: $(RUNS)/midtrain/done
 # ---- tests and benchmarks --------------------------------------------------------------------------
 test: setup
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m readme tests/test_readme.py  # the README's examples at toy scale (minutes)
 
 bench: setup
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

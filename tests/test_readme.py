@@ -3,10 +3,12 @@ that holds what a checkout has (Makefile, stages/, manifests/, the virtual envir
 user following the README from the top would run them, at toy scale.
 
 Selected with `pytest -m readme` (minutes: the first block is `make all`); a plain `pytest` skips these.
-Toy scale means: `make` gets DEMO_SCALE, MIX_ARGS and TRAIN_ARGS (below), `phi4 demo-data` without `--scale`
-gets SCALE, a mix of a toy manifest gets MIX, and the trainers get a few steps. A line is skipped only for a
-reason listed in SKIP (a GPU, the network, the paper-scale model or data, or running the test suite itself); any other line, including one
-added later whose command is not built yet, must exit 0 under `set -o pipefail`. Each line is its own test,
+Toy scale means: `make` gets DEMO_SCALE, MIX_ARGS, TRAIN_ARGS and EVAL_ARGS (below), `phi4 demo-data`
+without `--scale` gets SCALE, a mix of a toy manifest gets MIX, the trainers a few steps, and `phi4 eval` of
+a model a few items and short answers (the toy models are barely trained: this checks that examples run).
+A line is skipped only for a reason listed in SKIP (a GPU, the network, the paper-scale model or data, or
+running the test suite itself); any other line, including one added later whose command is not built yet,
+must exit 0 under `set -o pipefail`. Each line is its own test,
 named by its block and text, so a failure names the example. Placeholder names the README uses for the
 reader's own files (PLACEHOLDERS) are made from the toy world before the line runs.
 """
@@ -31,7 +33,8 @@ from conftest import REPO, SHARED
 SCALE = "0.05"  # the toy world's size for these runs (about 1 MB of text)
 STEPS = "4"  # optimizer steps for every trainer run
 MIX = "--set mix.total_tokens=200000"  # the toy mixtures' size for a world of this scale (default 4M tokens)
-ENV = {"DEMO_SCALE": SCALE, "MIX_ARGS": MIX, "TRAIN_ARGS": f"--set max_steps={STEPS}"}  # what `make` reads
+EVAL = "--limit 3 --max-new-tokens 16"  # items per task and tokens per answer for a model evaluated here
+ENV = {"DEMO_SCALE": SCALE, "MIX_ARGS": MIX, "TRAIN_ARGS": f"--set max_steps={STEPS}", "EVAL_ARGS": EVAL}  # for make
 TIMEOUT_S = 900  # one line; `make all` at toy scale takes a few minutes on a loaded 2-core machine
 
 SKIP = [  # (pattern searched in the line, why it cannot run here)
@@ -90,6 +93,7 @@ def toy_scale(text: str) -> str:
     if re.search(r"\bphi4 demo-data\b", text) and "--scale" not in text:
         text = re.sub(r"(\bphi4 demo-data\b[^|&;#]*)", rf"\1 --scale {SCALE} ", text, count=1)
     text = re.sub(r"(\bphi4 mix --manifest manifests/demo[^|&;#]*)", rf"\1 {MIX} ", text)
+    text = re.sub(r"(\bphi4 eval\b[^|&;#]*--model[^|&;#]*)", rf"\1 {EVAL} ", text)
     return re.sub(r"(\bphi4 (?:pretrain|midtrain)\b[^|&;#]*)", rf"\1 --set max_steps={STEPS} ", text)
 
 
@@ -106,6 +110,8 @@ def test_readme_parsing_and_rewrites(tmp_path):
         f"phi4 mix -m m.toml -o - | phi4 pretrain - -o r --set lr=1 --set max_steps={STEPS} ")
     assert skip_reason("make test    # builds .venv")
     assert skip_reason("torchrun --nproc-per-node 8 -m phi4cli pretrain x")
+    evaluation = "phi4 eval --model m --tasks toy -o r.json"
+    assert toy_scale(evaluation) == f"{evaluation} {EVAL} "
     assert skip_reason("phi4 mix --manifest manifests/final.toml --plan") is None
 
 
