@@ -14,8 +14,14 @@ once with a completion that echoes the prompt) takes N requests from each side i
 Repeats are interleaved, medians and ratios printed, and every side's answers are checked to be the
 expected echo of its prompts in order (a ratio between runs that did different work would mean nothing).
 
+`--serve` instead measures whether the client keeps `phi4 serve`'s batches full: the server runs in this
+process over a small random-weight checkpoint, its engine wrapped to record the rows of every batch;
+the client sends `--requests` chat requests at `--concurrency`; occupancy = mean rows per batch / the
+server's batch size.
+
     pip install -e '.[bench]'         # distilabel[openai] (no torch; pulls httpx and the openai SDK)
     python bench/rewrite_client.py [--requests 2000] [--concurrency 64] [--repeats 3]
+    python bench/rewrite_client.py --serve [--requests 256] [--concurrency 64] [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -125,12 +131,88 @@ def timed(fn) -> tuple[float, list[str]]:
     return time.perf_counter() - start, out
 
 
+class CountingEngine:
+    """The engine, recording how many rows each generate call (one server batch) carries."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.batches: list[int] = []
+
+    def generate(self, prompts, params):
+        self.batches.append(len(prompts))
+        return self.engine.generate(prompts, params)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+def serve_occupancy(args) -> None:
+    import tempfile
+    import threading
+
+    import torch
+
+    from phi4cli.generate.backends import LocalBackend
+    from phi4cli.generate.server import API, Server, make_handler
+    from phi4cli.model import ModelConfig, Phi4ForCausalLM, save_checkpoint_model_only
+    from phi4cli.tokenizer import train_bpe, write_tokenizer
+
+    torch.set_num_threads(1)
+    root = tempfile.mkdtemp(prefix="phi4-bench-")
+    tok = write_tokenizer(
+        train_bpe(["rewrite this passage as an exercise. "] * 50, vocab_size=400), f"{root}/toy.tiktoken"
+    )
+    config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)  # fmt: skip
+    model = Phi4ForCausalLM(config)
+    model.init_weights(0)
+    save_checkpoint_model_only(model.eval(), f"{root}/ckpt", tokenizer=tok)
+    backend = LocalBackend.from_path(f"{root}/ckpt", max_batch_size=args.batch_size)
+    engine = CountingEngine(backend.engine)
+    api = API(engine, "toy", args.batch_size, 5.0)
+    server = Server(("127.0.0.1", 0), make_handler(api))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    async def run() -> None:
+        from phi4cli.generate.client import ClientOptions, OpenAIClient
+
+        client = OpenAIClient([url], ClientOptions(concurrency=args.concurrency, timeout=600, retries=0))
+        await client.check()
+        sampling = {"max_tokens": 16, "temperature": 1.0}
+        try:
+            await asyncio.gather(*(client.chat([{"role": "user", "content": p}], sampling, i)
+                                   for i, p in enumerate(prompts(args.requests))))  # fmt: skip
+        finally:
+            await client.aclose()
+
+    start = time.perf_counter()
+    asyncio.run(run())
+    seconds = time.perf_counter() - start
+    server.shutdown()
+    full = engine.batches[1:-1] or engine.batches  # the first and last batches are ramp-up and drain
+    occupancy = statistics.mean(full) / args.batch_size
+    print(json.dumps({"requests": args.requests, "concurrency": args.concurrency, "batch_size": args.batch_size,
+                      "batches": len(engine.batches), "mean_rows_per_batch": round(statistics.mean(engine.batches), 2),
+                      "occupancy": round(occupancy, 3), "requests_per_s": round(args.requests / seconds, 1)}))  # fmt: skip
+    print(
+        f"phi4 serve batch occupancy under the client: {occupancy:.0%} "
+        f"({len(engine.batches)} batches of up to {args.batch_size} rows)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=None, help="default: 2000 (256 with --serve)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--serve", action="store_true", help="measure phi4 serve's batch occupancy instead")
+    parser.add_argument("--batch-size", type=int, default=32, help="--serve: the server's batch size")
     args = parser.parse_args()
+    if args.serve:
+        args.requests = args.requests or 256
+        return serve_occupancy(args)
+    args.requests = args.requests or 2000
     warnings.filterwarnings("ignore")
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # distilabel's client closes after its loop: noise
     os.environ.setdefault("DISTILABEL_LOG_LEVEL", "ERROR")

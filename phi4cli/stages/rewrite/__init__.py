@@ -247,12 +247,14 @@ def _summary(runner, writer) -> None:
     total = StepStats()
     for stats in runner.stats.values():
         total.add(stats)
-    console.print(
-        f"rewrite: {writer.written} rows written, {writer.rejected} input rows rejected; "
-        f"{total.requests} answers ({total.cached} from the cache), {total.failed} failed requests, "
-        f"{total.malformed} malformed answers; {total.prompt_tokens} prompt + "
-        f"{total.completion_tokens} completion tokens"
-    )
+    line = f"rewrite: {writer.written} rows written, {writer.rejected} input rows rejected"
+    if runner.recipe.needs_model():
+        line += (
+            f"; {total.requests} answers ({total.cached} from the cache), {total.failed} failed requests, "
+            f"{total.malformed} malformed answers; {total.prompt_tokens} prompt + "
+            f"{total.completion_tokens} completion tokens"
+        )
+    console.print(line)
     for name, s in runner.stats.items():
         if s.requests or s.failed or s.rejected:
             console.print(
