@@ -162,8 +162,15 @@ def serve_occupancy(args) -> None:
     tok = write_tokenizer(
         train_bpe(["rewrite this passage as an exercise. "] * 50, vocab_size=400), f"{root}/toy.tiktoken"
     )
-    config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
     save_checkpoint_model_only(model.eval(), f"{root}/ckpt", tokenizer=tok)
@@ -181,8 +188,8 @@ def serve_occupancy(args) -> None:
         await client.check()
         sampling = {"max_tokens": 16, "temperature": 1.0}
         try:
-            await asyncio.gather(*(client.chat([{"role": "user", "content": p}], sampling, i)
-                                   for i, p in enumerate(prompts(args.requests))))  # fmt: skip
+            items = enumerate(prompts(args.requests))
+            await asyncio.gather(*(client.chat([{"role": "user", "content": p}], sampling, i) for i, p in items))
         finally:
             await client.aclose()
 
@@ -192,9 +199,16 @@ def serve_occupancy(args) -> None:
     server.shutdown()
     full = engine.batches[1:-1] or engine.batches  # the first and last batches are ramp-up and drain
     occupancy = statistics.mean(full) / args.batch_size
-    print(json.dumps({"requests": args.requests, "concurrency": args.concurrency, "batch_size": args.batch_size,
-                      "batches": len(engine.batches), "mean_rows_per_batch": round(statistics.mean(engine.batches), 2),
-                      "occupancy": round(occupancy, 3), "requests_per_s": round(args.requests / seconds, 1)}))  # fmt: skip
+    result = {
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "batch_size": args.batch_size,
+        "batches": len(engine.batches),
+        "mean_rows_per_batch": round(statistics.mean(engine.batches), 2),
+        "occupancy": round(occupancy, 3),
+        "requests_per_s": round(args.requests / seconds, 1),
+    }
+    print(json.dumps(result))
     print(
         f"phi4 serve batch occupancy under the client: {occupancy:.0%} "
         f"({len(engine.batches)} batches of up to {args.batch_size} rows)"
