@@ -62,7 +62,7 @@ class Limits:
     timeout: float = 10.0  # wall-clock seconds per program (tests included)
     memory_mb: int = 1024  # address space per process
     file_size_mb: int = 16  # largest file a program may write
-    max_processes: int = 32  # processes and threads of the sample's uid (harness included)
+    max_processes: int = 8  # processes and threads of the sample's uid, harness included (memory <= 8 x memory_mb)
     open_files: int = 64
     scratch_mb: int = 64  # the sample's /tmp: a size-limited tmpfs (memory), gone with the sandbox
 
