@@ -492,3 +492,30 @@ def test_disk_full_and_read_only_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "mkdir", refuse)
     with pytest.raises(Phi4Error, match="cannot write \\(Permission denied\\)"):
         write(tmp_path / "ro" / "out", [docs(3)])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 200 kB tmpfs (root only; skipped where mounting is not allowed), unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_real_full_disk_and_a_read_only_one(small_disk, tmp_path):
+    write(tmp_path / "in", [docs(2000)])  # ~500 kB of JSONL
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cat = [sys.executable, "-m", "phi4cli", "cat", str(tmp_path / "in")]
+    full = subprocess.run([*cat, "-o", str(small_disk / "x.jsonl")], capture_output=True, env=env)
+    assert full.returncode != 0 and full.stderr.decode() == f"phi4: error: no space left on {small_disk}\n"
+    assert os.listdir(small_disk) == []
+    remount = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True)
+    assert remount.returncode == 0, remount.stderr
+    (tmp_path / "x.jsonl").write_text('{"text": "a"}\n')
+    ingest = [sys.executable, "-m", "phi4cli", "ingest", str(tmp_path / "x.jsonl"), "-o", str(small_disk / "out")]
+    result = subprocess.run(ingest, capture_output=True, env=env)
+    assert result.stderr.decode() == f"phi4: error: {small_disk}: cannot write (Read-only file system)\n"

@@ -270,22 +270,39 @@ def map_shards(
     if any(s.is_stream for s in sources):
         raise Phi4Error("-: a stdin stream can only be written to a stream (-o -)")
     finals = {name: Path(d) for name, d in named.items()}
-    dirs = _prepare(finals, overwrite, single=num_shards == 1)
+    existed = {d for d in [*finals.values(), *map(_staging, finals.values())] if d.exists()}
+    try:
+        dirs = _prepare(finals, overwrite, single=num_shards == 1)
+        results = _run_mine(sources, process, dirs, prov, workers, shard_index, num_shards)
+    except BaseException:
+        for directory in [*finals.values(), *map(_staging, finals.values())]:
+            if directory not in existed and directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()  # a failed run leaves nothing behind, not even an empty directory
+        raise
+    if all(_task_done(i, dirs) for i in range(len(sources))):
+        _finish(dirs, finals, len(sources), prov)
+    return sorted(results, key=lambda r: r.index)
 
+
+def _run_mine(
+    sources: Sequence[Source],
+    process: ShardProcess,
+    dirs: dict[str, Path],
+    prov: dict,
+    workers: int,
+    shard_index: int,
+    num_shards: int,
+) -> list[ShardResult]:
+    """This task's shards: the ones already done (same producer) are reused, the others run."""
     mine = [i for i in range(len(sources)) if i % num_shards == shard_index]
     keys = {i: producer(prov, sources[i], i, list(dirs)) for i in mine}
     todo = [i for i in mine if not _task_done(i, dirs, keys[i])]
     results = [_reused(dirs["main"], i) for i in mine if i not in todo]
     if workers <= 1 or len(todo) <= 1:
-        results += [_run_one(process, sources[i], i, dirs, keys[i]) for i in todo]
-    else:
-        with worker_pool(min(workers, len(todo))) as pool:
-            futures = [pool.submit(_run_one, process, sources[i], i, dirs, keys[i]) for i in todo]
-            results += [f.result() for f in futures]
-
-    if all(_task_done(i, dirs) for i in range(len(sources))):
-        _finish(dirs, finals, len(sources), prov)
-    return sorted(results, key=lambda r: r.index)
+        return results + [_run_one(process, sources[i], i, dirs, keys[i]) for i in todo]
+    with worker_pool(min(workers, len(todo))) as pool:
+        futures = [pool.submit(_run_one, process, sources[i], i, dirs, keys[i]) for i in todo]
+        return results + [f.result() for f in futures]
 
 
 def _prepare(finals: dict[str, Path], overwrite: bool, single: bool) -> dict[str, Path]:
