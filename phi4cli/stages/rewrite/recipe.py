@@ -120,10 +120,6 @@ class Recipe:
     emits: list[Emit]
     description: str = ""
 
-    def backends_used(self) -> set[str]:
-        roles = {s.backend for s in self.steps if "backend" in s.opts}
-        return roles
-
     def needs_model(self) -> bool:
         return any(s.kind in ("generate", "revise") for s in self.steps)
 
