@@ -179,6 +179,9 @@ def load_checkpoint(
     from phi4cli.model.phi4 import Phi4ForCausalLM
 
     config, tokenizer_spec = checkpoint_config(checkpoint_dir)
+    problem = damage(checkpoint_dir)  # before saved_dtype reads the metadata
+    if problem:
+        raise Phi4Error(f"{checkpoint_dir}: damaged checkpoint ({problem})")
     with torch.device("meta"):  # allocate once, on the target device, in the target dtype
         model = Phi4ForCausalLM(config)
     model = model.to(dtype or saved_dtype(checkpoint_dir)).to_empty(device=device)
