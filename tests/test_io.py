@@ -519,3 +519,16 @@ def test_a_real_full_disk_and_a_read_only_one(small_disk, tmp_path):
     ingest = [sys.executable, "-m", "phi4cli", "ingest", str(tmp_path / "x.jsonl"), "-o", str(small_disk / "out")]
     result = subprocess.run(ingest, capture_output=True, env=env)
     assert result.stderr.decode() == f"phi4: error: {small_disk}: cannot write (Read-only file system)\n"
+
+
+def test_no_manifest_over_another_task_s_stale_shards(tmp_path):
+    """An array rerun with new settings: task 0 finishing first must not declare task 1's old shards done."""
+    sources = _input(tmp_path, 2)
+    for task in (0, 1):
+        _run_tagged(sources, tmp_path / "out", "old", shard_index=task, num_shards=2)
+    (tmp_path / "out" / "_manifest.json").unlink()  # killed before the manifest; then rerun with new settings
+    _run_tagged(sources, tmp_path / "out", "new", shard_index=0, num_shards=2)
+    assert not (tmp_path / "out" / "_manifest.json").exists()
+    _run_tagged(sources, tmp_path / "out", "new", shard_index=1, num_shards=2)
+    texts = read_table([str(tmp_path / "out")]).column("text").to_pylist()
+    assert {t.split(":")[0] for t in texts} == {"new"} and len(texts) == 20

@@ -161,18 +161,26 @@ def _jsonable(value):
     return str(value)
 
 
+def _hash(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=_jsonable).encode()).hexdigest()[:32]
+
+
+def run_key(prov: dict, outputs: Sequence[str]) -> str:
+    """What every shard of this run shares: version, settings, the fingerprints (size, mtime) of all inputs."""
+    return _hash(
+        {
+            "version": prov.get("version", __version__),
+            "config": prov.get("config", {}),
+            "inputs": prov.get("inputs", []),
+            "derived_from": prov.get("derived_from", []),  # other data the output depends on (e.g. filter's scores)
+            "outputs": sorted(outputs),
+        }
+    )
+
+
 def producer(prov: dict, source: Source, index: int, outputs: Sequence[str]) -> str:
-    """What produces output shard `index`: version, settings, all inputs' fingerprints, this input's content."""
-    key = {
-        "version": prov.get("version", __version__),
-        "config": prov.get("config", {}),
-        "inputs": prov.get("inputs", []),
-        "derived_from": prov.get("derived_from", []),  # other data the output depends on (e.g. filter's scores)
-        "source": content_digest(source.path),
-        "index": index,
-        "outputs": sorted(outputs),
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=_jsonable).encode()).hexdigest()[:32]
+    """What produces output shard `index`: the run's key and the sha256 of this input shard's bytes."""
+    return _hash({"run": run_key(prov, outputs), "source": content_digest(source.path), "index": index})
 
 
 def _read_receipt(directory: Path, index: int) -> dict | None:
@@ -182,14 +190,13 @@ def _read_receipt(directory: Path, index: int) -> dict | None:
         return None
 
 
-def _task_done(index: int, outputs: dict[str, Path], key: str | None = None) -> bool:
-    """Every output shard exists and (when `key` is given) the receipt names this producer."""
+def _task_done(index: int, outputs: dict[str, Path], key: str | None = None, run: str | None = None) -> bool:
+    """Every output shard exists and its receipt names this producer (`key`), or at least this run (`run`):
+    the cheap check that another task's shard is not left over from a run with other settings."""
     if not all((d / shard_name(index)).exists() for d in outputs.values()):
         return False
-    if key is None:
-        return True
-    receipt = _read_receipt(outputs["main"], index)
-    return receipt is not None and receipt.get("producer") == key
+    receipt = _read_receipt(outputs["main"], index) or {}
+    return (key is None or receipt.get("producer") == key) and (run is None or receipt.get("run") == run)
 
 
 def _reused(directory: Path, index: int) -> ShardResult:
@@ -197,7 +204,9 @@ def _reused(directory: Path, index: int) -> ShardResult:
     return ShardResult(index, (_read_receipt(directory, index) or {}).get("stats", {}), skipped=True)
 
 
-def _run_one(process: ShardProcess, source: Source, index: int, outputs: dict[str, Path], key: str) -> ShardResult:
+def _run_one(
+    process: ShardProcess, source: Source, index: int, outputs: dict[str, Path], key: str, run: str = ""
+) -> ShardResult:
     writers: dict[str, ShardWriter] = {}
     for directory in outputs.values():  # a stale shard of another producer must not count as done meanwhile
         (directory / shard_name(index)).unlink(missing_ok=True)
@@ -217,7 +226,7 @@ def _run_one(process: ShardProcess, source: Source, index: int, outputs: dict[st
         for name in sorted(writers, key=lambda n: n == "main"):  # side outputs first
             if name != "main":
                 writers[name].close()
-        receipt = _receipt(key, stats)
+        receipt = _receipt(key, run, stats)
         _write_atomic(outputs["main"] / receipt_name(index), receipt)
         writers["main"].close()  # renamed last: its presence (with the receipt) marks the task done
     except BaseException:
@@ -227,11 +236,11 @@ def _run_one(process: ShardProcess, source: Source, index: int, outputs: dict[st
     return ShardResult(index, stats)
 
 
-def _receipt(key: str, stats: dict) -> str:
+def _receipt(key: str, run: str, stats: dict) -> str:
     try:
-        return json.dumps({"producer": key, "stats": stats}, sort_keys=True, default=_jsonable)
+        return json.dumps({"producer": key, "run": run, "stats": stats}, sort_keys=True, default=_jsonable)
     except (TypeError, ValueError):  # stats JSON cannot hold (e.g. tuple keys): the shard is still reusable
-        return json.dumps({"producer": key, "stats": {}})
+        return json.dumps({"producer": key, "run": run, "stats": {}})
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -279,7 +288,8 @@ def map_shards(
             if directory not in existed and directory.is_dir() and not any(directory.iterdir()):
                 directory.rmdir()  # a failed run leaves nothing behind, not even an empty directory
         raise
-    if all(_task_done(i, dirs) for i in range(len(sources))):
+    run = run_key(prov, list(dirs))
+    if all(_task_done(i, dirs, run=run) for i in range(len(sources))):
         _finish(dirs, finals, len(sources), prov)
     return sorted(results, key=lambda r: r.index)
 
@@ -295,13 +305,14 @@ def _run_mine(
 ) -> list[ShardResult]:
     """This task's shards: the ones already done (same producer) are reused, the others run."""
     mine = [i for i in range(len(sources)) if i % num_shards == shard_index]
+    run = run_key(prov, list(dirs))
     keys = {i: producer(prov, sources[i], i, list(dirs)) for i in mine}
     todo = [i for i in mine if not _task_done(i, dirs, keys[i])]
     results = [_reused(dirs["main"], i) for i in mine if i not in todo]
     if workers <= 1 or len(todo) <= 1:
-        return results + [_run_one(process, sources[i], i, dirs, keys[i]) for i in todo]
+        return results + [_run_one(process, sources[i], i, dirs, keys[i], run) for i in todo]
     with worker_pool(min(workers, len(todo))) as pool:
-        futures = [pool.submit(_run_one, process, sources[i], i, dirs, keys[i]) for i in todo]
+        futures = [pool.submit(_run_one, process, sources[i], i, dirs, keys[i], run) for i in todo]
         return results + [f.result() for f in futures]
 
 

@@ -130,7 +130,7 @@ def ingest_command(
         if bad is not None:
             bad.close()
     note = f", {counts['rejected']:,} rejected -> {rejected}" if rejected else ""
-    console.print(f"ingest: {counts['rows']:,} {schema} rows -> {out}{note}")
+    console.print(f"ingest: {counts['rows']:,} rows ({schema}) -> {out}{note}")
 
 
 def _same_path(a: str | Path, b: str | Path) -> bool:
