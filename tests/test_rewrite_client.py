@@ -26,6 +26,7 @@ from phi4cli.generate.client import (
     RequestCache,
     RequestFailed,
     parse_backend,
+    request_key,
 )
 from phi4cli.errors import Phi4Error
 from phi4cli.io import DatasetWriter, read_table
@@ -231,6 +232,20 @@ def test_requests_spread_over_urls_and_the_cache_answers_repeats(serve, tmp_path
     first, again, _ = run(go())
     assert a.answered >= 4 and b.answered >= 4 and a.answered + b.answered == 17
     assert [r.text for r in first] == [r.text for r in again] and all(r.cached for r in again)
+
+
+def test_the_cache_key_changes_with_model_messages_sampling_and_seed():
+    base = ("m", [{"role": "user", "content": "hi"}], {"temperature": 0.5}, 1)
+    changed = [
+        ("m2", *base[1:]),
+        ("m", [{"role": "user", "content": "hi!"}], *base[2:]),
+        (*base[:2], {"temperature": 0.6}, 1),
+        (*base[:3], 2),
+    ]
+    keys = {request_key(*base), *(request_key(*c) for c in changed)}
+    assert len(keys) == 5 and request_key(*base) == request_key(
+        "m", [{"content": "hi", "role": "user"}], {"temperature": 0.5}, 1
+    )
 
 
 def test_check_refuses_dead_urls_missing_keys_and_bad_specs(serve, monkeypatch):
