@@ -7,9 +7,9 @@ The design (docs/sandbox.md has the long form):
   at /tmp (the cwd, HOME and TMPDIR; gone with the sandbox); an unprivileged uid (as root: a fresh uid
   per concurrent sample, so the process limit is per sample); no capabilities; no_new_privs; a seccomp
   filter against the kernel's attack surface (ptrace, mount, namespaces, bpf, keyctl, ...); rlimits on
-  CPU, address space, file size, open files and processes. At the end or the timeout the evaluator kills
-  the pid namespace's init and waits for bwrap, which returns once the kernel has killed and reaped
-  every process in the namespace, setsid children included.
+  CPU, address space, file size, open files and processes. The pid namespace's init exits with the
+  harness, or the evaluator kills it at the timeout; either way the evaluator waits for bwrap, which
+  returns once the kernel has killed and reaped every process in the namespace, setsid children included.
 - Inside, a trusted harness process H forks the sample process S. S runs the program's code; H runs
   the tests and calls S's functions over a pipe, passing plain values only (int, float, str, bytes,
   list, tuple, dict, set, ..., rebuilt by H from a tagged binary format; anything else stays in S as an
