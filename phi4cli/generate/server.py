@@ -181,8 +181,7 @@ class Row:
             return False
         if self.request.cancelled:
             self.request.stats.add("rows_cancelled")
-            self.finish("cancelled")
-            return False
+            return self.finish("cancelled")
         self.tokens.append(token)
         self.logprobs.append(logprob)
         if self.params.top_logprobs and top is not None:
@@ -220,10 +219,10 @@ class Row:
             self.sent_chars, self.sent_tokens = upto, len(self.tokens)
 
     def finish(self, reason: str) -> bool:
-        """End the row (idempotent): flush the decoder, send what is left, then the finish event. Returns True
-        (the engine's "this row is done")."""
+        """End the row (idempotent): flush the decoder, send what is left, then the finish event. Returns False,
+        the hook's answer for "end this row"."""
         if self.finish_reason is not None:
-            return True
+            return False
         if not self.cut:  # bytes of an unfinished character: the replacement character, as the engine's text
             before = len(self.text)
             self.text += self.decoder.decode(b"", final=True)
@@ -234,7 +233,7 @@ class Row:
             if len(self.text) > self.sent_chars or len(self.tokens) > self.sent_tokens:
                 self._emit_rest()
             self.request.events.put(("finish", self))
-        return True
+        return False
 
     def _emit_rest(self) -> None:
         self.request.events.put(("delta", self, self.text[self.sent_chars :], self.sent_tokens, len(self.tokens)))
