@@ -100,7 +100,8 @@ def url(server):
 
 @pytest.fixture(scope="module")
 def client(url):
-    return openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=60)
+    # retries: only for a pooled keep-alive connection the server closed meanwhile (--timeout 1); 4xx never retry
+    return openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=2, timeout=60)
 
 
 def get(url):
@@ -241,6 +242,7 @@ def test_errors_answer_as_openai_does(url, client):
     with pytest.raises(openai.BadRequestError, match="maximum context length is 256"):
         client.chat.completions.create(model="toy", messages=[{"role": "user", "content": "hi"}], max_tokens=256)
     assert post(url + "/v1/completions", {"prompt": "the cat", "max_tokens": 2})[0] == 200  # no model: the loaded one
+    assert post(url + "/v1/completions", {"prompt": "the cat", "max_tokens": 2, "presence_penalty": 0})[0] == 200
     cases = [
         ({"prompt": "x", "temperature": "hot"}, 400, "temperature"),
         ({"prompt": "x", "max_tokens": -1}, 400, "max_tokens"),
@@ -248,6 +250,7 @@ def test_errors_answer_as_openai_does(url, client):
         ({"prompt": "the cat " * 300, "max_tokens": 2}, 400, "maximum context length"),
         ({"prompt": [999999]}, 400, "token ids"),
         ({"prompt": ["a"] * 20, "n": 4}, 400, "at most 64 per request"),
+        ({"prompt": "x", "presence_penalty": 0.5}, 400, "'presence_penalty' is not supported"),
     ]
     for body, code, message in cases:
         status, r = post(url + "/v1/completions", body)

@@ -380,8 +380,27 @@ def _is_ids(value: Any) -> bool:
     )
 
 
+# OpenAI fields this server does not implement, with the values that mean "not used": anything else is a 400
+# rather than an answer computed without it.
+UNSUPPORTED = {
+    "presence_penalty": (0, 0.0),
+    "frequency_penalty": (0, 0.0),
+    "repetition_penalty": (1, 1.0),
+    "logit_bias": ({},),
+    "best_of": (1,),
+    "suffix": ("",),
+    "tools": ([],),
+    "response_format": ({"type": "text"},),
+    "use_beam_search": (False,),
+    "min_tokens": (0,),
+}
+
+
 def sampling_from(body: dict, default_stop_ids: tuple[int, ...]) -> SamplingParams:
     """The sampling fields; max_new_tokens is settled per prompt (`_budget`)."""
+    for name, unused in UNSUPPORTED.items():
+        if body.get(name) is not None and body[name] not in unused:
+            raise BadRequest(f"'{name}' is not supported by phi4 serve", name)
     top_k = _number(body, "top_k", 0, int, -1)
     stop_ids = body.get("stop_token_ids")
     if stop_ids is not None and not (isinstance(stop_ids, list) and (not stop_ids or _is_ids(stop_ids))):
