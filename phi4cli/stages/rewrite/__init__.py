@@ -94,7 +94,9 @@ def rewrite_command(
         )
         cache = None if no_cache or not clients else _open_cache(cache_dir)
         runner = _runner(plan, clients, cache)
-        writer = _RowWriter(plan, tokenizer, runner)
+        writer = _RowWriter(plan, tokenizer)
+        if plan.output == "pairs":
+            writer.tokenizer  # load it now: a missing tokenizer file is an error before any request
         prov = provenance(
             {
                 "recipe": str(recipe),
@@ -105,7 +107,8 @@ def rewrite_command(
         )
         from phi4cli.stages.rewrite.run import Progress, process_shard
 
-        with Progress(sum(s.rows or 0 for s in sources)) as progress:
+        mine = [s for i, s in enumerate(sources) if i % count == index]
+        with Progress(sum(s.rows or 0 for s in mine)) as progress:
             process = partial(process_shard, loop, runner, writer, progress, concurrency * max(1, len(clients)))
             map_shards(
                 sources,
@@ -221,7 +224,7 @@ def _runner(plan, clients: dict, cache):
 class _RowWriter:
     """Turns emitted rows into the output schema (token ids for pairs need the tokenizer, loaded once)."""
 
-    def __init__(self, plan, tokenizer: str, runner):
+    def __init__(self, plan, tokenizer: str):
         from phi4cli.stages.rewrite.run import output_schema
 
         self.plan = plan

@@ -125,7 +125,10 @@ class Recipe:
 
     def fingerprint(self) -> str:
         """What the recipe is, for provenance: the parsed content (comments and layout left out)."""
-        return json.dumps({"name": self.name, "steps": [[s.name, s.kind, s.opts] for s in self.steps]}, sort_keys=True)
+        steps = [[s.name, s.kind, s.opts] for s in self.steps]
+        emits = [[e.name, e.fields, e.for_each, e.when, e.meta] for e in self.emits]
+        whole = {"name": self.name, "output": self.output, "seed": self.seed, "sampling": self.sampling}
+        return json.dumps({**whole, "steps": steps, "emit": emits}, sort_keys=True)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
