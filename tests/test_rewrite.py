@@ -390,7 +390,7 @@ def test_plurality_keeps_questions_with_a_plurality(serve, tmp_path, capsys):
     assert kept == {k: v for k, v in expected.items() if v is not None} and "q1" not in kept and "q0" not in kept
     reasons = dict(zip(rej.column("id").to_pylist(), rej.column("reason").to_pylist()))
     assert "too easy" in reasons["q0"] and "no agreement" in reasons["q1"]
-    assert out.schema.names[:3] == ["id", "prompt", "answer"] and set(out.column("task").to_pylist()) == {"plurality"}
+    assert out.schema.names[:3] == ["id", "prompt", "answer"] and set(out.column("task").to_pylist()) == {"gsm8k"}
 
 
 def test_annotation_output_trains_the_quality_classifier(serve, tmp_path, capsys):
