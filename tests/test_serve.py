@@ -456,6 +456,30 @@ def test_fair_scheduling_and_cancel_on_disconnect(server, client):
     ][:5]
 
 
+def raw_exchange(url: str, request: bytes) -> bytes:
+    """Send raw HTTP bytes on a fresh connection; everything the server answers until it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        received = b""
+        while part := sock.recv(65536):
+            received += part
+    return received
+
+
+def test_chunked_and_oversized_bodies(url):
+    body = json.dumps({"prompt": "the cat", "max_tokens": 2}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7))
+    answer = raw_exchange(
+        url,
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n" + chunked + b"0\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200") and b'"text_completion"' in answer
+    answer = raw_exchange(url, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413") and b"too large" in answer
+
+
 def test_a_half_sent_body_times_out(server):
     url, log = server
     host, port = url.removeprefix("http://").split(":")

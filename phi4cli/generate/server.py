@@ -846,9 +846,12 @@ def make_handler(api: API, timeout: float = 30.0):
             self.wfile.write(data)
 
         def _error(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
-            kind = {400: "invalid_request_error", 404: "NotFoundError", 405: "invalid_request_error"}.get(
-                status, "server_error"
-            )
+            kind = {
+                400: "invalid_request_error",
+                404: "NotFoundError",
+                405: "invalid_request_error",
+                413: "invalid_request_error",
+            }.get(status, "server_error")
             log(f"{self.command} {self.path.split('?')[0]} {status}: {message}")
             self._send(status, {"error": {"message": message, "type": kind, "param": param, "code": code or status}})
 
@@ -868,9 +871,38 @@ def make_handler(api: API, timeout: float = 30.0):
                     if self._gone():
                         raise ClientGone
 
-        def _read_body(self, length: int) -> bytes:
-            """The body, within `timeout` seconds in all (a client sending a byte at a time cannot stretch it)."""
+        def _read_body(self) -> bytes:
+            """The body (Content-Length or chunked), within `timeout` seconds in all: a client sending a byte
+            at a time cannot stretch it. A malformed or oversized body is a BadRequest."""
             deadline = time.monotonic() + timeout
+            if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    raise BadRequest("bad Content-Length")
+                if length < 0:
+                    raise BadRequest("bad Content-Length")
+                if length > MAX_BODY:
+                    raise BadRequest("request body too large", status=413)
+                return self._read_exactly(length, deadline)
+            parts, size = [], 0
+            while True:
+                try:
+                    chunk = int(self._read_line(deadline).split(b";")[0], 16)
+                except ValueError:
+                    raise BadRequest("bad chunk size in a chunked body")
+                size += chunk
+                if size > MAX_BODY:
+                    raise BadRequest("request body too large", status=413)
+                if chunk == 0:
+                    break
+                parts.append(self._read_exactly(chunk, deadline))
+                self._read_line(deadline)  # the CRLF after the chunk
+            while self._read_line(deadline).strip():
+                pass  # trailers, up to the empty line
+            return b"".join(parts)
+
+        def _read_exactly(self, length: int, deadline: float) -> bytes:
             parts, left = [], length
             while left:
                 if time.monotonic() > deadline:
@@ -881,6 +913,14 @@ def make_handler(api: API, timeout: float = 30.0):
                 parts.append(part)
                 left -= len(part)
             return b"".join(parts)
+
+        def _read_line(self, deadline: float) -> bytes:
+            line = self.rfile.readline(1 << 16)
+            if not line.endswith(b"\n"):
+                raise ConnectionResetError if not line else BadRequest("a chunked body line is too long")
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            return line
 
         # ----------------------------------------------------------------------------------- routes
 
@@ -903,16 +943,10 @@ def make_handler(api: API, timeout: float = 30.0):
         def do_POST(self) -> None:
             path = self.path.split("?")[0].rstrip("/")
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if length < 0 or length > MAX_BODY:
-                self.close_connection = True
-                return self._error(
-                    400 if length < 0 else 413, "bad Content-Length" if length < 0 else "request body too large"
-                )
-            try:
-                body_bytes = self._read_body(length)
+                body_bytes = self._read_body()
+            except BadRequest as e:
+                self.close_connection = True  # the rest of the body is still in the socket
+                return self._error(e.status, str(e))
             except (TimeoutError, ConnectionError) as e:
                 self.close_connection = True
                 return log(
