@@ -490,3 +490,19 @@ def test_a_half_sent_body_times_out(server):
     sock.close()
     assert wait_for(lambda: "body not received (TimeoutError)" in log.read_text())
     assert "Traceback" not in log.read_text()
+
+
+def test_a_failing_row_does_not_fail_its_batch(checkpoint):
+    """The scheduler runs a batch that the engine refuses again row by row: only the bad request fails."""
+    from phi4cli.generate.server import Request, Row, Scheduler, Stats
+
+    engine = LocalBackend.from_path(str(checkpoint)).engine
+    scheduler = Scheduler(engine, Stats(), batch_size=4, wait_ms=50.0)
+    good, bad = Request("completion", "toy", False, False), Request("completion", "toy", False, False)
+    prompt = engine.tokenizer.encode("the cat")
+    good.add_row(Row(good, 0, 0, prompt, SamplingParams(max_new_tokens=4, temperature=0), engine, True))
+    bad.add_row(Row(bad, 0, 0, prompt, SamplingParams(max_new_tokens=4, top_k=-1), engine, True))  # engine refuses
+    scheduler.submit(good)
+    scheduler.submit(bad)
+    assert good.events.get(timeout=60) == ("done",) and len(good.rows[0].tokens) > 0
+    assert bad.events.get(timeout=60) == ("error", 400, "sampling: top_k must be >= 0")

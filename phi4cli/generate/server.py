@@ -303,19 +303,20 @@ class Scheduler:
     def _generate(self, rows: list[Row]) -> None:
         try:
             results = self.engine.generate([r.ids for r in rows], [r.params for r in rows])
-        except Exception as e:  # one bad row must not fail the others: run them one by one
-            if len(rows) > 1:
-                for row in rows:
+        except Exception as e:
+            # one bad row must not fail the others: rows that have no token yet run again one by one (a row
+            # that already streamed text cannot start over, so it fails)
+            for row in rows:
+                if len(rows) > 1 and not row.tokens:
                     self._generate([row])
-                return
-            results = [e]
+                else:
+                    row.finish("cancelled")
+                    row.request.fail(*_failure(e))
+                    row.request.job_done()
+            return
         for row, result in zip(rows, results):
-            if isinstance(result, Exception):
-                row.finish("cancelled")
-                row.request.fail(*_failure(result))
-            else:
-                row.finish("stop" if result.finish_reason == "cancelled" else result.finish_reason)
-                self.stats.add("generated_tokens", len(result.token_ids))
+            row.finish("stop" if result.finish_reason == "cancelled" else result.finish_reason)
+            self.stats.add("generated_tokens", len(result.token_ids))
             row.request.job_done()
 
     def _score(self, jobs: list[tuple[Request, int]]) -> None:
