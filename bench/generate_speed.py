@@ -13,14 +13,19 @@
     pip install transformers        # the peer (already in the dev extra)
     python bench/generate_speed.py [--new 64,1000] [--batches 1,8] [--vocabs toy,phi4] [--repeats 3] [--threads 1]
 
-Weights are random but scaled up (x4) so that greedy decoding has clear argmaxes: float rounding
-differences between two correct implementations then cannot flip a token, and "identical" is a fair
-check rather than luck. Timing excludes one warm-up run per side.
+Identity check: the generated ids of both sides are compared row by row. transformers gets no EOS
+(generation_config.eos_token_id = None) rather than `min_new_tokens`, which would mask the EOS logit
+and change the greedy choice wherever EOS is the argmax. Random weights also give near-ties between
+the top two logits (margins of 1e-5 occur within a few hundred steps), where two correct fp32
+implementations that round differently may part ways; when fp32 rows differ, the case is rerun once
+by both sides in float64 on the same weights, where the ids must be identical. Timing excludes one
+warm-up run per side.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import tempfile
@@ -82,7 +87,7 @@ def interleaved(sides: dict, repeats: int) -> dict[str, float]:
     return medians
 
 
-def decode_case(model, hf, tok, batch: int, prompt_len: int, new: int, repeats: int) -> str:
+def decode_case(model, hf, tok, batch: int, prompt_len: int, new: int, repeats: int, doubles) -> str:
     gen = torch.Generator().manual_seed(batch * 7919 + new)
     # ragged prompts, lengths from half to full, as real batches are
     lengths = [prompt_len // 2 + (prompt_len // 2) * i // max(1, batch - 1) for i in range(batch)]
@@ -102,16 +107,22 @@ def decode_case(model, hf, tok, batch: int, prompt_len: int, new: int, repeats: 
 
     def theirs():
         with torch.inference_mode():
-            out = hf.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new, min_new_tokens=new,
-                              pad_token_id=tok.pad_id)  # fmt: skip
+            out = hf.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new, pad_token_id=tok.pad_id)
         outputs["hf"] = out[:, width:].tolist()
 
     medians = interleaved({"phi4": ours, "hf": theirs}, repeats)
     same = sum(a == b for a, b in zip(outputs["phi4"], outputs["hf"]))
     tokens = batch * new
+    check = f"identical rows {same}/{batch}"
+    if same < batch:  # near-ties in fp32? the same case in float64 must agree exactly
+        model64, hf64 = doubles()
+        mine64 = [g.token_ids for g in Engine(model64, tok, max_batch_size=batch).generate(prompts, params)]
+        with torch.inference_mode():
+            out = hf64.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new, pad_token_id=tok.pad_id)
+        check += f" (fp64: {sum(a == b for a, b in zip(mine64, out[:, width:].tolist()))}/{batch})"
     return (f"batch {batch:2d}  new {new:5d}  phi4 {tokens / medians['phi4']:8.1f} tok/s  transformers "
             f"{tokens / medians['hf']:8.1f} tok/s  ratio {medians['hf'] / medians['phi4']:5.2f}x "
-            f"(wall {medians['hf wall'] / medians['phi4 wall']:4.2f}x)  identical rows {same}/{batch}")  # fmt: skip
+            f"(wall {medians['hf wall'] / medians['phi4 wall']:4.2f}x)  {check}")  # fmt: skip
 
 
 def sharing_case(model, tok, prompt_len: int, new: int, n: int, repeats: int) -> str:
@@ -157,10 +168,15 @@ def main() -> None:
         model = toy_model(tok.vocab_size, max_positions=max(news) + args.prompt_len + args.share_prompt_len + 8)
         save_hf(model, model.config, tmp / name, tokenizer=tok)
         hf = transformers.AutoModelForCausalLM.from_pretrained(tmp / name, dtype=torch.float32).eval()
+        hf.generation_config.eos_token_id = None  # exactly max_new_tokens, no EOS masking (see the docstring)
+
+        def doubles(model=model, hf=hf):
+            return copy.deepcopy(model).double(), copy.deepcopy(hf).double()
+
         print(f"-- vocabulary {name} ({tok.vocab_size} ids); model 4 layers x 256, GQA 4/2 heads")
         for new in news:
             for batch in (int(b) for b in args.batches.split(",")):
-                print(decode_case(model, hf, tok, batch, args.prompt_len, new, args.repeats), flush=True)
+                print(decode_case(model, hf, tok, batch, args.prompt_len, new, args.repeats, doubles), flush=True)
         print(sharing_case(model, tok, args.share_prompt_len, args.share_new, 16, args.repeats), flush=True)
 
 

@@ -176,7 +176,7 @@ class Engine:
         live = [rows[i] for i in live_index]
         sampler = _Sampler([r.params for r in live], self.device)
         while live:
-            tokens, logprobs, tops = sampler.step(logits.float(), [r.rng for r in live])
+            tokens, logprobs, tops = sampler.step(logits.to(torch.promote_types(logits.dtype, torch.float32)), [r.rng for r in live])
             ids = tokens.tolist()
             still = [b for b, row in enumerate(live) if not row.append(ids[b], logprobs[b], tops[b] if tops else None)]
             if not still:
