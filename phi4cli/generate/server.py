@@ -546,7 +546,8 @@ class API:
             raise BadRequest("the prompt is empty", "prompt")
         self._check_vocab(ids, "prompt")
         room = context - len(ids)
-        asked = next((_number(body, n, None, int, 0) for n in names if body.get(n) is not None), None)
+        name = next((n for n in names if body.get(n) is not None), names[0])
+        asked = _number(body, name, None, int, 0)
         if asked is None:
             if room < 1:
                 raise BadRequest(f"the prompt has {len(ids)} tokens; the model's context is {context} tokens", "prompt")
@@ -555,7 +556,7 @@ class API:
             raise BadRequest(
                 f"This model's maximum context length is {context} tokens. However, you requested {len(ids) + asked} "
                 f"tokens ({len(ids)} in the prompt, {asked} in the completion).",
-                names[0],
+                name,
             )
         return asked
 
