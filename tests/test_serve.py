@@ -439,8 +439,8 @@ def test_fair_scheduling_and_cancel_on_disconnect(server, client):
     assert after, log.read_text()[-2000:]
     assert wait_for(lambda: metrics(url)["rows_waiting"] == 0)
     after = metrics(url)
-    assert after["rows_cancelled"] - before.get("rows_cancelled", 0) >= 64 - 3 * BATCH
-    assert after["generated_tokens"] - before.get("generated_tokens", 0) < 64 * 200 / 4
+    assert after["rows_cancelled"] - before.get("rows_cancelled", 0) >= 64 - 4 * BATCH  # a few batches ran
+    assert after["generated_tokens"] - before.get("generated_tokens", 0) < 64 * 200 / 2  # all would be 12,800
     # a non-streamed request whose client leaves is cancelled too (noticed while it waits)
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
