@@ -387,3 +387,13 @@ def test_pairs_stream_to_stdout_without_a_cache(toy, searched, tmp_path):
     streamed = pa.ipc.open_stream(result.stdout).read_all().to_pylist()
     assert streamed == read_rows(searched["out"])  # same seeds, same pairs, cache or not
     assert list(tmp_path.iterdir()) == []  # no cache directory for a stream unless --cache is given
+
+
+def test_rollouts_never_run_past_the_context():
+    world = ScriptedWorld(6, {3: lambda j: j < 3})
+    driver = Driver(world.sample, world.judge, world.decode, settings(), context=len(PROMPT) + 7)
+    [outcome] = driver.run([problem()])
+    # prompt + 6 solution tokens fill the context but for the one slot generation needs: the whole solution is
+    # judged as it stands, never sent to the sampler
+    assert max(len(prefix) for prefix in world.sampled) < 6 and driver.stats.estimates == len(world.sampled) + 1
+    assert [(f.pivot.position, f.pivot.p_before, f.pivot.p_after) for f in outcome.found] == [(3, 0.3, 1.0)]

@@ -172,7 +172,7 @@ class _Run:
         cache = RolloutCache(self.cache_dir / f"rollouts-{shard:05d}.jsonl" if self.cache_dir is not None else None)
         problems, refused = self._problems(shard)
         driver = Driver(sampler, self._judge, tok.decode, s, cache=cache, max_rollouts=budget,
-                        model_name=self.model_name)  # fmt: skip
+                        model_name=self.model_name, context=self.context)  # fmt: skip
         try:
             with _progress() as progress:
                 task = progress.add_task(f"pts shard {shard}", total=len(problems))

@@ -95,12 +95,13 @@ class _Slot:
 class Driver:
     def __init__(self, sampler: Sampler, judge: Judge, decode: Callable[[Sequence[int]], str], settings: PtsSettings,
                  *, cache: RolloutCache | None = None, max_rollouts: int | None = None, model_name: str = "",
-                 split: Callable[[Sequence[float]], int] = split_point):  # fmt: skip
+                 split: Callable[[Sequence[float]], int] = split_point, context: int | None = None):  # fmt: skip
         self.sample, self.judge, self.decode, self.settings = sampler, judge, decode, settings
         self.cache = cache or RolloutCache(None)
         self.max_rollouts = max_rollouts
         self.model_name = model_name
         self.split = split
+        self.context = context  # the model's context length, when known: rollouts never run past it
         self.stats = Stats()
 
     # ------------------------------------------------------------------------- one problem's search
@@ -173,7 +174,7 @@ class Driver:
         waiting = [s for s in active if s.outcome is None]
         affordable, reserved = [], 0
         for slot in waiting:
-            cost = self.settings.rollouts if self._remaining_budget(slot) > 0 else 0  # a finished solution costs none
+            cost = self.settings.rollouts if self._room(slot) > 0 else 0  # a finished solution costs none
             if self.max_rollouts is None or self.stats.rollouts + reserved + cost <= self.max_rollouts:
                 affordable.append(slot)
                 reserved += cost
@@ -184,8 +185,12 @@ class Driver:
         for slot, estimate in zip(affordable, self._estimate(affordable)):
             self._send(slot, estimate)
 
-    def _remaining_budget(self, slot: _Slot) -> int:
-        return self.settings.max_new_tokens - len(slot.request)
+    def _room(self, slot: _Slot) -> int:
+        """Tokens a completion of the slot's prefix may still have: the solution's token budget, and the context."""
+        room = self.settings.max_new_tokens - len(slot.request)
+        if self.context is not None:
+            room = min(room, self.context - 1 - len(slot.problem.prompt_ids) - len(slot.request))
+        return room
 
     # ------------------------------------------------------------------------------- estimating
 
@@ -200,7 +205,7 @@ class Driver:
         results: list[list | None] = [self.cache.get(k) for k in keys]
         self.stats.estimates += len(slots)
         for slot, cached in zip(slots, results):
-            if cached is not None and self._remaining_budget(slot) > 0:
+            if cached is not None and self._room(slot) > 0:
                 self.stats.rollouts_cached += len(cached)
         todo = [i for i, r in enumerate(results) if r is None]
         requests = [self._request(slots[i], keys[i]) for i in todo]
@@ -220,7 +225,7 @@ class Driver:
         return [_estimate(r) for r in results]
 
     def _request(self, slot: _Slot, key: str) -> Request:
-        room = max(self._remaining_budget(slot), 0)
+        room = max(self._room(slot), 0)
         return Request(slot.problem.prompt_ids + slot.request, self.settings.rollouts, rollout_seed(key), room)
 
     def _judge(self, slot: _Slot, completions: list[tuple[int, ...]]) -> list[bool]:
