@@ -12,14 +12,14 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO
+from test_rewrite_client import FakeServer
+
 from phi4cli.cli import main
 from phi4cli.io import DatasetWriter, read_table
 from phi4cli.stages.rewrite import parsers
 from phi4cli.stages.rewrite.parsers import ParseError
 from phi4cli.stages.rewrite.recipe import load_recipe, parse_recipe
-from test_rewrite_client import FakeServer
 
 RECIPES = REPO / "recipes"
 

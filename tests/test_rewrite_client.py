@@ -17,8 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
 import pytest
-
 from conftest import REPO
+
+from phi4cli.cli import main
+from phi4cli.errors import Phi4Error
 from phi4cli.generate.client import (
     CachedClient,
     ClientOptions,
@@ -28,7 +30,6 @@ from phi4cli.generate.client import (
     parse_backend,
     request_key,
 )
-from phi4cli.errors import Phi4Error
 from phi4cli.io import DatasetWriter, read_table
 
 
@@ -282,30 +283,22 @@ def write_docs(path, n: int, shards: int = 1):
     return [r["id"] for r in rows]
 
 
-def rewrite_cmd(inputs, recipe, out, url, cache, *extra) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "phi4cli",
-        "rewrite",
-        str(inputs),
-        "--recipe",
-        str(REPO / "recipes" / recipe),
-        "-o",
-        str(out),
-        "--backend",
-        f"openai:{url}",
-        "--cache-dir",
-        str(cache),
-        *map(str, extra),
-    ]
+def rewrite_args(inputs, recipe, out, url, cache, *extra) -> list[str]:
+    args = ["rewrite", inputs, "--recipe", REPO / "recipes" / recipe, "-o", out, "--backend", f"openai:{url}"]
+    return [*map(str, args), "--cache-dir", str(cache), *map(str, extra)]
 
 
-def env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+def in_process(capsys, args: list[str]) -> tuple[int, str]:
+    """The real CLI in this process (a subprocess only where one is killed): (exit code, stderr)."""
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr().err
 
 
-def test_faults_every_row_written_or_rejected_once(serve, tmp_path):
+def test_faults_every_row_written_or_rejected_once(serve, tmp_path, capsys):
     ids = write_docs(tmp_path / "in", 30, shards=2)
 
     # per request: some fail once (retried), some always fail (rejected), some answer unparseable JSON
@@ -321,29 +314,10 @@ def test_faults_every_row_written_or_rejected_once(serve, tmp_path):
         return "not json at all {" if number % 7 == 3 else json.dumps({"reason": "ok", "edu_score": number % 6})
 
     server = serve(answer, fault=fault)
-    result = subprocess.run(
-        rewrite_cmd(
-            tmp_path / "in",
-            "annotation.toml",
-            tmp_path / "out",
-            server.url,
-            tmp_path / "cache",
-            "--rejected",
-            tmp_path / "rej",
-            "--timeout",
-            "0.5",
-            "--retries",
-            "3",
-            "--backoff",
-            "0.001",
-            "--concurrency",
-            "4",
-        ),
-        capture_output=True,
-        env=env(),
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr.decode()
+    fast = ["--timeout", "0.5", "--retries", "3", "--backoff", "0.001", "--concurrency", "4"]
+    args = rewrite_args(tmp_path / "in", "annotation.toml", tmp_path / "out", server.url, tmp_path / "cache", *fast)
+    code, err = in_process(capsys, [*args, "--rejected", str(tmp_path / "rej")])
+    assert code == 0, err
     out, rej = read_table([str(tmp_path / "out")]), read_table([str(tmp_path / "rej")])
     written = [json.loads(m)["input_id"] for m in out.column("meta").to_pylist()]
     rejected = rej.column("id").to_pylist()
@@ -353,36 +327,26 @@ def test_faults_every_row_written_or_rejected_once(serve, tmp_path):
     assert any("malformed answer" in r for r in reasons.values())
     assert any("request failed: HTTP 500" in r for r in reasons.values())
     assert all(json.loads(m)["edu_score"] == int(i[3:]) % 6 for m, i in zip(out.column("meta").to_pylist(), written))
-    assert "failed requests" in result.stderr.decode() and "malformed" in result.stderr.decode()
+    assert "failed requests" in err and "malformed" in err
 
 
-def test_kill_9_then_rerun_sends_only_missing_requests_and_same_bytes(serve, tmp_path):
+def test_kill_9_then_rerun_sends_only_missing_requests_and_same_bytes(serve, tmp_path, capsys):
     write_docs(tmp_path / "in", 24, shards=2)
     answer = lambda body: "rewritten: " + body["messages"][-1]["content"][-30:]  # noqa: E731
     # the uninterrupted run, for the bytes
     clean = serve(answer)
-    done = subprocess.run(
-        rewrite_cmd(
-            tmp_path / "in", "seed-exercises.toml", tmp_path / "clean", clean.url, tmp_path / "c1", "--concurrency", "2"
-        ),
-        capture_output=True,
-        env=env(),
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    args = rewrite_args(tmp_path / "in", "seed-exercises.toml", tmp_path / "clean", clean.url, tmp_path / "c1")
+    code, err = in_process(capsys, [*args, "--concurrency", "2"])
+    assert code == 0, err
     total = sum(clean.attempts.values())
     assert total == 72 and len(clean.attempts) == 72  # 24 rows x 3 steps, each sent once
 
     # a run held at the gate after 40 answers, then killed
     gated = serve(answer, gate_after=40)
     gated.hold_count = 2  # both request slots waiting: every answer before them is in the cache
-    process = subprocess.Popen(
-        rewrite_cmd(
-            tmp_path / "in", "seed-exercises.toml", tmp_path / "out", gated.url, tmp_path / "c2", "--concurrency", "2"
-        ),
-        stderr=subprocess.PIPE,
-        env=env(),
-    )
+    args = rewrite_args(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", gated.url, tmp_path / "c2")
+    command = [sys.executable, "-m", "phi4cli", *args, "--concurrency", "2"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert gated.gate_full.wait(60), process.stderr.read().decode() if process.poll() is not None else "no progress"
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
@@ -392,21 +356,9 @@ def test_kill_9_then_rerun_sends_only_missing_requests_and_same_bytes(serve, tmp
 
     rerun_server = serve(answer)
     # (another --concurrency on the rerun: output batches have a fixed size, so the bytes do not depend on it)
-    again = subprocess.run(
-        rewrite_cmd(
-            tmp_path / "in",
-            "seed-exercises.toml",
-            tmp_path / "out",
-            rerun_server.url,
-            tmp_path / "c2",
-            "--concurrency",
-            "5",
-        ),
-        capture_output=True,
-        env=env(),
-        timeout=120,
-    )
-    assert again.returncode == 0, again.stderr.decode()
+    args = rewrite_args(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", rerun_server.url, tmp_path / "c2")
+    code, err = in_process(capsys, [*args, "--concurrency", "5"])
+    assert code == 0, err
     assert sum(rerun_server.attempts.values()) == total - cached  # only the missing requests
     for name in sorted(os.listdir(tmp_path / "clean")):
         if name.endswith(".arrow"):
@@ -416,20 +368,19 @@ def test_kill_9_then_rerun_sends_only_missing_requests_and_same_bytes(serve, tmp
     assert isinstance(table, pa.Table)
 
 
-def test_a_server_that_goes_down_stops_the_run_and_the_rerun_resumes(serve, tmp_path):
+def test_a_server_that_goes_down_stops_the_run_and_the_rerun_resumes(serve, tmp_path, capsys):
     write_docs(tmp_path / "in", 20)
     answer = lambda body: "rewritten: " + body["messages"][-1]["content"][-30:]  # noqa: E731
     dying = serve(answer)
     dying.fault = lambda key, attempt: "500" if dying.answered >= 10 else None  # down after 10 answers
-    args = ["--concurrency", "2", "--retries", "1", "--backoff", "0.001"]
-    cmd = rewrite_cmd(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", dying.url, tmp_path / "c", *args)
-    failed = subprocess.run([*cmd, "--rejected", tmp_path / "rej"], capture_output=True, env=env(), timeout=120)
-    err = failed.stderr.decode()
-    assert failed.returncode == 2 and err.count("\n") == 1 and "the backend stopped answering (HTTP 500" in err, err
+    fast = ["--concurrency", "2", "--retries", "1", "--backoff", "0.001", "--rejected", str(tmp_path / "rej")]
+    args = rewrite_args(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", dying.url, tmp_path / "c", *fast)
+    code, err = in_process(capsys, args)
+    assert code == 2 and err.count("\n") == 1 and "the backend stopped answering (HTTP 500" in err, err
     assert not (tmp_path / "out" / "_manifest.json").exists() and not list((tmp_path / "out").glob("part-*.arrow"))
     healthy = serve(answer)
-    cmd = rewrite_cmd(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", healthy.url, tmp_path / "c", *args)
-    again = subprocess.run([*cmd, "--rejected", tmp_path / "rej"], capture_output=True, env=env(), timeout=120)
-    assert again.returncode == 0, again.stderr.decode()
+    args = rewrite_args(tmp_path / "in", "seed-exercises.toml", tmp_path / "out", healthy.url, tmp_path / "c", *fast)
+    code, err = in_process(capsys, args)
+    assert code == 0, err
     assert sum(healthy.attempts.values()) == 60 - dying.answered  # the 10 answers came from the cache
     assert read_table([str(tmp_path / "out")]).num_rows == 60 and read_table([str(tmp_path / "rej")]).num_rows == 0
