@@ -27,7 +27,9 @@ def convert_command(
 
     `--from-hf` makes OUT a phi4 checkpoint (torch.distributed.checkpoint + model.json) that the
     trainers and generation load like any other; `--to-hf` writes model.safetensors, config.json and the
-    tokenizer files, ready for transformers or vLLM. Parameter names are the same on both sides.
+    tokenizer files (tokenizer.json, tokenizer_config.json with phi-4's chat template, special_tokens_map.json,
+    generation_config.json), ready for transformers' AutoTokenizer/AutoModelForCausalLM or vLLM. Parameter
+    names are the same on both sides.
 
     Example (the released phi-4 in, the latest checkpoint of a run out):
 
