@@ -135,8 +135,9 @@ def workspace(tmp_path_factory, request) -> dict:
     state = {"work": work, "env": env, "background": []}
     yield state
     for process in state["background"]:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # its own session: the server and anything it started
+            process.wait(timeout=30)
 
 
 def link_environment(venv: Path) -> None:
