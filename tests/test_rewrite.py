@@ -326,6 +326,15 @@ def test_fim_needs_no_model(tmp_path, capsys):
     suffix, middle = rest.split("<|fim_middle|>")
     assert prefix + middle + suffix == code_text and middle
     assert rej.column("reason").to_pylist() == ["text too short for a fill-in-the-middle exercise (5 < 32)"]
+    # a dataset whose code is in another column: --column maps the recipe's input onto it
+    other = dataset(tmp_path / "code", [{"id": "c0", "code": code_text}])
+    code, err = rewrite(
+        capsys, other, "--recipe", RECIPES / "fim.toml", "-o", tmp_path / "mapped", "--column", "text=code"
+    )
+    assert code == 0, err
+    assert read_table([str(tmp_path / "mapped")]).column("text")[0].as_py().count("<|fim_middle|>") == 1
+    code, err = rewrite(capsys, other, "--recipe", RECIPES / "fim.toml", "-o", tmp_path / "x", "--column", "txt=code")
+    assert code == 2 and "reads no 'txt'" in err
 
 
 def test_fan_out_over_input_shards(tmp_path, capsys):

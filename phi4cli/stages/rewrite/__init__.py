@@ -43,6 +43,9 @@ def rewrite_command(
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Send every request (no resume after a crash)."),
     settings: list[str] = typer.Option([], "--set", help="Override a recipe value: seed=N or sampling.KEY=VALUE."),
+    columns: list[str] = typer.Option(
+        [], "--column", help="Read the recipe's input NAME from another column: NAME=COLUMN (repeatable)."
+    ),
     tokenizer: str = typer.Option("phi4", "--tokenizer", help="Tokenizer for the token ids of pairs output."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="local: requests decoded together."),
     device: str = typer.Option("cpu", "--device", help="local: cpu or cuda."),
@@ -76,6 +79,7 @@ def rewrite_command(
     seed, sampling = _overrides(settings)
     plan = load_recipe(recipe, sampling)
     plan.seed = plan.seed if seed is None else seed
+    plan.map_columns(columns)
     sources = resolve_inputs(inputs)
     _check_columns(plan, sources)
     if plan.needs_model() and not backend:
@@ -167,11 +171,11 @@ def _check_columns(plan, sources) -> None:
     for source in sources:
         if source.schema is None:
             continue  # stdin: checked on its first batch, still before any request for it
-        missing = [c for c in plan.inputs if source.schema.get_field_index(c) < 0]
+        missing = [c for c in plan.inputs if source.schema.get_field_index(plan.column(c)) < 0]
         if missing:
             raise Phi4Error(
-                f"{source.path}: missing column '{missing[0]}' that {plan.path} reads "
-                f"(has: {', '.join(source.schema.names)})"
+                f"{source.path}: missing column '{plan.column(missing[0])}' that {plan.path} reads "
+                f"(has: {', '.join(source.schema.names)}; map another with --column {missing[0]}=COLUMN)"
             )
 
 

@@ -119,6 +119,23 @@ class Recipe:
     steps: list[Step]
     emits: list[Emit]
     description: str = ""
+    columns: dict[str, str] = field(default_factory=dict)  # --column NAME=COLUMN: input NAME read from COLUMN
+
+    def column(self, name: str) -> str:
+        """The dataset column the recipe's input `name` is read from."""
+        return self.columns.get(name, name)
+
+    def map_columns(self, items: list[str]) -> None:
+        readable = set(self.inputs) | {s.tests for s in self.steps if s.opts.get("tests")}
+        for item in items:
+            name, sep, column = item.partition("=")
+            if not sep or not name or not column:
+                raise Phi4Error(f"--column {item}: expected NAME=COLUMN (the recipe's input NAME is the column COLUMN)")
+            if name not in readable:
+                raise Phi4Error(
+                    f"--column {item}: {self.path} reads no '{name}' (it reads: {', '.join(sorted(readable))})"
+                )
+            self.columns[name] = column
 
     def needs_model(self) -> bool:
         return any(s.kind in ("generate", "revise") for s in self.steps)
@@ -127,7 +144,8 @@ class Recipe:
         """What the recipe is, for provenance: the parsed content (comments and layout left out)."""
         steps = [[s.name, s.kind, s.opts] for s in self.steps]
         emits = [[e.name, e.fields, e.for_each, e.when, e.meta] for e in self.emits]
-        whole = {"name": self.name, "output": self.output, "seed": self.seed, "sampling": self.sampling}
+        whole = {"name": self.name, "output": self.output, "seed": self.seed, "sampling": self.sampling,
+                 "columns": self.columns}  # fmt: skip
         return json.dumps({**whole, "steps": steps, "emit": emits}, sort_keys=True)
 
 

@@ -123,10 +123,11 @@ async def _shard(runner: Runner, writer, progress: Progress, window: int, source
     pending: list[Row] = []
     position = 0
     for batch in iter_source(source):
-        missing = [c for c in recipe.inputs if c not in batch.schema.names]
+        missing = [c for c in recipe.inputs if recipe.column(c) not in batch.schema.names]
         if missing:
-            raise Phi4Error(f"{source.path}: missing column '{missing[0]}' that {recipe.path} reads")
+            raise Phi4Error(f"{source.path}: missing column '{recipe.column(missing[0])}' that {recipe.path} reads")
         for values in batch.to_pylist():
+            values.update({name: values.get(column) for name, column in recipe.columns.items()})
             pending.append(Row(_row_id(values, source, position), values))
             position += 1
             if len(pending) >= window:
