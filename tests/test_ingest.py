@@ -270,3 +270,16 @@ def test_require_schema_names_what_it_got(tmp_path):
     with pytest.raises(Phi4Error, match="missing column 'messages'"):
         require_schema(pa.schema([("id", pa.string())]), "chat", "x")
     require_schema(PAIRS_SCHEMA, "pairs", "x")
+
+
+def test_openai_developer_role_is_the_system_message(phi4, tmp_path):
+    row = {
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+        ]
+    }
+    write_jsonl(tmp_path / "c.jsonl", [row])
+    phi4("ingest", "c.jsonl", "--schema", "chat", "-o", "c")
+    assert rows_of(tmp_path / "c")[0]["messages"][0] == {"role": "system", "content": "Be brief."}

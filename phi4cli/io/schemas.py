@@ -90,6 +90,8 @@ SHAREGPT_ROLES = {
     "model": "assistant",
     "system": "system",
 }
+# OpenAI's roles; "developer" is what newer OpenAI models call the system message.
+OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 LETTERS = string.ascii_uppercase
 
 
@@ -195,7 +197,7 @@ class ChatFields:
 def chat_row(record: dict, default_id: str, fields: ChatFields = ChatFields()) -> dict:
     """One chat row from OpenAI `messages`, ShareGPT `conversations`, or prompt/response fields."""
     if "messages" in record:
-        messages, used = normalize_messages(record["messages"]), ["messages"]
+        messages, used = normalize_messages(record["messages"], roles=OPENAI_ROLES), ["messages"]
     elif "conversations" in record:
         messages = normalize_messages(record["conversations"], "conversations", SHAREGPT_ROLES, "from", "value")
         used = ["conversations"]
