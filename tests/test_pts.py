@@ -147,9 +147,12 @@ def test_no_alternative_seen_gives_no_pair():
     pivot = Pivot(4, GOOD, 0.3, 1.0)
     only_pivot = Estimate(0.3, tuple(Rollout((GOOD, 1), (-0.1, -0.1), j < 3) for j in range(10)))
     assert alternative(pivot, only_pivot) is None
-    # an alternative that did as well as the pivot is no pair either
-    as_good = Estimate(1.0, (Rollout((GOOD,), (-0.1,), True), Rollout((BAD,), (-0.1,), True)))
-    assert alternative(pivot, as_good) is None
+    # a pair is a token that raises p(success) and one that lowers it: an alternative that did not lower it
+    # (from p_before = 0.3) is no pair either
+    no_lower = Estimate(0.5, (Rollout((GOOD,), (-0.1,), True), Rollout((BAD,), (-0.1,), False), Rollout((BAD,), (-0.1,), True)))
+    assert alternative(pivot, no_lower) is None
+    lower = Estimate(0.5, (Rollout((GOOD,), (-0.1,), True), Rollout((BAD,), (-0.1,), False), Rollout((3,), (-0.1,), True)))
+    assert alternative(pivot, lower).token == BAD
 
 
 def test_budget_stops_the_search_and_later_problems():

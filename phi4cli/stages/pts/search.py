@@ -112,11 +112,11 @@ def alternative(pivot: Pivot, at_prefix: Estimate) -> Alternative | None:
     """The other side of a pivot's pair, from the rollouts already sampled at its prefix (the paper: the
     pair's tokens "can be taken from the rollouts already sampled").
 
-    Among first tokens other than the pivot's, take the one whose rollouts went most the other way:
-    lowest success rate when the pivot raises p(success), highest when it lowers it; then the most often
-    seen; then the smallest id (so the choice is deterministic). It must lie strictly on the other side
-    of p_after, otherwise swapping in the pivot token would not help and there is no pair: None. None
-    also when every rollout there began with the pivot token (see docs/pts.md for what happens then)."""
+    The paper's pair is a token that raises p(success) and one that lowers it. So among the first tokens
+    other than the pivot's, take the one whose rollouts went most the other way — lowest success rate when
+    the pivot raises p(success), highest when it lowers it; then the most often seen; then the smallest id
+    (deterministic) — and keep it only if it moves p the other way from p_before. None when it does not,
+    or when every rollout there began with the pivot token (docs/pts.md says what happens then)."""
     counts: dict[int, list[int]] = {}
     for rollout in at_prefix.rollouts:
         if rollout.tokens and rollout.tokens[0] != pivot.token:
@@ -135,6 +135,6 @@ def alternative(pivot: Pivot, at_prefix: Estimate) -> Alternative | None:
     token = min(counts, key=rank)
     wins, seen = counts[token]
     rate = wins / seen
-    if (raises and rate >= pivot.p_after) or (not raises and rate <= pivot.p_after):
+    if (raises and rate >= pivot.p_before) or (not raises and rate <= pivot.p_before):
         return None
     return Alternative(token, rate, seen)
