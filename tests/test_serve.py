@@ -200,6 +200,19 @@ def test_streamed_completions_equal_the_whole_answer(client):
         assert len(chunks) > len(whole.choices) + 2  # text arrived in pieces, not in one block at the end
 
 
+def test_streamed_logprobs_line_up(client):
+    args = {"model": "toy", "prompt": "the cat", "max_tokens": 12, "temperature": 0.0, "logprobs": 2}
+    whole = client.completions.create(**args).choices[0].logprobs
+    tokens, offsets, values = [], [], []
+    for chunk in client.completions.create(**args, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs:
+            tokens += chunk.choices[0].logprobs.tokens
+            offsets += chunk.choices[0].logprobs.text_offset
+            values += chunk.choices[0].logprobs.token_logprobs
+    assert tokens == whole.tokens and values == pytest.approx(whole.token_logprobs, abs=1e-5)
+    assert offsets == whole.text_offset
+
+
 def test_streamed_chat_and_n(client):
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what is 2 + 3?"}]
     args = {"model": "toy", "messages": messages, "max_tokens": 10, "temperature": 1.0, "seed": 7, "n": 3}

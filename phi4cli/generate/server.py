@@ -90,8 +90,8 @@ class Stats:
 
 
 class Request:
-    """One HTTP request's rows and the events its handler reads: ("delta", row, text, first, end), ("finish",
-    row), ("done",) and ("error", status, message)."""
+    """One HTTP request's rows and the events its handler reads: ("delta", row, text, first token, end token),
+    ("finish", row), ("done",) and ("error", status, message)."""
 
     def __init__(self, kind: str, model: str, stream: bool, include_usage: bool):
         self.kind = kind  # "completion" or "chat"
@@ -769,7 +769,9 @@ class API:
         else:
             choice["text"] = text
             if request.logprobs is not None:
-                choice["logprobs"] = self._completion_logprobs(row, first, end)
+                # offsets count every token's string, as in the whole answer
+                offset = sum(map(len, self._token_strings(row.tokens[:first])))
+                choice["logprobs"] = self._completion_logprobs(row, first, end, offset=offset)
         return self._chunk(request, [choice])
 
     def stream_usage(self, request: Request) -> dict:
