@@ -431,3 +431,8 @@ def test_output_equal_to_input_is_refused_and_the_input_kept(phi4, tmp_path):
     result = phi4("filter", data, "-o", data, "--overwrite", "--set", "dedup.enabled=false", check=False)
     assert result.returncode != 0 and "is inside the output" in result.stderr.decode()
     assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+
+
+def test_task_index_is_checked_before_any_work(phi4, tmp_path):
+    result = phi4("filter", "no-such-input", "-o", "out", "--shard-index", "3", "--num-shards", "2", check=False)
+    assert result.returncode != 0 and "--shard-index 3: outside 0..1" in result.stderr.decode()

@@ -151,6 +151,19 @@ def test_cat_writes_parquet_and_refuses_unknown_or_existing_files(phi4, tmp_path
     assert odd.returncode != 0 and "out.csv: unknown output format" in odd.stderr.decode() and not (tmp_path / "out.csv").exists()
 
 
+def test_cat_parquet_of_inputs_with_other_columns_is_one_line(phi4, tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [{"text": "a"}])
+    write_jsonl(tmp_path / "b.jsonl", [{"text": "b", "x": 1}])
+    phi4("ingest", "a.jsonl", "-o", "a")
+    phi4("ingest", "b.jsonl", "-o", "b")
+    phi4("cat", "a", "b", "-o", "same.parquet")  # the same columns: one file
+    assert pq.read_table(tmp_path / "same.parquet").num_rows == 2
+    result = phi4("cat", "a", "b", "-o", "mixed.parquet", "--expand-meta", check=False)
+    err = result.stderr.decode()
+    assert result.returncode != 0 and "rows do not share one schema" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "mixed.parquet").exists() and not list(tmp_path.glob(".mixed*"))
+
+
 def test_deeply_nested_json_line_is_one_line(phi4, tmp_path):
     (tmp_path / "deep.jsonl").write_text('{"text": "ok"}\n{"text": "x", "m": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
     result = phi4("ingest", "deep.jsonl", "-o", "o", check=False)

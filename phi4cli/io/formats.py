@@ -251,7 +251,19 @@ class ParquetRowWriter:
         with writing_to(self._final.parent):
             if self._writer is None:
                 self._writer = pq.ParquetWriter(str(self._tmp), batch.schema, compression="zstd")
-            self._writer.write_batch(batch)
+            self._writer.write_batch(self._conform(batch))
+
+    def _conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """A Parquet file has one schema: later batches (e.g. from other inputs) are cast to the first's."""
+        schema = self._writer.schema
+        if batch.schema.equals(schema):
+            return batch
+        try:
+            if set(batch.schema.names) != set(schema.names):
+                raise KeyError(f"columns {', '.join(sorted(set(batch.schema.names) ^ set(schema.names)))} differ")
+            return batch.select(schema.names).cast(schema)
+        except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+            raise Phi4Error(f"{self._final}: rows do not share one schema, as Parquet needs ({str(e).splitlines()[0]})")
 
     def write_rows(self, rows: list[dict]) -> None:
         if rows:
