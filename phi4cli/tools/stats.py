@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from phi4cli.io import read_batches, resolve_inputs
+from phi4cli.io.shards import reader_gone, stdout_closed
 
 
 def stats_command(
@@ -46,10 +47,15 @@ def stats_command(
         "shards": len(sources),
         "sources": {name: dict(counts) for name, counts in sorted(per_source.items())},
     }
-    if as_json:
-        print(json.dumps(report, indent=1))
-    else:
-        _print_tables(report)
+    try:
+        if as_json:
+            print(json.dumps(report, indent=1), flush=True)
+        else:
+            _print_tables(report)
+    except OSError as e:  # `phi4 stats X --json | head -1`: a reader that stops early is success
+        if stdout_closed(e):
+            raise reader_gone() from e
+        raise
 
 
 def _count(batch: pa.RecordBatch, per_source: dict, text_field: str, encoder) -> None:
