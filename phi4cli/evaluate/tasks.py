@@ -580,6 +580,8 @@ def toy_task(path: str, opts: Options, only: str | None = None) -> list[TaskResu
         if runner is None:
             console.print(f"[yellow]toy: skipping unknown family {family!r}")
             continue
+        if only is None:
+            console.print(f"eval: toy/{family} ...")  # so a warning below names its family
         results.append(runner(f"toy/{family}", items, opts))
     return results
 
