@@ -253,6 +253,10 @@ def test_lm_eval_cli_runs_local_tasks_offline(world, tmp_path):
     assert results["phi4_toy_ppl"]["word_perplexity,none"] == pytest.approx(math.exp(-sum(rolling) / words), rel=1e-4)
 
 
+def test_registering_phi4_keeps_lm_evals_own_models():
+    assert get_model("hf").__name__ == "HFLM" and get_model("local-completions") is not None
+
+
 def test_chat_template_gives_render_chat_ids(world):
     import jinja2
 

@@ -36,6 +36,7 @@ from phi4cli.generate.types import SamplingParams
 from phi4cli.log import console
 
 try:
+    import lm_eval.models  # noqa: F401  (lm-eval fills its registry lazily only while it is empty: fill it first)
     from lm_eval.api.model import LM
     from lm_eval.api.registry import register_model
 except ImportError as e:  # the optional extra is not installed
