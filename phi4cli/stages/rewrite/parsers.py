@@ -198,6 +198,7 @@ def grade(samples: Sequence[str | None], reference: str, kind: str, refusals: Se
         "refused": refused,
         "any_right": bool(right),
         "any_wrong": bool(wrong),
+        "right_and_wrong": bool(right) and bool(wrong),  # a truth-labelled pair: right answer over wrong one
         "first_right": right[0] if right else "",
         "first_wrong": wrong[0] if wrong else "",
         "p_right": len(right) / max(1, len(right) + len(wrong)),
