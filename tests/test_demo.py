@@ -18,7 +18,7 @@ from phi4cli.io import read_table
 
 SMALL = 0.05  # about 1 MB of text, well under a second
 DOCUMENT_SOURCES = ("web", "code", "synthetic", "acquired", "long")
-TRAINING_TEXT_SOURCES = ("web", "synthetic", "acquired", "long", "chat")
+TRAINING_TEXT_SOURCES = ("web", "synthetic", "acquired", "long", "chat", "practice")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,8 @@ def test_different_seed_changes_every_source(world, tmp_path):
 
 
 def test_every_source_is_a_complete_dataset_with_its_schema(world):
-    expected = {**{s: DOCUMENTS_SCHEMA for s in DOCUMENT_SOURCES}, "benchmarks": PROBLEMS_SCHEMA, "chat": CHAT_SCHEMA}
+    expected = {**{s: DOCUMENTS_SCHEMA for s in DOCUMENT_SOURCES}, "benchmarks": PROBLEMS_SCHEMA, "chat": CHAT_SCHEMA,
+                "practice": PROBLEMS_SCHEMA}
     for source, schema in expected.items():
         table = read_table([str(world / source)])
         assert table.schema.equals(schema), source
@@ -209,6 +210,23 @@ def test_benchmark_questions_never_appear_in_training_text(world):
     index = set().union(*(ngrams(b["text"]) for b in bench if b["task"] in ("arith", "facts_mc")))
     shared = set().union(*(ngrams(t) & index for t in training))
     assert not shared, sorted(shared)[:3]
+
+
+def test_practice_problems_are_training_side_and_never_benchmarks(world):
+    from phi4cli.demo.common import is_held_out
+    from phi4cli.demo.problems import ARITH_HELD_OUT_ONE_IN
+    from phi4cli.evaluate.answers import gsm8k_answer
+
+    practice, bench = rows(world, "practice"), rows(world, "benchmarks")
+    structures = [meta(p)["structure"] for p in practice]
+    assert len(set(structures)) == len(practice) >= 8  # each structure searched once
+    assert {p["task"] for p in practice} == {"arith"}
+    for p in practice:
+        assert not is_held_out(f"arith:{meta(p)['structure']}", ARITH_HELD_OUT_ONE_IN), p["id"]
+        assert gsm8k_answer(p["answer"]) == str(meta(p)["final_answer"])  # what the PTS oracle reads
+        assert "<<" not in p["answer"] and p["text"] == f"{p['prompt']}\n{p['answer']}"
+    bench_structures = {meta(b)["structure"] for b in bench if b["task"] == "arith"}
+    assert not bench_structures & set(structures)
 
 
 # ------------------------------------------------------------------------------------ other sources

@@ -10,6 +10,7 @@ sources (module docstrings say what each holds):
     out/long        documents: longer than 8K toy tokens (long.py)
     out/benchmarks  problems: held-out test items, some planted in web (benchmarks.py)
     out/chat        chat: seed conversations for SFT (chat.py)
+    out/practice    problems: training-side problems with answers, for PTS and plurality voting (practice.py)
 
 Everything is deterministic for a seed (byte-identical shards; `code` on a given interpreter), and each
 source has its own random stream, so sources are independent of each other. `out` itself may hold other
@@ -27,12 +28,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from phi4cli.demo import acquired, benchmarks, chat, code, long, synthetic, web
+from phi4cli.demo import acquired, benchmarks, chat, code, long, practice, synthetic, web
 from phi4cli.demo.common import CHAT_SCHEMA, DOCUMENTS_SCHEMA, PROBLEMS_SCHEMA
 from phi4cli.errors import Phi4Error
 from phi4cli.io import MANIFEST, DatasetWriter, provenance
 
-SOURCES = ("web", "code", "synthetic", "acquired", "long", "benchmarks", "chat")
+SOURCES = ("web", "code", "synthetic", "acquired", "long", "benchmarks", "chat", "practice")
 # Shards roll over at 2 MB of Arrow data, so at scale 1 the big sources have several shards for
 # `--workers`/`--num-shards` to spread; rows are written in small batches so the limit is kept.
 SHARD_BYTES = 2 * 1024 * 1024
@@ -56,7 +57,7 @@ def _text_chars(row: dict) -> int:
 
 def _plan(seed: int, scale: float) -> list[tuple[str, pa.Schema, Iterable[dict]]]:
     """(source, schema, rows) in writing order. The generators are lazy: each runs while it is written.
-    Benchmarks come first because web plants some of them."""
+    Benchmarks come first because web plants some of them; chat comes last."""
     benchmark_rows = benchmarks.build(seed, scale)
     return [
         ("benchmarks", PROBLEMS_SCHEMA, benchmark_rows),
@@ -65,7 +66,8 @@ def _plan(seed: int, scale: float) -> list[tuple[str, pa.Schema, Iterable[dict]]
         ("synthetic", DOCUMENTS_SCHEMA, synthetic.generate(seed, scale)),
         ("acquired", DOCUMENTS_SCHEMA, acquired.generate(seed, scale)),
         ("long", DOCUMENTS_SCHEMA, long.generate(seed, scale)),
-        ("chat", CHAT_SCHEMA, chat.generate(seed, scale)),
+        ("practice", PROBLEMS_SCHEMA, practice.generate(seed, scale)),
+        ("chat", CHAT_SCHEMA, chat.generate(seed, scale)),  # last: the Makefile's marker for the whole world
     ]
 
 
