@@ -345,3 +345,24 @@ def test_bad_arguments_raise_before_writing(tmp_path):
     with pytest.raises(Phi4Error):
         write_toy_world(tmp_path / "demo", scale=float("inf"))
     assert not (tmp_path / "demo").exists()
+
+
+# ------------------------------------------------------------------------------------ ablation manifests
+
+
+def _manifest(name: str) -> dict:
+    import tomllib
+
+    return tomllib.loads((Path(__file__).parent.parent / "manifests" / name).read_text())
+
+
+def test_ablation_manifests_change_one_thing_against_the_demo_mixture():
+    base = _manifest("demo.toml")
+    raw, uniform = _manifest("demo-ablation-raw-web.toml"), _manifest("demo-ablation-uniform.toml")
+    assert raw["mix"] == base["mix"] == uniform["mix"]  # same tokenizer, token budget, seq_len, seed
+    assert [s["name"] for s in raw["source"]] == [s["name"] for s in base["source"]]
+    for a, b in zip(raw["source"], base["source"], strict=True):
+        expected = {**b, "path": ["data/demo/web"]} if b["name"] == "web" else b
+        assert a == expected, a["name"]
+    assert [{**s, "weight": None} for s in uniform["source"]] == [{**s, "weight": None} for s in base["source"]]
+    assert {s["weight"] for s in uniform["source"]} == {1 / len(base["source"])}
