@@ -170,6 +170,25 @@ def test_openai_backend_matches_the_local_engine(url, checkpoint):
     assert [g.text for g in remote.chat(chat, params)] == visible(local.chat(chat, params))
 
 
+def test_token_ids_in_and_out_match_the_local_engine(url, checkpoint):
+    """The openai backend's token-id API (what PTS uses) over phi4 serve: vLLM's return_tokens_as_token_ids,
+    stop_token_ids + ignore_eos; ids, logprobs and top logprobs as the local engine's."""
+    remote, local = OpenAIBackend(url), LocalBackend.from_path(str(checkpoint))
+    prompt = local.tokenizer.encode("the cat sat")
+    for params in [
+        SamplingParams(max_new_tokens=8, temperature=1.0, seed=5, top_logprobs=2),
+        SamplingParams(max_new_tokens=8, temperature=0.0, stop_token_ids=[]),
+    ]:
+        there, here = remote.sample([prompt], 3, params)[0], local.sample([prompt], 3, params)[0]
+        assert [g.token_ids for g in there] == [g.token_ids for g in here] and len(there[0].token_ids) > 0
+        for a, b in zip(there, here):
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+            assert [list(t) for t in a.top_logprobs] == [list(t) for t in b.top_logprobs]
+    continuation = local.tokenizer.encode(" on the mat")
+    (there,), (here,) = remote.score([(prompt, continuation)]), local.score([(prompt, continuation)])
+    assert there.logprobs == pytest.approx(here.logprobs, abs=1e-4) and there.greedy == here.greedy
+
+
 def test_echo_logprobs_and_n(url):
     status, r = post(url + "/v1/completions", {"prompt": "the cat sat", "max_tokens": 0, "echo": True, "logprobs": 2})
     lp = r["choices"][0]["logprobs"]

@@ -108,6 +108,7 @@ class Request:
         self.open_jobs = 0
         self.stats: Stats | None = None  # set by the scheduler
         self.echo = False
+        self.token_ids = False  # vLLM's return_tokens_as_token_ids: logprobs name tokens "token_id:N"
         self.logprobs: int | None = None  # completions: `logprobs`; chat: `top_logprobs` when `logprobs` is true
         self.cancelled = False
         self.lock = threading.Lock()
@@ -594,6 +595,7 @@ class API:
         budgets = [self._budget(body, ids, COMPLETION_DEFAULT_MAX) for ids in prompts]
         request = Request("completion", self.name, stream, usage)
         request.echo, request.logprobs = echo, logprobs
+        request.token_ids = _flag(body, "return_tokens_as_token_ids", False)
         request.prompts = prompts
         for p, (ids, budget) in enumerate(zip(prompts, budgets)):
             if echo and logprobs is not None and len(ids) > 1:
@@ -615,6 +617,7 @@ class API:
         top = _number(body, "top_logprobs", 0, int, 0, 20) if want else 0
         request = Request("chat", self.name, stream, usage)
         request.logprobs = top if want else None
+        request.token_ids = _flag(body, "return_tokens_as_token_ids", False)
         request.prompts = [ids]
         skip = _flag(body, "skip_special_tokens", True)
         for j in range(n):
@@ -628,8 +631,15 @@ class API:
         decode, size = self.tokenizer.encoding.decode_single_token_bytes, self.tokenizer.vocab_size
         return [decode(t).decode("utf-8", errors="replace") if t < size else "" for t in ids]
 
-    def _top(self, tops: list[dict[int, float]], k: int) -> list[dict[str, float]]:
-        return [{self._token_strings([t])[0]: v for t, v in list(top.items())[:k]} for top in tops]
+    def _labels(self, ids: list[int], request: Request) -> list[str]:
+        """How tokens are named in logprobs: their text, or "token_id:N" (vLLM's return_tokens_as_token_ids)."""
+        return [f"token_id:{t}" for t in ids] if request.token_ids else self._token_strings(ids)
+
+    def _bytes(self, t: int) -> list[int]:
+        return list(self.tokenizer.encoding.decode_single_token_bytes(t)) if t < self.tokenizer.vocab_size else []
+
+    def _top(self, tops: list[dict[int, float]], k: int, request: Request) -> list[dict[str, float]]:
+        return [dict(zip(self._labels(list(top)[:k], request), list(top.values())[:k])) for top in tops]
 
     def response(self, request: Request) -> dict:
         """The whole (non-streamed) answer once every row is done."""
@@ -665,30 +675,33 @@ class API:
             score = request.scores.get(row.prompt_index, Score([], [], []))
             tokens += ids
             values += [None, *score.logprobs]
-            tops += [None, *self._top(score.top_logprobs, max(1, k))]
+            tops += [None, *self._top(score.top_logprobs, max(1, k), request)]
         tokens += row.tokens[first:end]
         values += row.logprobs[first:end]
-        tops += self._top(row.tops[first:end], k) if k else [None] * (end - first)
-        strings = self._token_strings(tokens)
+        tops += self._top(row.tops[first:end], k, request) if k else [None] * (end - first)
         offsets, at = [], offset
-        for s in strings:
+        for s in self._token_strings(tokens):
             offsets.append(at)
             at += len(s)
-        return {"tokens": strings, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}
+        return {
+            "tokens": self._labels(tokens, request),
+            "token_logprobs": values,
+            "top_logprobs": tops,
+            "text_offset": offsets,
+        }
 
     def _chat_logprobs(self, row: Row, first: int, end: int) -> dict:
-        strings = self._token_strings(row.tokens[first:end])
-        k = row.request.logprobs or 0
-        tops = self._top(row.tops[first:end], k) if k else [{}] * len(strings)
+        request, k = row.request, row.request.logprobs or 0
+        ids = row.tokens[first:end]
+        tops = row.tops[first:end] if k else [{}] * len(ids)
+
+        def entry(t: int, logprob: float) -> dict:
+            return {"token": self._labels([t], request)[0], "logprob": logprob, "bytes": self._bytes(t)}
+
         return {
             "content": [
-                {
-                    "token": s,
-                    "logprob": v,
-                    "bytes": list(s.encode()),
-                    "top_logprobs": [{"token": t, "logprob": p, "bytes": list(t.encode())} for t, p in top.items()],
-                }
-                for s, v, top in zip(strings, row.logprobs[first:end], tops)
+                {**entry(t, v), "top_logprobs": [entry(c, p) for c, p in list(top.items())[:k]]}
+                for t, v, top in zip(ids, row.logprobs[first:end], tops)
             ]
         }
 
