@@ -35,12 +35,14 @@ from __future__ import annotations
 import codecs
 import collections
 import json
+import os
 import queue
 import select
 import socket
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,7 +67,10 @@ class BadRequest(Exception):
         self.code = code
 
 
-def log(message: str) -> None:
+def log(message: str, bug: BaseException | None = None) -> None:
+    """One line on stderr; for a bug, its traceback too when asked for (`phi4 --debug serve`, PHI4_DEBUG=1)."""
+    if bug is not None and os.environ.get("PHI4_DEBUG") == "1":
+        traceback.print_exception(bug)
     sys.stderr.write(f"phi4 serve: {message}\n")
     sys.stderr.flush()
 
@@ -338,7 +343,7 @@ class Scheduler:
 def _failure(e: Exception) -> tuple[int, str]:
     if isinstance(e, Phi4Error):
         return 400, str(e)
-    log(f"internal error in the engine: {type(e).__name__}: {e}")
+    log(f"internal error in the engine: {type(e).__name__}: {e}", e)
     return 500, f"internal error: {type(e).__name__}"
 
 
@@ -822,7 +827,7 @@ class Server(ThreadingHTTPServer):
         if isinstance(error, (ConnectionError, TimeoutError)):
             log(f"{client_address[0]}:{client_address[1]}: connection dropped ({type(error).__name__})")
         else:
-            log(f"{client_address[0]}:{client_address[1]}: internal error: {type(error).__name__}: {error}")
+            log(f"{client_address[0]}:{client_address[1]}: internal error: {type(error).__name__}: {error}", error)
 
 
 def make_handler(api: API, timeout: float = 30.0):
@@ -862,14 +867,16 @@ def make_handler(api: API, timeout: float = 30.0):
             self.end_headers()
             self.wfile.write(data)
 
-        def _error(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+        def _error(
+            self, status: int, message: str, param: str | None = None, code: str | None = None, bug=None
+        ) -> None:
             kind = {
                 400: "invalid_request_error",
                 404: "NotFoundError",
                 405: "invalid_request_error",
                 413: "invalid_request_error",
             }.get(status, "server_error")
-            log(f"{self.command} {self.path.split('?')[0]} {status}: {message}")
+            log(f"{self.command} {self.path.split('?')[0]} {status}: {message}", bug)
             self._send(status, {"error": {"message": message, "type": kind, "param": param, "code": code or status}})
 
         def _gone(self) -> bool:
@@ -984,7 +991,7 @@ def make_handler(api: API, timeout: float = 30.0):
             except Phi4Error as e:
                 return self._error(400, str(e))
             except Exception as e:  # a bug: answer 500 and keep serving
-                return self._error(500, f"internal error: {type(e).__name__}: {e}")
+                return self._error(500, f"internal error: {type(e).__name__}: {e}", bug=e)
             if path not in generating:
                 return self._send(200, result)
             self._run(path, result)
