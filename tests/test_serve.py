@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -538,3 +539,22 @@ def test_a_failing_row_does_not_fail_its_batch(checkpoint):
     scheduler.submit(bad)
     assert good.events.get(timeout=60) == ("done",) and len(good.rows[0].tokens) > 0
     assert bad.events.get(timeout=60) == ("error", 400, "sampling: top_k must be >= 0")
+
+
+def test_api_key(checkpoint):
+    from phi4cli.generate.server import API, Server, make_handler
+
+    api = API(LocalBackend.from_path(str(checkpoint)).engine, "toy", batch_size=BATCH)
+    server = Server(("127.0.0.1", 0), make_handler(api, timeout=5, api_key="sesame"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0).models.list()
+        client = openai.OpenAI(base_url=base + "/v1", api_key="sesame", max_retries=0)
+        assert client.completions.create(model="toy", prompt="the cat", max_tokens=2).choices[0].finish_reason
+        assert post(base + "/tokenize", {"prompt": "x"})[0] == 401
+        assert get(base + "/health")[0] == 200 and get(base + "/metrics")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import codecs
 import collections
+import hmac
 import json
 import os
 import queue
@@ -830,7 +831,10 @@ class Server(ThreadingHTTPServer):
             log(f"{client_address[0]}:{client_address[1]}: internal error: {type(error).__name__}: {error}", error)
 
 
-def make_handler(api: API, timeout: float = 30.0):
+OPEN_ROUTES = ("/health", "/metrics")  # answered without the API key (liveness probes, scrapers)
+
+
+def make_handler(api: API, timeout: float = 30.0, api_key: str | None = None):
     routes_get = {"/health": lambda: {"status": "ok"}, "/v1/models": api.models, "/tokenizer_info": api.tokenizer_info}
     routes_post = {
         "/v1/completions": api.completions,
@@ -875,6 +879,7 @@ def make_handler(api: API, timeout: float = 30.0):
                 404: "NotFoundError",
                 405: "invalid_request_error",
                 413: "invalid_request_error",
+                401: "invalid_request_error",
             }.get(status, "server_error")
             log(f"{self.command} {self.path.split('?')[0]} {status}: {message}", bug)
             self._send(status, {"error": {"message": message, "type": kind, "param": param, "code": code or status}})
@@ -948,8 +953,21 @@ def make_handler(api: API, timeout: float = 30.0):
 
         # ----------------------------------------------------------------------------------- routes
 
+        def _authorized(self, path: str) -> bool:
+            """With --api-key, every route but /health and /metrics needs `Authorization: Bearer KEY`."""
+            if api_key is None or path in OPEN_ROUTES:
+                return True
+            given = (self.headers.get("Authorization") or "").encode()
+            if hmac.compare_digest(given, f"Bearer {api_key}".encode()):
+                return True
+            self.close_connection = True  # an unread body may follow
+            self._error(401, "invalid or missing API key (Authorization: Bearer KEY)", code="invalid_api_key")
+            return False
+
         def do_GET(self) -> None:
             path = self.path.split("?")[0].rstrip("/")
+            if not self._authorized(path):
+                return
             try:
                 if path in routes_get:
                     self._send(200, routes_get[path]())
@@ -966,6 +984,8 @@ def make_handler(api: API, timeout: float = 30.0):
 
         def do_POST(self) -> None:
             path = self.path.split("?")[0].rstrip("/")
+            if not self._authorized(path):
+                return
             try:
                 body_bytes = self._read_body()
             except BadRequest as e:
@@ -1058,6 +1078,7 @@ def serve(
     dtype: str | None = None,
     max_rows: int = 1024,
     timeout: float = 30.0,
+    api_key: str | None = None,
 ) -> None:
     """Load the model and serve until interrupted (Ctrl-C or SIGTERM)."""
     import signal
@@ -1067,7 +1088,7 @@ def serve(
     backend = LocalBackend.from_path(model, max_batch_size=batch_size, device=device, tokenizer=tokenizer, dtype=dtype)
     api = API(backend.engine, name or Path(model).resolve().name, batch_size, batch_wait_ms, max_rows)
     try:
-        server = Server((host, port), make_handler(api, timeout))
+        server = Server((host, port), make_handler(api, timeout, api_key or None))
     except OSError as e:
         raise Phi4Error(f"{host}:{port}: cannot listen ({e.strerror or e})")
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

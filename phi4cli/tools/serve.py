@@ -31,6 +31,9 @@ def serve_command(
     timeout: float = typer.Option(
         30.0, "--timeout", min=0.1, help="Seconds a client may stall sending a request or reading an answer."
     ),
+    api_key: str = typer.Option(
+        None, "--api-key", envvar="PHI4_API_KEY", help="Require 'Authorization: Bearer KEY' (not on /health, /metrics)."
+    ),
 ) -> None:
     """Serve a checkpoint over OpenAI's HTTP API: /v1/completions (with echo + prompt logprobs for
     scoring), /v1/chat/completions (phi-4's ChatML template), streaming (stream=true), /v1/models,
@@ -58,4 +61,5 @@ def serve_command(
         dtype=dtype,
         max_rows=max_rows,
         timeout=timeout,
+        api_key=api_key,
     )
