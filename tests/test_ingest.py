@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,9 @@ from phi4cli.io.schemas import (
     CHAT_SCHEMA,
     PAIRS_SCHEMA,
     PROBLEMS_SCHEMA,
+    BadRow,
+    chat_row,
+    pairs_row,
     require_schema,
 )
 
@@ -101,12 +105,17 @@ BAD_CHAT = [
 
 
 @pytest.mark.parametrize("row,reason", BAD_CHAT)
-def test_bad_chat_row_one_line_naming_file_and_row(phi4, tmp_path, row, reason):
-    write_jsonl(tmp_path / "c.jsonl", [CHAT_ROWS[2], row])
+def test_bad_chat_rows_are_refused_with_their_reason(row, reason):
+    with pytest.raises(BadRow, match=re.escape(reason)):
+        chat_row(row, "x:0")
+
+
+def test_a_bad_row_is_one_line_naming_file_and_row(phi4, tmp_path):
+    write_jsonl(tmp_path / "c.jsonl", [CHAT_ROWS[2], BAD_CHAT[0][0]])
     result = phi4("ingest", "c.jsonl", "--schema", "chat", "-o", "out", check=False)
     err = result.stderr.decode()
     assert result.returncode != 0 and err.count("\n") == 1, err
-    assert err.startswith("phi4: error: c.jsonl:2: ") and reason in err, err
+    assert err.startswith("phi4: error: c.jsonl:2: 'messages': no assistant turn"), err
     assert not (tmp_path / "out").exists()
 
 
@@ -183,11 +192,9 @@ def test_pairs_as_published(phi4, tmp_path):
         ({"prompt_ids": [1], "chosen_ids": ["x"], "rejected_ids": [2]}, "not a list of token ids"),
     ],
 )
-def test_bad_pairs(phi4, tmp_path, row, reason):
-    write_jsonl(tmp_path / "p.jsonl", [row])
-    result = phi4("ingest", "p.jsonl", "--schema", "pairs", "-o", "out", check=False)
-    err = result.stderr.decode()
-    assert result.returncode != 0 and "p.jsonl:1: " in err and reason in err, err
+def test_bad_pairs(row, reason):
+    with pytest.raises(BadRow, match=re.escape(reason)):
+        pairs_row(row, "p:0")
 
 
 def test_problems_from_real_benchmarks(phi4, tmp_path):
