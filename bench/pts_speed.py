@@ -144,7 +144,7 @@ class World:
 
 def split_cost(problems: int, length: int) -> str:
     worlds = [World(length, seed) for seed in range(problems)]
-    settings = PtsSettings(rollouts=N, temperature=1.0, top_p=1.0, max_new_tokens=length + 1, p_min=0.0, p_max=1.0, p_gap=0.2,
+    settings = PtsSettings(rollouts=N, temperature=1.0, top_p=1.0, max_new_tokens=length + 1, p_min=0.0, p_max=1.0, p_gap=0.2, alternatives=0,
                            chat=True, system="", concurrent_problems=16, seed=0, sandbox_timeout_s=1.0, sandbox_memory_mb=64,
                            sandbox_workers=1)  # fmt: skip
 

@@ -35,8 +35,8 @@ PROMPT = (1000, 1001)
 
 def settings(**overrides) -> PtsSettings:
     values = {"rollouts": 10, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32, "p_min": 0.2, "p_max": 0.8, "p_gap": 0.2,
-              "chat": True, "system": "", "concurrent_problems": 4, "seed": 0, "sandbox_timeout_s": 5.0, "sandbox_memory_mb": 512,
-              "sandbox_workers": 1}  # fmt: skip
+              "alternatives": 3, "chat": True, "system": "", "concurrent_problems": 4, "seed": 0, "sandbox_timeout_s": 5.0,
+              "sandbox_memory_mb": 512, "sandbox_workers": 1}  # fmt: skip
     values.update(overrides)
     return PtsSettings(**values)
 
@@ -59,12 +59,12 @@ class ScriptedWorld:
             self.sampled.append(prefix)
             rollouts = []
             for j in range(request.n):
-                tokens = tuple(self.token(i, j) for i in range(len(prefix), self.length))[: request.max_new_tokens]
+                tokens = tuple(self.token(i, j, len(prefix)) for i in range(len(prefix), self.length))[: request.max_new_tokens]
                 rollouts.append((tokens, tuple(self.logprob for _ in tokens)))
             out.append(rollouts)
         return out
 
-    def token(self, position: int, j: int) -> int:
+    def token(self, position: int, j: int, start: int = 0) -> int:
         if position in self.rules:
             return GOOD if self.rules[position](j) else BAD
         return 100 + position
@@ -153,6 +153,38 @@ def test_no_alternative_seen_gives_no_pair():
     assert alternative(pivot, no_lower) is None
     lower = Estimate(0.5, (Rollout((GOOD,), (-0.1,), True), Rollout((BAD,), (-0.1,), False), Rollout((3,), (-0.1,), True)))
     assert alternative(pivot, lower).token == BAD
+
+
+class NoisyWorld(ScriptedWorld):
+    """Every rollout writes token 103 at position 3, yet p(success) is 0.3 before it and 0.8 after it (as sampling
+    noise can make it): the pivot at 3 has no alternative among the rollouts. Success: GOOD at 5 and 103 at 3."""
+
+    def __init__(self):
+        super().__init__(6, {5: None})
+        self.top_asked: list[tuple[int, ...]] = []
+
+    def token(self, position: int, j: int, start: int = 0) -> int:
+        if position == 5:
+            return GOOD if j < (3 if start <= 3 else 8) else BAD
+        return 100 + position
+
+    def judge(self, problem: dict, texts: list[str]) -> list[bool]:
+        return [t.split()[3:4] == ["103"] and t.split()[5:6] == [str(GOOD)] for t in texts]
+
+    def top(self, prompts, k):
+        self.top_asked += [tuple(p[len(PROMPT):]) for p in prompts]
+        return [(103, 55, 56)[:k] for _ in prompts]
+
+
+def test_a_pivot_without_a_seen_alternative_tests_the_models_likeliest_tokens():
+    world = NoisyWorld()
+    driver = Driver(world.sample, world.judge, world.decode, settings(), top_tokens=world.top)
+    [outcome] = driver.run([problem()])
+    got = [(f.pivot.position, f.pivot.token, f.pivot.p_before, f.pivot.p_after, f.other, f.other_source) for f in outcome.found]
+    assert got == [(3, 103, 0.3, 0.8, 55, "tested"), (5, GOOD, 0.8, 1.0, BAD, "rollouts")]
+    assert world.top_asked == [(100, 101, 102)] and (100, 101, 102, 55) in world.sampled
+    [without] = world.driver(alternatives=0).run([problem()])
+    assert [f.other for f in without.found] == [None, BAD]  # no fallback: the first pivot has no pair
 
 
 def test_budget_stops_the_search_and_later_problems():
@@ -288,8 +320,9 @@ def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, searched
     prompts = {f"q{i}": tok.render_chat([{"role": "user", "content": q}], add_generation_prompt=True)[0] for i, q in enumerate(QUESTIONS)}
     real = []
     for line in (searched["cache"] / "rollouts-00000.jsonl").read_text().splitlines():
-        entry = json.loads(line)
-        real += [prompts[entry["problem"]] + entry["prefix"] + tokens for tokens, _, _ in entry["rollouts"]]
+        entry = json.loads(line)  # a prefix's rollouts, or the model's top tokens there ("top", the fallback)
+        real += [prompts[entry["problem"]] + entry["prefix"] + tokens for tokens, _, _ in entry.get("rollouts", [])]
+    letter_pivots = []
     for pair in pairs:
         meta = json.loads(pair["meta"])
         assert pair["prompt_ids"][: len(prompts[meta["problem_id"]])] == prompts[meta["problem_id"]]
@@ -298,11 +331,27 @@ def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, searched
         assert any(tok.decode(seq).startswith(tok.decode(chosen_path)) for seq in real)
         assert len(pair["chosen_ids"]) == len(pair["rejected_ids"]) == 1 and pair["chosen_ids"] != pair["rejected_ids"]
         assert abs(meta["p_after"] - meta["p_before"]) >= 0.2 and 0.2 <= meta["p_prompt"] <= 0.8
-        # the model learnt "Answer: A|B": the letter is the pivot, and the chosen letter is the right one
-        assert tok.decode(pair["prompt_ids"]).endswith("Answer:"), pair
-        assert tok.decode(pair["chosen_ids"]).strip() == "AB"[int(meta["problem_id"][1:]) % 2], pair
+        # the model learnt "Answer: A|B": at the letter, the chosen one is the right one
+        if tok.decode(pair["prompt_ids"]).endswith("Answer:"):
+            letter_pivots.append(pair["id"])
+            assert tok.decode(pair["chosen_ids"]).strip() == "AB"[int(meta["problem_id"][1:]) % 2], pair
+    assert letter_pivots, pairs
     rejected = read_rows(tmp_path / "rej")
     assert len({r["id"] for r in rejected} | {json.loads(p["meta"])["problem_id"] for p in pairs}) == len(QUESTIONS)
+
+
+def test_top_tokens_are_the_models_likeliest_next_tokens(toy):
+    from phi4cli.generate import load_backend
+    from phi4cli.stages.pts.rollouts import top_tokens
+
+    backend = load_backend(str(toy["model"]))
+    tok = backend.tokenizer
+    prompt = tok.render_chat([{"role": "user", "content": QUESTIONS[0]}], add_generation_prompt=True)[0] + tok.encode("Answer:")
+    [top] = top_tokens(backend, [prompt], 3, (tok.eot_id, tok.im_end_id))
+    [score] = backend.engine.score([(prompt, [top[0]])], top_logprobs=5)
+    assert len(set(top)) == 3 and tok.eot_id not in top and tok.im_end_id not in top
+    assert top[0] == max(score.top_logprobs[0], key=score.top_logprobs[0].get)  # the argmax comes first
+    assert {tok.decode([t]).strip() for t in top[:2]} == {"A", "B"}  # the toy model answers a letter
 
 
 def test_rerun_after_a_crash_resamples_nothing_finished_and_writes_the_same_pairs(toy, searched, tmp_path):

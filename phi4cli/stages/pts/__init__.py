@@ -10,8 +10,9 @@ For every problem (id, prompt, answer, task, tests):
    token prefix; rollouts of all problems in flight share one engine call (driver.py).
 4. Each pivot gives a pair: prompt_ids = rendered prompt + the exact solution tokens before the pivot;
    chosen/rejected = the pivot token and an alternative first token seen among the rollouts already sampled
-   at that prefix (the one that went most the other way), whichever raises p(success) is chosen. A pivot
-   with no such alternative gives no pair; it goes to --rejected with that reason.
+   at that prefix (the one that went most the other way), whichever raises p(success) is chosen. Without
+   one, the model's likeliest other tokens there are tested (`alternatives`); a pivot that still has no
+   partner gives no pair and goes to --rejected with that reason.
 
 Rollouts live in an on-disk cache (rollouts.py) so a killed run resumes without re-sampling and writes the
 same pairs. Output shards follow input shards (phi4cli/io/fanout.py), so `--shard-index/--num-shards`
@@ -158,7 +159,11 @@ class _Run:
 
     def process(self, source, emit) -> dict:
         from phi4cli.stages.pts.driver import Driver
-        from phi4cli.stages.pts.rollouts import RolloutCache, sample_rollouts
+        from phi4cli.stages.pts.rollouts import (
+            RolloutCache,
+            sample_rollouts,
+            top_tokens,
+        )
 
         shard = next(i for i, s in enumerate(self.sources) if s is source)
         spent = sum((self._shard_stats(i) or {}).get("rollouts", 0) for i in self.mine if i < shard)
@@ -172,7 +177,8 @@ class _Run:
         cache = RolloutCache(self.cache_dir / f"rollouts-{shard:05d}.jsonl" if self.cache_dir is not None else None)
         problems, refused = self._problems(shard)
         driver = Driver(sampler, self._judge, tok.decode, s, cache=cache, max_rollouts=budget,
-                        model_name=self.model_name, context=self.context)  # fmt: skip
+                        model_name=self.model_name, context=self.context,
+                        top_tokens=lambda prompts, k: top_tokens(self.backend, prompts, k, stops))  # fmt: skip
         try:
             with _progress() as progress:
                 task = progress.add_task(f"pts shard {shard}", total=len(problems))
@@ -276,7 +282,8 @@ def _rows(outcomes, decode) -> tuple[list[dict], list[dict]]:
         for found in outcome.found:
             pivot = found.pivot
             if found.other is None:
-                dropped.append(_rejected(row, "pivot without an alternative token among the rollouts at its prefix",
+                dropped.append(_rejected(row, "pivot without an alternative token (none among the rollouts at its prefix, "
+                                         "none among the model's likeliest tokens tested)",
                                          position=pivot.position, token=pivot.token, p_before=pivot.p_before,
                                          p_after=pivot.p_after))  # fmt: skip
                 continue
@@ -291,7 +298,8 @@ def _pair(outcome, found, decode) -> dict:
     prompt_ids = [*problem.prompt_ids, *found.prefix]
     meta = {"problem_id": problem.id, "task": problem.row["task"], "position": pivot.position, "pivot_token": pivot.token,
             "pivot_side": "chosen" if raises else "rejected", "p_prompt": outcome.p_prompt, "p_before": pivot.p_before,
-            "p_after": pivot.p_after, "p_alternative": found.p_other, "alternative_rollouts": found.other_seen}  # fmt: skip
+            "p_after": pivot.p_after, "p_alternative": found.p_other, "alternative_rollouts": found.other_seen,
+            "alternative_source": found.other_source}  # fmt: skip
     return {"id": f"{problem.id}/pts-{pivot.position}", "prompt_ids": prompt_ids, "chosen_ids": [chosen],
             "rejected_ids": [rejected], "prompt": json.dumps(decode(prompt_ids)), "chosen": json.dumps(decode([chosen])),
             "rejected": json.dumps(decode([rejected])), "meta": json.dumps(meta)}  # fmt: skip

@@ -26,6 +26,7 @@ from phi4cli.stages.pts.rollouts import (
     rollout_seed,
 )
 from phi4cli.stages.pts.search import (
+    Alternative,
     Estimate,
     Pivot,
     Prefix,
@@ -37,6 +38,14 @@ from phi4cli.stages.pts.search import (
 from phi4cli.stages.pts.settings import PtsSettings
 
 Sampler = Callable[[Sequence[Request]], list[list[Completion]]]
+TopTokens = Callable[[Sequence[Sequence[int]], int], list[tuple[int, ...]]]  # (prompts, k) -> k likeliest next ids each
+
+
+@dataclass(frozen=True)
+class Top:
+    """A search's request for the model's most likely next tokens after `prefix` (the no-alternative fallback)."""
+
+    prefix: Prefix
 Judge = Callable[[dict, Sequence[str]], list[bool]]
 
 
@@ -54,9 +63,10 @@ class Problem:
 class Found:
     pivot: Pivot
     prefix: tuple[int, ...]  # solution tokens before the pivot
-    other: int | None  # the alternative token (None: no alternative seen -> no pair)
+    other: int | None  # the alternative token (None: no alternative -> no pair)
     p_other: float | None  # success rate of the rollouts that began with it
     other_seen: int
+    other_source: str = ""  # "rollouts" or "tested" (search.Alternative.source)
 
 
 @dataclass
@@ -87,21 +97,23 @@ class Stats:
 class _Slot:
     problem: Problem
     search: object  # the problem's coroutine
-    memo: dict[Prefix, Estimate] = field(default_factory=dict)
-    request: Prefix | None = None
+    memo: dict = field(default_factory=dict)  # request (a prefix, or a Top) -> its answer
+    request: Prefix | Top | None = None
     outcome: Outcome | None = None
 
 
 class Driver:
     def __init__(self, sampler: Sampler, judge: Judge, decode: Callable[[Sequence[int]], str], settings: PtsSettings,
                  *, cache: RolloutCache | None = None, max_rollouts: int | None = None, model_name: str = "",
-                 split: Callable[[Sequence[float]], int] = split_point, context: int | None = None):  # fmt: skip
+                 split: Callable[[Sequence[float]], int] = split_point, context: int | None = None,
+                 top_tokens: TopTokens | None = None):  # fmt: skip
         self.sample, self.judge, self.decode, self.settings = sampler, judge, decode, settings
         self.cache = cache or RolloutCache(None)
         self.max_rollouts = max_rollouts
         self.model_name = model_name
         self.split = split
         self.context = context  # the model's context length, when known: rollouts never run past it
+        self.top_tokens = top_tokens  # None: no fallback for pivots without a seen alternative
         self.stats = Stats()
 
     # ------------------------------------------------------------------------- one problem's search
@@ -120,11 +132,25 @@ class Driver:
         for pivot in pivots:
             prefix = solution.tokens[: pivot.position]
             other = alternative(pivot, (yield prefix))
+            if other is None and self.top_tokens is not None and s.alternatives > 0:
+                other = yield from self.tested_alternative(pivot, prefix)
             if other is None:
                 outcome.found.append(Found(pivot, prefix, None, None, 0))
             else:
-                outcome.found.append(Found(pivot, prefix, other.token, other.p_seen, other.seen))
+                outcome.found.append(Found(pivot, prefix, other.token, other.p_seen, other.seen, other.source))
         return outcome
+
+    def tested_alternative(self, pivot: Pivot, prefix: Prefix):
+        """The fallback when the rollouts at the prefix showed no alternative: the model's most likely other
+        tokens there, in order, each estimated with N rollouts like any prefix; the first that moves
+        p(success) the other way from p_before is the pivot's partner."""
+        raises = pivot.p_after > pivot.p_before
+        candidates = yield Top(prefix)
+        for token in [t for t in candidates if t != pivot.token][: self.settings.alternatives]:
+            estimate = yield (*prefix, token)
+            if (estimate.p < pivot.p_before) if raises else (estimate.p > pivot.p_before):
+                return Alternative(token, estimate.p, len(estimate.rollouts), "tested")
+        return None
 
     # ---------------------------------------------------------------------------------- the loop
 
@@ -156,10 +182,10 @@ class Driver:
         slot.request = next(slot.search)
         return slot
 
-    def _send(self, slot: _Slot, estimate: Estimate) -> None:
-        slot.memo[slot.request] = estimate
+    def _send(self, slot: _Slot, answer: Estimate | tuple[int, ...]) -> None:
+        slot.memo[slot.request] = answer
         try:
-            slot.request = slot.search.send(estimate)
+            slot.request = slot.search.send(answer)
         except StopIteration as stop:
             slot.outcome = stop.value
             if slot.outcome.skipped is None:
@@ -174,7 +200,7 @@ class Driver:
         waiting = [s for s in active if s.outcome is None]
         affordable, reserved = [], 0
         for slot in waiting:
-            cost = self.settings.rollouts if self._room(slot) > 0 else 0  # a finished solution costs none
+            cost = self._cost(slot)
             if self.max_rollouts is None or self.stats.rollouts + reserved + cost <= self.max_rollouts:
                 affordable.append(slot)
                 reserved += cost
@@ -182,8 +208,16 @@ class Driver:
                 self.stats.budget_exhausted = True
                 slot.search.close()
                 slot.outcome = Outcome(slot.problem, skipped="stopped: the rollout budget (--max-rollouts) was spent")
-        for slot, estimate in zip(affordable, self._estimate(affordable)):
-            self._send(slot, estimate)
+        tops = [s for s in affordable if isinstance(s.request, Top)]
+        estimates = [s for s in affordable if not isinstance(s.request, Top)]
+        for slot, answer in [*zip(estimates, self._estimate(estimates)), *zip(tops, self._top(tops))]:
+            self._send(slot, answer)
+
+    def _cost(self, slot: _Slot) -> int:
+        """Rollouts a request spends: N for an estimate, none for a finished solution, one for a Top."""
+        if isinstance(slot.request, Top):
+            return 1
+        return self.settings.rollouts if self._room(slot) > 0 else 0
 
     def _room(self, slot: _Slot) -> int:
         """Tokens a completion of the slot's prefix may still have: the solution's token budget, and the context."""
@@ -194,10 +228,31 @@ class Driver:
 
     # ------------------------------------------------------------------------------- estimating
 
+    def _seed_key(self, slot: _Slot) -> str:
+        """What a prefix's rollouts are seeded by: the run's seed, the problem and the exact tokens (not the model's
+        path, so the same model anywhere gives the same rollouts)."""
+        return rollout_key(self.settings.seed, slot.problem.id, list(slot.problem.prompt_ids), list(slot.request))
+
     def _key(self, slot: _Slot) -> str:
+        """The cache key: the seed key plus everything else the rollouts depend on (model, sampling settings)."""
         s = self.settings
-        return rollout_key(self.model_name, s.seed, s.rollouts, s.temperature, s.top_p, s.max_new_tokens,
-                           slot.problem.id, list(slot.problem.prompt_ids), list(slot.request))  # fmt: skip
+        return rollout_key(self.model_name, s.rollouts, s.temperature, s.top_p, s.max_new_tokens, self._seed_key(slot))
+
+    def _top(self, slots: list[_Slot]) -> list[tuple[int, ...]]:
+        """The model's likeliest next tokens after each slot's prefix: from the cache, or one engine call."""
+        k = self.settings.alternatives + 1  # one more: the pivot token itself is usually among them
+        keys = [rollout_key("top", self.model_name, k, s.problem.id, list(s.problem.prompt_ids), list(s.request.prefix))
+                for s in slots]  # fmt: skip
+        answers = [self.cache.get(key) for key in keys]
+        todo = [i for i, a in enumerate(answers) if a is None]
+        fresh = self.top_tokens([slots[i].problem.prompt_ids + slots[i].request.prefix for i in todo], k) if todo else []
+        for i, tokens in zip(todo, fresh):
+            self.cache.put_top(keys[i], tokens, problem=slots[i].problem.id, prefix=list(slots[i].request.prefix))
+            answers[i] = tuple(tokens)
+        self.stats.rollouts_sampled += len(todo)
+        self.stats.rollouts_cached += len(slots) - len(todo)
+        self.cache.sync()
+        return answers
 
     def _estimate(self, slots: list[_Slot]) -> list[Estimate]:
         """One estimate per slot's pending prefix: from the cache, or sampled in one call and judged."""
@@ -208,7 +263,7 @@ class Driver:
             if cached is not None and self._room(slot) > 0:
                 self.stats.rollouts_cached += len(cached)
         todo = [i for i, r in enumerate(results) if r is None]
-        requests = [self._request(slots[i], keys[i]) for i in todo]
+        requests = [self._request(slots[i]) for i in todo]
         to_sample = [r for r in requests if r.max_new_tokens > 0]
         sampled = iter(self.sample(to_sample) if to_sample else [])
         for i, request in zip(todo, requests):
@@ -224,9 +279,9 @@ class Driver:
         self.cache.sync()
         return [_estimate(r) for r in results]
 
-    def _request(self, slot: _Slot, key: str) -> Request:
+    def _request(self, slot: _Slot) -> Request:
         room = max(self._room(slot), 0)
-        return Request(slot.problem.prompt_ids + slot.request, self.settings.rollouts, rollout_seed(key), room)
+        return Request(slot.problem.prompt_ids + slot.request, self.settings.rollouts, rollout_seed(self._seed_key(slot)), room)
 
     def _judge(self, slot: _Slot, completions: list[tuple[int, ...]]) -> list[bool]:
         texts = [self.decode(slot.request + tokens) for tokens in completions]

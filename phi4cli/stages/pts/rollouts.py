@@ -61,6 +61,21 @@ def sample_rollouts(backend, requests: Sequence[Request], temperature: float, to
     return out
 
 
+def top_tokens(backend, prompts: Sequence[Sequence[int]], k: int, stop_ids: Sequence[int]) -> list[tuple[int, ...]]:
+    """The model's k most likely next tokens after each prompt (most likely first; stop tokens left out):
+    one 1-token sample per prompt with its top log-probs."""
+    if not prompts:
+        return []
+    params = SamplingParams(max_new_tokens=1, temperature=1.0, seed=0, top_logprobs=min(20, k + len(stop_ids) + 1),
+                            stop_token_ids=list(stop_ids))  # fmt: skip
+    out = []
+    for (generation,) in backend.sample([list(p) for p in prompts], 1, params):
+        tops = generation.top_logprobs[0] if generation.top_logprobs else {}
+        ranked = sorted(tops.items(), key=lambda item: (-item[1], item[0]))
+        out.append(tuple(token for token, _ in ranked if token not in set(stop_ids))[:k])
+    return out
+
+
 def rollout_key(*parts: object) -> str:
     """A stable hash of the JSON of `parts` (the cache key, and the seed source)."""
     return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
@@ -72,7 +87,8 @@ def rollout_seed(key: str) -> int:
 
 
 class RolloutCache:
-    """key -> judged rollouts [(tokens, logprobs, success)], persisted as appended JSONL lines."""
+    """key -> judged rollouts [(tokens, logprobs, success)] of a prefix, or the model's top tokens after it
+    (a tuple of ids), persisted as appended JSONL lines."""
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path is not None else None
@@ -91,7 +107,10 @@ class RolloutCache:
                         break  # torn by a crash mid-write: dropped, and cut off below
                     try:
                         entry = json.loads(line)
-                        self.entries[entry["key"]] = [(tuple(t), tuple(lp), bool(ok)) for t, lp, ok in entry["rollouts"]]
+                        if "top" in entry:
+                            self.entries[entry["key"]] = tuple(int(t) for t in entry["top"])
+                        else:
+                            self.entries[entry["key"]] = [(tuple(t), tuple(lp), bool(ok)) for t, lp, ok in entry["rollouts"]]
                     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                         raise Phi4Error(f"{self.path}: line {len(self.entries) + 1} is not a rollout-cache entry "
                                         "(delete the file to re-sample)")  # fmt: skip
@@ -106,10 +125,16 @@ class RolloutCache:
     def put(self, key: str, rollouts: list[tuple[tuple[int, ...], tuple[float, ...], bool]], **about) -> None:
         """Store a prefix's judged rollouts; `about` (the problem id, the prefix) is kept for people reading the file."""
         self.entries[key] = rollouts
+        self._append({"key": key, **about, "rollouts": [[list(t), list(lp), ok] for t, lp, ok in rollouts]})
+
+    def put_top(self, key: str, tokens: tuple[int, ...], **about) -> None:
+        """Store the model's top tokens after a prefix."""
+        self.entries[key] = tuple(tokens)
+        self._append({"key": key, **about, "top": list(tokens)})
+
+    def _append(self, entry: dict) -> None:
         if self._file is not None:
-            entry = {"key": key, **about, "rollouts": [[list(t), list(lp), ok] for t, lp, ok in rollouts]}
-            line = json.dumps(entry, separators=(",", ":"))
-            self._file.write(line.encode() + b"\n")
+            self._file.write(json.dumps(entry, separators=(",", ":")).encode() + b"\n")
 
     def sync(self) -> None:
         """Make the appended lines durable (called after every engine call)."""

@@ -74,6 +74,12 @@ def split_point(logprobs: Sequence[float]) -> int:
     return best
 
 
+def moves(before: float, after: float, p_gap: float) -> bool:
+    """|p(before) - p(after)| >= p_gap, exactly for the fractions k/N that estimates are (in floats,
+    1.0 - 0.8 is 0.19999999999999996, which must still count as a gap of 0.2)."""
+    return abs(before - after) >= p_gap - 1e-9
+
+
 def halve(logprobs: Sequence[float]) -> int:
     """The split of codelion/pts (`len // 2`): the peer for bench/pts_speed.py's oracle-call count."""
     return len(logprobs) // 2
@@ -87,7 +93,7 @@ def pivotal_token_search(tokens: Sequence[int], logprobs: Sequence[float], p_gap
         return (yield tokens[:end]).p
 
     def subdivide(start: int, end: int) -> Generator[Prefix, Estimate, list[tuple[int, int]]]:
-        if end - start <= 1 or abs((yield from p(start)) - (yield from p(end))) < p_gap:
+        if end - start <= 1 or not moves((yield from p(start)), (yield from p(end)), p_gap):
             return [(start, end)]
         middle = start + split(logprobs[start:end])
         return (yield from subdivide(start, middle)) + (yield from subdivide(middle, end))
@@ -96,7 +102,7 @@ def pivotal_token_search(tokens: Sequence[int], logprobs: Sequence[float], p_gap
     for start, end in (yield from subdivide(0, len(tokens))):
         if end - start == 1:
             before, after = (yield from p(start)), (yield from p(end))
-            if abs(before - after) >= p_gap:
+            if moves(before, after, p_gap):
                 pivots.append(Pivot(start, tokens[start], before, after))
     return pivots
 
@@ -104,8 +110,9 @@ def pivotal_token_search(tokens: Sequence[int], logprobs: Sequence[float], p_gap
 @dataclass(frozen=True)
 class Alternative:
     token: int
-    p_seen: float  # success rate of the rollouts at the pivot's prefix that began with this token
+    p_seen: float  # success rate of the rollouts that began with this token
     seen: int  # how many of them there were
+    source: str = "rollouts"  # "rollouts": seen at the pivot's prefix; "tested": the fallback estimated it
 
 
 def alternative(pivot: Pivot, at_prefix: Estimate) -> Alternative | None:

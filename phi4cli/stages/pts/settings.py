@@ -20,6 +20,7 @@ class PtsSettings:
     p_min: float
     p_max: float
     p_gap: float
+    alternatives: int
     chat: bool
     system: str
     concurrent_problems: int
@@ -36,6 +37,7 @@ class PtsSettings:
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
             (0 <= self.p_min <= self.p_max <= 1, f"need 0 <= p_min <= p_max <= 1, got {self.p_min}, {self.p_max}"),
             (0 < self.p_gap <= 1, f"p_gap must be in (0, 1], got {self.p_gap}"),
+            (self.alternatives >= 0, f"alternatives must be >= 0, got {self.alternatives}"),
             (self.concurrent_problems >= 1, "concurrent_problems must be >= 1"),
             (self.sandbox_timeout_s > 0 and self.sandbox_memory_mb >= 64, "sandbox: timeout_s > 0, memory_mb >= 64"),
             (self.sandbox_workers >= 1, "sandbox_workers must be >= 1"),
