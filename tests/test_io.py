@@ -532,3 +532,30 @@ def test_no_manifest_over_another_task_s_stale_shards(tmp_path):
     _run_tagged(sources, tmp_path / "out", "new", shard_index=1, num_shards=2)
     texts = read_table([str(tmp_path / "out")]).column("text").to_pylist()
     assert {t.split(":")[0] for t in texts} == {"new"} and len(texts) == 20
+
+
+ARRAY_TASK = """
+import sys
+from functools import partial
+from phi4cli.io import map_shards, provenance, resolve_inputs
+sys.path.insert(0, sys.argv[3])
+from test_io import _tag_text
+sources = resolve_inputs([sys.argv[1]])
+map_shards(sources, {"main": sys.argv[2]}, partial(_tag_text, tag="t"), prov=provenance({"tag": "t"}),
+           shard_index=int(sys.argv[4]), num_shards=2)
+"""
+
+
+def test_concurrent_array_tasks_share_one_new_output(tmp_path):
+    sources = _input(tmp_path, 4)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    here = str(Path(__file__).parent)
+    args = [str(tmp_path / "in"), str(tmp_path / "deep" / "out"), here]
+    tasks = [
+        subprocess.Popen([sys.executable, "-c", ARRAY_TASK, *args, str(i)], env=env, stderr=subprocess.PIPE)
+        for i in (0, 1)
+    ]
+    errors = [task.communicate()[1] for task in tasks]
+    assert [task.returncode for task in tasks] == [0, 0], errors
+    assert read_manifest(tmp_path / "deep" / "out")["rows"] == 10 * len(sources)
+    assert not [n for n in os.listdir(tmp_path / "deep" / "out") if n.endswith(".tmp")]

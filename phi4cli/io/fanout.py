@@ -275,7 +275,7 @@ def map_shards(
     named = {name: d for name, d in outputs.items() if d is not None}
     refuse_overlap(named, sources)
     if outputs["main"] == "-":
-        return _stream_all(sources, outputs, process)
+        return _stream_all(sources, outputs, process, overwrite)
     if any(s.is_stream for s in sources):
         raise Phi4Error("-: a stdin stream can only be written to a stream (-o -)")
     finals = {name: Path(d) for name, d in named.items()}
@@ -378,12 +378,14 @@ def _write_manifests(dirs: dict[str, Path], count: int, prov: dict) -> None:
         read_manifest(directory)
 
 
-def _stream_all(sources: Sequence[Source], outputs: dict[str, str | None], process: ShardProcess) -> list[ShardResult]:
+def _stream_all(
+    sources: Sequence[Source], outputs: dict[str, str | None], process: ShardProcess, overwrite: bool = False
+) -> list[ShardResult]:
     """`-o -`: one process; the main output is a stream on stdout, side outputs are datasets."""
     writers: dict[str, StreamWriter | DatasetWriter] = {"main": StreamWriter()}
     for name, directory in outputs.items():
         if name != "main" and directory is not None:
-            writers[name] = DatasetWriter(directory)
+            writers[name] = DatasetWriter(directory, overwrite=overwrite)
 
     def emit(name: str, batch: pa.RecordBatch) -> None:
         if name in writers:
