@@ -559,3 +559,10 @@ def test_concurrent_array_tasks_share_one_new_output(tmp_path):
     assert [task.returncode for task in tasks] == [0, 0], errors
     assert read_manifest(tmp_path / "deep" / "out")["rows"] == 10 * len(sources)
     assert not [n for n in os.listdir(tmp_path / "deep" / "out") if n.endswith(".tmp")]
+
+
+def test_overwrite_removes_the_staging_dir_of_a_killed_run(tmp_path):
+    write(tmp_path / "ds", [docs(3)])
+    (tmp_path / ".ds.next-999999999").mkdir()  # a killed --overwrite run's (no such pid)
+    write(tmp_path / "ds", [docs(4)], overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["ds"] and read_manifest(tmp_path / "ds")["rows"] == 4

@@ -537,6 +537,7 @@ class DatasetWriter(_Writer):
             foreign = sorted(n for n in os.listdir(self.out) if not _is_ours(n))
             if foreign:
                 raise Phi4Error(f"{self.out}: exists and is not a dataset (it holds '{foreign[0]}')")
+            _remove_dead_staging(self.out)
             self.out = self.out.with_name(f".{self.out.name}.next-{os.getpid()}")
             if self.out.exists():
                 shutil.rmtree(self.out)
@@ -581,6 +582,24 @@ class DatasetWriter(_Writer):
             shutil.rmtree(self.out, ignore_errors=True)
         elif self._created and self.out.is_dir() and not any(self.out.iterdir()):
             self.out.rmdir()
+
+
+def _remove_dead_staging(final: Path) -> None:
+    """Staging dirs (`.NAME.next-PID`) of --overwrite runs that were killed: their process is gone."""
+    for staged in final.parent.glob(f".{glob.escape(final.name)}.next-*"):
+        pid = staged.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def _swap_in(staged: Path, final: Path) -> None:
