@@ -63,9 +63,12 @@ class TaskResult:
     primary: str
     records: list[dict]
     settings: dict
+    error: str | None = None  # the task could not be run at all (its other results, e.g. sibling families, stand)
 
     def summary(self) -> dict:
         """Means over the scored samples; `n` counts them, `n_failed` the samples that could not be run."""
+        if self.error is not None:
+            return failed_summary(self.error)
         scored = [r for r in self.records if "error" not in r]
         names = list(scored[0]["metrics"]) if scored else [self.primary]
         metrics = {}
@@ -75,6 +78,11 @@ class TaskResult:
         head = metrics.get(self.primary, {"value": float("nan"), "stderr": float("nan")})
         return {"metric": self.primary, "value": head["value"], "stderr": head["stderr"], "n": len(scored),
                 "n_failed": len(self.records) - len(scored), "metrics": metrics, "settings": self.settings}
+
+
+def failed_summary(error: str) -> dict:
+    """results.json's entry for a task without a result."""
+    return {"metric": None, "value": None, "stderr": None, "n": 0, "error": error, "metrics": {}}
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -582,7 +590,11 @@ def toy_task(path: str, opts: Options, only: str | None = None) -> list[TaskResu
             continue
         if only is None:
             console.print(f"eval: toy/{family} ...")  # so a warning below names its family
-        results.append(runner(f"toy/{family}", items, opts))
+        try:
+            results.append(runner(f"toy/{family}", items, opts))
+        except Phi4Error as e:  # e.g. no item fits the context: the other families keep their results
+            console.print(f"[red]eval: toy/{family} failed: {e}")
+            results.append(TaskResult(f"toy/{family}", "", [], {}, error=str(e)))
     return results
 
 

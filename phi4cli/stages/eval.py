@@ -78,7 +78,7 @@ def eval_command(
     if files:
         raise Phi4Error(f"unexpected argument {files[0]} (results files go with --compare)")
     from phi4cli.evaluate.config import load_eval_config
-    from phi4cli.evaluate.tasks import TASKS, Options
+    from phi4cli.evaluate.tasks import TASKS, Options, failed_summary
 
     names = _task_names(tasks, TASKS)
     flags = _flag_overrides(num_shots, num_samples, ks, temperature, max_new_tokens, lengths, timeout, memory_mb)
@@ -109,22 +109,21 @@ def eval_command(
             task_results = TASKS[name].run(paths[name], options)
         except Phi4Error as e:  # this task has no result; the others keep theirs
             console.print(f"[red]eval: {name} failed: {e}")
-            results["tasks"][name] = {"metric": None, "value": None, "stderr": None, "n": 0, "error": str(e),
-                                      "metrics": {}}
+            results["tasks"][name] = failed_summary(str(e))
             failed.append(name)
         else:
             for result in task_results:
                 results["tasks"][result.name] = result.summary()
                 logged += [{"task": result.name, **record} for record in result.records]
+                failed += [result.name] if result.error is not None else []
         if len(failed) < len(results["tasks"]):  # after every task: a later failure or crash keeps it
             _write(out, results, log_samples, logged)
     if len(failed) < len(results["tasks"]):
         _report(out, results, log_samples)
     if failed:
         first = results["tasks"][failed[0]]["error"]
-        raise Phi4Error(
-            f"{len(failed)} of {len(names)} tasks failed ({failed[0]}: {first}); the others' results are in {out}"
-        )
+        count = f"{len(failed)} of {len(results['tasks'])} tasks"
+        raise Phi4Error(f"{count} failed ({failed[0]}: {first}); the others' results are in {out}")
 
 
 def _write(out: Path, results: dict, log_samples: Path | None, logged: list[dict]) -> None:
