@@ -62,7 +62,7 @@ def pts_command(
     Prints a summary on stderr: problems searched, rollouts spent, pairs, pairs per 1,000 rollouts, and the
     rollouts and oracle calls the memo saved.
     """
-    from phi4cli.io import default_shard_index, provenance, resolve_inputs
+    from phi4cli.io import default_shard_index, map_shards, provenance, resolve_inputs
     from phi4cli.stages.pts.settings import load_pts_settings
 
     settings = load_pts_settings(config, sets)
@@ -79,8 +79,6 @@ def pts_command(
     backend, tok, context = _load(model, batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer)
     cache_dir = cache if cache is not None else (None if out == "-" else Path(f"{out.rstrip('/')}.rollouts"))
     run = _Run(settings, backend, tok, context, model, problems, sources, cache_dir, max_rollouts, index, count)
-    from phi4cli.io import map_shards
-
     prov = provenance({"stage": "pts", "model": model, "settings": settings.to_dict(), "max_rollouts": max_rollouts}, sources)
     map_shards(sources, {"main": out, "rejected": rejected}, run.process, workers=1, shard_index=index,
                num_shards=count, prov=prov, overwrite=overwrite)  # fmt: skip
