@@ -1,7 +1,13 @@
 # The Phi-4 recipe as a DAG of stage targets. Each target is a dataset's _manifest.json (written last,
-# so an interrupted stage reruns and a finished one is skipped) or a run's `done` marker (max_steps reached).
+# so an interrupted stage reruns and a finished one is skipped), a run's `done` marker (max_steps reached)
+# or an eval's results file. docs/recipe.md walks through the stages and the report.
 #
-#   make all                 the whole recipe on the toy world (SCALE=demo), minutes on a laptop CPU
+#   make all                 the whole recipe on the toy world (SCALE=demo), minutes on a laptop CPU:
+#                            demo-data -> tokenizer -> filter -> decontam -> rewrite -> mix -> pretrain ->
+#                            midtrain -> sft -> pts -> dpo (round 1: PTS pairs) -> dpo (round 2: truth-labelled
+#                            pairs) -> eval after every training stage -> runs/demo/report.md
+#   make -n all SCALE=full TEACHER=https://fleet/v1
+#                            the paper's recipe at real scale, printed as a plan to read and adapt
 #   make test                the test suite
 #   make bench               the speed benchmarks (ratios against peers)
 #   make all NPROC=8         trainers under torchrun with 8 processes per node (NNODES for more nodes)
@@ -15,19 +21,63 @@ DEMO_SCALE ?= 1
 NPROC    ?= 1
 NNODES   ?= 1
 TORCHRUN_ARGS ?=
+# SETUP= skips building the venv before the first stage (an environment you manage yourself, e.g. VENV=/opt/env).
+SETUP    ?= setup
+# SCALE=full: an OpenAI-compatible fleet (base URL) that serves the rewrite recipes and the round-2 judge.
+TEACHER  ?=
 
 BIN  := $(VENV)/bin
 PHI4 := $(BIN)/phi4
-DATA := data/$(SCALE)
-RUNS := runs/$(SCALE)
+comma := ,
+# Where each scale keeps things. RAW: the sources (demo-data writes them; at full scale your own datasets,
+# one per source, brought in with phi4 ingest). CLEAN: decontam's outputs, the paths the mix manifests
+# read. BENCHMARKS: what decontam checks against. The round-2 pairs: judge-guided at full scale; the toy
+# world cannot host an LLM judge, so there the pairs are labelled by the true answer (recipes/truth-dpo.toml).
+# BENCH_TASKS (full): a TASK.jsonl[.gz] each under data/raw/benchmarks, the tasks phi4 eval knows.
 ifeq ($(SCALE),demo)
+  DATA              := data/demo
+  RUNS              := runs/demo
+  RAW               := data/demo
+  CLEAN             := data/demo/clean
   STAGES            := stages/demo
   MIX_MANIFEST      := manifests/demo.toml
   MIDTRAIN_MANIFEST := manifests/demo-midtrain.toml
-else
+  CLEAN_SOURCES     := web code synthetic acquired long
+  BENCHMARKS        := -b $(DATA)/benchmarks
+  # The toy world hosts no teacher: the toy models serve the recipes that need one.
+  PLURALITY_BACKEND := -b local:$(RUNS)/sft
+  ROUND2_RECIPE     := recipes/truth-dpo.toml
+  ROUND2_BACKEND    := -b local:$(RUNS)/dpo-pts --tokenizer $(DATA)/toy.tiktoken
+  ROUND2_INPUT      := $(DATA)/train-problems
+  ROUND2_DEP        := $(DATA)/train-problems/_manifest.json
+  ROUND2_COLUMNS    := --column question=prompt
+  EVAL_DATA         := --data toy=$(DATA)/benchmarks
+  EVAL_FIRST        := --tasks toy/arith,toy/facts_mc,toy/pyfunc
+  EVAL_TASKS        := --tasks toy
+else ifeq ($(SCALE),full)
+  # The paths of manifests/final.toml, manifests/midtrain.toml and stages/*.toml (data/web, runs/sft, ...).
+  DATA              := data
+  RUNS              := runs
+  RAW               := data/raw
+  CLEAN             := data
   STAGES            := stages
   MIX_MANIFEST      := manifests/final.toml
   MIDTRAIN_MANIFEST := manifests/midtrain.toml
+  CLEAN_SOURCES     := web code synthetic acquired long long-synthetic
+  BENCH_TASKS       ?= gsm8k humaneval
+  BENCH_FILE         = $(firstword $(wildcard $(RAW)/benchmarks/$(1).jsonl*) $(RAW)/benchmarks/$(1).jsonl)
+  BENCHMARKS        := $(foreach t,$(BENCH_TASKS),-b $(t)=$(call BENCH_FILE,$(t)))
+  PLURALITY_BACKEND := -b openai:$(TEACHER)
+  ROUND2_RECIPE     := recipes/judge-dpo.toml
+  ROUND2_BACKEND    := -b local:$(RUNS)/dpo-pts --device cuda -b openai:$(TEACHER) -b judge=openai:$(TEACHER)
+  ROUND2_INPUT      := $(RAW)/dpo-prompts
+  ROUND2_DEP        := $(RAW)/dpo-prompts/_manifest.json
+  ROUND2_COLUMNS    :=
+  EVAL_DATA         := $(foreach t,$(BENCH_TASKS),--data $(t)=$(call BENCH_FILE,$(t))) --device cuda
+  EVAL_FIRST        := --tasks $(subst $() ,$(comma),$(strip $(BENCH_TASKS)))
+  EVAL_TASKS        := $(EVAL_FIRST)
+else
+  $(error SCALE=$(SCALE): expected demo or full)
 endif
 # Trainers: one process, or torchrun when asked for more.
 ifeq ($(NPROC)$(NNODES),11)
@@ -40,11 +90,14 @@ ifneq ($(wildcard ../shared/tiktoken-cache),)
   export TIKTOKEN_CACHE_DIR ?= $(abspath ../shared/tiktoken-cache)
 endif
 
-.PHONY: all setup test bench clean
+.PHONY: all report setup test bench clean
 .DELETE_ON_ERROR:
 
-all: $(RUNS)/eval-pretrain.json $(RUNS)/eval-midtrain.json
-	$(PHI4) eval --compare $(RUNS)/eval-pretrain.json $(RUNS)/eval-midtrain.json
+TRAINED := pretrain midtrain sft dpo-pts dpo-judge
+EVALS   := $(foreach r,$(TRAINED),$(RUNS)/eval-$(r).json)
+
+all: $(RUNS)/report.md
+	$(PHI4) eval --compare $(EVALS)
 
 # ---- environment ----------------------------------------------------------------------------------
 setup: $(BIN)/.installed
@@ -57,78 +110,168 @@ $(BIN)/.installed: pyproject.toml
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && { apt-get install -y -q bubblewrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; }; } || echo "make setup: warning: no bwrap; install bubblewrap for the code sandbox (eval on code tasks)" >&2
 	touch $@
 
-# ---- the toy world ---------------------------------------------------------------------------------
-# demo-data writes one dataset per source; chat is written last and stands for all of them.
-$(DATA)/chat/_manifest.json: | setup
+# ---- sources -------------------------------------------------------------------------------------
+# demo: demo-data writes one dataset per source; chat is written last and stands for all of them.
+# full: your own data under data/raw/ (web, code, synthetic, acquired, long, long-synthetic, chat, problems,
+# dpo-prompts, benchmarks/), brought in with `phi4 ingest`; make checks that it is there.
+ifeq ($(SCALE),demo)
+SOURCE = $(RAW)/chat/_manifest.json
+$(RAW)/chat/_manifest.json: | $(SETUP)
 	$(PHI4) demo-data -o $(DATA) --seed $(SEED) --scale $(DEMO_SCALE) --overwrite
 
 $(DATA)/toy.tiktoken: $(DATA)/chat/_manifest.json
 	$(PHI4) tokenizer train $(DATA)/web $(DATA)/code $(DATA)/synthetic $(DATA)/acquired -o $@ --vocab-size 4096 --overwrite
+TOKENIZER_DEP := $(DATA)/toy.tiktoken
+else
+SOURCE = $(RAW)/$(1)/_manifest.json
+$(RAW)/%/_manifest.json:
+	@echo "make: $@ is missing: bring the source in with phi4 ingest (docs/recipe.md)" >&2; exit 1
+TOKENIZER_DEP :=
+endif
 
 # ---- organic web quality gate: heuristics, language id, dedup ----------------------------------------
-$(DATA)/web-filtered/_manifest.json: $(DATA)/chat/_manifest.json stages/filter.toml
-	$(PHI4) filter $(DATA)/web -o $(DATA)/web-filtered --rejected $(DATA)/rejected/filter-web --overwrite
+$(DATA)/web-filtered/_manifest.json: $(call SOURCE,web) stages/filter.toml
+	$(PHI4) filter $(RAW)/web -o $(DATA)/web-filtered --rejected $(DATA)/rejected/filter-web --overwrite
 
 # ---- decontamination: the paper's hybrid 13/7-gram rule against the benchmarks ----------------------
 # The common-phrase whitelist is counted over every training source at once, so all share one list.
-CLEAN_SOURCES   := web code synthetic acquired long
-DECONTAM_INPUTS := $(DATA)/web-filtered $(DATA)/code $(DATA)/synthetic $(DATA)/acquired $(DATA)/long
-DECONTAM := $(PHI4) decontam -b $(DATA)/benchmarks $(foreach d,$(DECONTAM_INPUTS),--whitelist-corpus $(d)) --overwrite
-DECONTAM_DEPS := $(DATA)/web-filtered/_manifest.json $(DATA)/chat/_manifest.json stages/decontam.toml
+DECONTAM_INPUTS := $(DATA)/web-filtered $(foreach s,$(filter-out web,$(CLEAN_SOURCES)),$(RAW)/$(s))
+DECONTAM := $(PHI4) decontam $(BENCHMARKS) $(foreach d,$(DECONTAM_INPUTS),--whitelist-corpus $(d)) --overwrite
+DECONTAM_DEPS := $(DATA)/web-filtered/_manifest.json $(sort $(foreach s,$(CLEAN_SOURCES),$(call SOURCE,$(s)))) stages/decontam.toml
 
-$(DATA)/clean/web/_manifest.json: $(DECONTAM_DEPS)
-	$(DECONTAM) $(DATA)/web-filtered -o $(DATA)/clean/web --rejected $(DATA)/rejected/decontam-web
+$(CLEAN)/web/_manifest.json: $(DECONTAM_DEPS)
+	$(DECONTAM) $(DATA)/web-filtered -o $(CLEAN)/web --rejected $(DATA)/rejected/decontam-web
 
-$(DATA)/clean/%/_manifest.json: $(DECONTAM_DEPS)
-	$(DECONTAM) $(DATA)/$* -o $(DATA)/clean/$* --rejected $(DATA)/rejected/decontam-$*
+$(CLEAN)/%/_manifest.json: $(DECONTAM_DEPS)
+	$(DECONTAM) $(RAW)/$* -o $(CLEAN)/$* --rejected $(DATA)/rejected/decontam-$*
+
+# ---- rewrite, before pretraining: the recipes that need no model (fill-in-the-middle) and, at full
+# scale, the teacher's web rewrites (Table 5's web-rewrites source). Those a toy model can serve come
+# after SFT (pts problems, round-2 pairs). The request cache lives in $(PHI4_CACHE_DIR)/rewrite.
+$(DATA)/fim/_manifest.json: $(CLEAN)/code/_manifest.json recipes/fim.toml
+	$(PHI4) rewrite $(CLEAN)/code -r recipes/fim.toml -o $(DATA)/fim --rejected $(DATA)/rejected/rewrite-fim --overwrite
+
+ifeq ($(SCALE),full)
+$(DATA)/web-rewrites/_manifest.json: $(CLEAN)/web/_manifest.json recipes/seed-exercises.toml
+	$(PHI4) rewrite $(CLEAN)/web -r recipes/seed-exercises.toml -b openai:$(TEACHER) -o $(DATA)/web-rewrites --rejected $(DATA)/rejected/rewrite-web --overwrite
+REWRITES := $(DATA)/fim/_manifest.json $(DATA)/web-rewrites/_manifest.json
+else
+REWRITES := $(DATA)/fim/_manifest.json
+endif
 
 # ---- mixtures: pretraining (Table 5) and midtraining (30% long + 70% recall) --------------------------
 # The token cache stays inside data/ (make clean removes it); elsewhere it defaults to ~/.cache/phi4.
 export PHI4_CACHE_DIR ?= $(abspath data/cache)
-MIX_SOURCES := $(foreach s,$(CLEAN_SOURCES),$(DATA)/clean/$(s)/_manifest.json)
+MIX_SOURCES := $(foreach s,$(CLEAN_SOURCES),$(CLEAN)/$(s)/_manifest.json) $(REWRITES)
 
 # MIX_ARGS reach both mixes: a smaller toy world (DEMO_SCALE < 1) needs fewer tokens, e.g.
 # `make all DEMO_SCALE=0.05 MIX_ARGS="--set mix.total_tokens=200000" TRAIN_ARGS="--set max_steps=4"`.
 MIX_ARGS ?=
 
-$(DATA)/mix/_manifest.json: $(MIX_MANIFEST) $(DATA)/toy.tiktoken $(MIX_SOURCES)
+$(DATA)/mix/_manifest.json: $(MIX_MANIFEST) $(TOKENIZER_DEP) $(MIX_SOURCES)
 	$(PHI4) mix --manifest $(MIX_MANIFEST) -o $(DATA)/mix --overwrite $(MIX_ARGS)
 
-$(DATA)/mix-midtrain/_manifest.json: $(MIDTRAIN_MANIFEST) $(DATA)/toy.tiktoken $(MIX_SOURCES)
+$(DATA)/mix-midtrain/_manifest.json: $(MIDTRAIN_MANIFEST) $(TOKENIZER_DEP) $(MIX_SOURCES)
 	$(PHI4) mix --manifest $(MIDTRAIN_MANIFEST) -o $(DATA)/mix-midtrain --overwrite $(MIX_ARGS)
 
-# ---- training: pretrain, then midtrain from its last checkpoint --------------------------------------
+# ---- training: pretrain -> midtrain -> sft -> dpo round 1 -> dpo round 2, each from the last one ---------
 # RUN/done marks a run that reached max_steps: a trainer stopped early (SIGTERM, Ctrl-C) exits 143/130
 # after its checkpoint, so make stops without marking it, and the next `make` resumes it (--resume starts
 # fresh when there is no checkpoint). A finished run whose inputs changed starts over (--overwrite); after
 # changing the settings of an interrupted run, remove its directory. (`rm -f $@` runs after the recipe
-# is expanded, so the choice sees the old marker.) TRAIN_ARGS reach both trainers, e.g.
+# is expanded, so the choice sees the old marker.) TRAIN_ARGS reach every trainer, e.g.
 # `make all TRAIN_ARGS="--set max_steps=4"` for a smoke run.
 TRAIN_ARGS ?=
 RESUME_OR_REDO = $(if $(wildcard $(1)),--overwrite,--resume)
+TRAIN = $(LAUNCH) $(1) $(2) -o $(RUNS)/$(3) --config $(STAGES)/$(3).toml $(if $(4),--set init_from=$(RUNS)/$(4)) \
+	$(call RESUME_OR_REDO,$(RUNS)/$(3)/done) $(TRAIN_ARGS)
 
 $(RUNS)/pretrain/done: $(DATA)/mix/_manifest.json $(STAGES)/pretrain.toml
 	rm -f $@
-	$(LAUNCH) pretrain $(DATA)/mix -o $(RUNS)/pretrain --config $(STAGES)/pretrain.toml $(call RESUME_OR_REDO,$@) $(TRAIN_ARGS)
+	$(call TRAIN,pretrain,$(DATA)/mix,pretrain,)
 	touch $@
 
 $(RUNS)/midtrain/done: $(RUNS)/pretrain/done $(DATA)/mix-midtrain/_manifest.json $(STAGES)/midtrain.toml
 	rm -f $@
-	$(LAUNCH) midtrain $(DATA)/mix-midtrain -o $(RUNS)/midtrain --config $(STAGES)/midtrain.toml --set init_from=$(RUNS)/pretrain $(call RESUME_OR_REDO,$@) $(TRAIN_ARGS)
+	$(call TRAIN,midtrain,$(DATA)/mix-midtrain,midtrain,pretrain)
 	touch $@
 
-# ---- evaluation on the toy world's held-out benchmark families ---------------------------------------
-# Key-value recall is scored after midtraining only: the toy pretraining context (256 tokens) holds only
-# its 1-pair stores (the others would be counted as failed samples, n_failed).
-# EVAL_ARGS reach both evaluations, e.g. EVAL_ARGS="--limit 4 --max-new-tokens 16" for a smoke run.
+$(RUNS)/sft/done: $(RUNS)/midtrain/done $(call SOURCE,chat) $(STAGES)/sft.toml
+	rm -f $@
+	$(call TRAIN,sft,$(RAW)/chat,sft,midtrain)
+	touch $@
+
+# ---- PTS problems: plurality voting (recipes/plurality.toml) on training questions ------------------
+# demo: the arithmetic questions of the toy chat data (never the held-out benchmark), voted on by the
+# toy SFT model itself; TRAIN_PROBLEMS caps how many. full: your questions (data/raw/problems, a `prompt`
+# column; phi4 ingest --schema problems), voted on by the teacher. REWRITE_ARGS reach every rewrite that
+# needs a model, e.g. REWRITE_ARGS="--set sampling.max_tokens=64" for a smoke run.
+TRAIN_PROBLEMS ?= 256
+REWRITE_ARGS ?=
+ifeq ($(SCALE),demo)
+$(DATA)/train-problems/_manifest.json: $(call SOURCE,chat)
+	$(PHI4) cat $(RAW)/chat --expand-meta | $(BIN)/python -c 'import itertools, json, sys; \
+	rows = (json.loads(line) for line in sys.stdin); \
+	arith = (r for r in rows if r.get("kind") == "arith" and len(r["messages"]) >= 2); \
+	[print(json.dumps({"id": r["id"], "prompt": r["messages"][-2]["content"], "answer": r["messages"][-1]["content"]})) \
+	 for r in itertools.islice(arith, $(TRAIN_PROBLEMS))]' > $(DATA)/train-problems.jsonl
+	$(PHI4) ingest $(DATA)/train-problems.jsonl --schema problems --prompt-field prompt --answer-field answer --task gsm8k \
+		-o $(DATA)/train-problems --overwrite
+else
+$(DATA)/train-problems/_manifest.json: $(call SOURCE,problems)
+	$(PHI4) decontam $(RAW)/problems $(BENCHMARKS) -o $(DATA)/train-problems --rejected $(DATA)/rejected/decontam-problems --overwrite
+endif
+
+$(DATA)/pts-problems/_manifest.json: $(DATA)/train-problems/_manifest.json $(RUNS)/sft/done recipes/plurality.toml
+	$(PHI4) rewrite $(DATA)/train-problems -r recipes/plurality.toml $(PLURALITY_BACKEND) --column question=prompt \
+		-o $(DATA)/pts-problems --rejected $(DATA)/rejected/rewrite-plurality --overwrite $(REWRITE_ARGS)
+
+# ---- PTS: pivotal tokens in the SFT model's own solutions, as DPO pairs (round 1) ---------------------
+# PTS_ARGS, e.g. PTS_ARGS="--max-rollouts 2000" or "--device cuda".
+PTS_ARGS ?=
+# EXTRA_PAIRS: pair datasets (or shards) that join both DPO rounds, e.g. pairs of your own (phi4 ingest
+# --schema pairs). The reduced recipe of tests/test_recipe.py uses them: its few-step models are too weak
+# for PTS or the truth labels to find pairs, and a round needs at least one.
+EXTRA_PAIRS ?=
+$(DATA)/pts-pairs/_manifest.json: $(DATA)/pts-problems/_manifest.json $(RUNS)/sft/done $(STAGES)/pts.toml
+	$(PHI4) pts $(DATA)/pts-problems --model $(RUNS)/sft -o $(DATA)/pts-pairs --config $(STAGES)/pts.toml \
+		--rejected $(DATA)/rejected/pts --summary $(DATA)/pts-pairs.summary.json --overwrite $(PTS_ARGS)
+
+$(RUNS)/dpo-pts/done: $(RUNS)/sft/done $(DATA)/pts-pairs/_manifest.json $(STAGES)/dpo-pts.toml
+	rm -f $@
+	$(call TRAIN,dpo,$(DATA)/pts-pairs $(EXTRA_PAIRS),dpo-pts,sft)
+	touch $@
+
+# ---- DPO round 2: judge-guided pairs (full), truth-labelled pairs (demo) ------------------------------
+# The toy world cannot host an LLM judge, so at demo scale the round-1 model answers each training problem
+# several times and a right answer is preferred to a wrong one, graded against the known answer
+# (recipes/truth-dpo.toml). At full scale the model and the teacher respond and the teacher judges.
+$(DATA)/judge-pairs/_manifest.json: $(ROUND2_DEP) $(RUNS)/dpo-pts/done $(ROUND2_RECIPE)
+	$(PHI4) rewrite $(ROUND2_INPUT) -r $(ROUND2_RECIPE) $(ROUND2_BACKEND) $(ROUND2_COLUMNS) \
+		-o $(DATA)/judge-pairs --rejected $(DATA)/rejected/rewrite-round2 --overwrite $(REWRITE_ARGS)
+
+$(RUNS)/dpo-judge/done: $(RUNS)/dpo-pts/done $(DATA)/judge-pairs/_manifest.json $(STAGES)/dpo-judge.toml
+	rm -f $@
+	$(call TRAIN,dpo,$(DATA)/judge-pairs $(EXTRA_PAIRS),dpo-judge,dpo-pts)
+	touch $@
+
+# ---- evaluation after every training stage --------------------------------------------------------
+# Toy world: key-value recall is scored from midtraining on: the toy pretraining context (256 tokens)
+# holds only its 1-pair stores (the others would be counted as failed samples, n_failed).
+# EVAL_ARGS reach every evaluation, e.g. EVAL_ARGS="--limit 4 --max-new-tokens 16" for a smoke run.
 EVAL_ARGS ?=
-EVAL := $(PHI4) eval --data toy=$(DATA)/benchmarks $(EVAL_ARGS)
+EVAL := $(PHI4) eval $(EVAL_DATA) $(EVAL_ARGS)
 
 $(RUNS)/eval-pretrain.json: $(RUNS)/pretrain/done
-	$(EVAL) --model $(RUNS)/pretrain --tasks toy/arith,toy/facts_mc,toy/pyfunc -o $@
+	$(EVAL) --model $(RUNS)/pretrain $(EVAL_FIRST) -o $@
 
-$(RUNS)/eval-midtrain.json: $(RUNS)/midtrain/done
-	$(EVAL) --model $(RUNS)/midtrain --tasks toy -o $@
+$(RUNS)/eval-%.json: $(RUNS)/%/done
+	$(EVAL) --model $(RUNS)/$* $(EVAL_TASKS) -o $@
+
+# ---- the report: data funnel, mixture, loss curves, benchmarks after every stage ----------------------
+report: $(RUNS)/report.md
+$(RUNS)/report.md: $(EVALS)
+	$(PHI4) report $(RUNS) --data $(DATA)
 
 # ---- tests and benchmarks --------------------------------------------------------------------------
 test: setup
