@@ -36,7 +36,12 @@ from phi4cli.stages.dpo import DPOConfig, dpo_task  # noqa: E402
 from phi4cli.tokenizer import train_bpe, write_tokenizer  # noqa: E402
 from phi4cli.train.config import load_config  # noqa: E402
 from phi4cli.train.data import DataFeed  # noqa: E402
-from phi4cli.train.loop import build_model, build_optimizer, resolve_tokenizer, train_step  # noqa: E402
+from phi4cli.train.loop import (  # noqa: E402
+    build_model,
+    build_optimizer,
+    resolve_tokenizer,
+    train_step,
+)
 from phi4cli.train.parallel import Distributed  # noqa: E402
 from phi4cli.train.task import Run  # noqa: E402
 
@@ -119,7 +124,13 @@ def run_trl(model_dir: Path, pairs: list[dict], tmp: Path, args) -> dict:
         dataset_num_proc=None,
     )  # fmt: skip
     start = time.perf_counter()
-    trainer = DPOTrainer(model=model, args=trl_args, train_dataset=datasets.Dataset.from_list(pairs), processing_class=tokenizer, callbacks=[StepTimer()])
+    trainer = DPOTrainer(
+        model=model,
+        args=trl_args,
+        train_dataset=datasets.Dataset.from_list(pairs),
+        processing_class=tokenizer,
+        callbacks=[StepTimer()],
+    )
     reference_s = time.perf_counter() - start
     trainer.train()
     columns = trainer.train_dataset
@@ -143,9 +154,15 @@ def main() -> None:
         worst = np.abs(phi4["reference"] - trl["reference"]).max()
         sys.exit(f"the two sides disagree on the reference log-probs (max difference {worst:.3g}): not the same work")
     n = args.pairs
-    print(f"tiny (4 x 256), vocab {VOCAB}, {n} pairs of ~{args.words} words, {args.batch} pairs/step, fp32, {args.threads} threads")
-    print(f"reference pass  phi4 {n / phi4['reference_s']:8.1f} pairs/s   TRL {n / trl['reference_s']:8.1f} pairs/s (incl. tokenizing)  ratio {trl['reference_s'] / phi4['reference_s']:.2f}x")
-    print(f"training        phi4 {args.batch / phi4['step_s']:8.1f} pairs/s   TRL {args.batch / trl['step_s']:8.1f} pairs/s   ratio {trl['step_s'] / phi4['step_s']:.2f}x (goal >= 1.3x)")
+    print(
+        f"tiny (4 x 256), vocab {VOCAB}, {n} pairs of ~{args.words} words, {args.batch} pairs/step, fp32, {args.threads} threads"
+    )
+    print(
+        f"reference pass  phi4 {n / phi4['reference_s']:8.1f} pairs/s   TRL {n / trl['reference_s']:8.1f} pairs/s (incl. tokenizing)  ratio {trl['reference_s'] / phi4['reference_s']:.2f}x"
+    )
+    print(
+        f"training        phi4 {args.batch / phi4['step_s']:8.1f} pairs/s   TRL {args.batch / trl['step_s']:8.1f} pairs/s   ratio {trl['step_s'] / phi4['step_s']:.2f}x (goal >= 1.3x)"
+    )
     print("reference log-probs agree on every pair (rtol 1e-4)")
 
 
