@@ -187,6 +187,20 @@ def test_a_pivot_without_a_seen_alternative_tests_the_models_likeliest_tokens():
     assert [f.other for f in without.found] == [None, BAD]  # no fallback: the first pivot has no pair
 
 
+def test_the_cache_knows_a_retrained_model_at_the_same_path(tmp_path):
+    from phi4cli.stages.pts import _model_identity
+
+    run = tmp_path / "runs" / "sft"
+    (run / "checkpoints" / "step-1").mkdir(parents=True)
+    (run / "checkpoints" / "step-1" / "model.safetensors").write_bytes(b"weights")
+    before = _model_identity(str(run))
+    assert _model_identity(str(run)) == before
+    (run / "checkpoints" / "step-2").mkdir()
+    (run / "checkpoints" / "step-2" / "model.safetensors").write_bytes(b"new weights")
+    assert _model_identity(str(run)) != before
+    assert _model_identity("http://node7:8000/v1") == "http://node7:8000/v1"
+
+
 def test_budget_stops_the_search_and_later_problems():
     world = ScriptedWorld(8, {5: lambda j: j < 3})
     driver = Driver(world.sample, world.judge, world.decode, settings(concurrent_problems=1), max_rollouts=60)

@@ -78,7 +78,7 @@ def pts_command(
     problems = _read_problems(sources)
     backend, tok, context = _load(model, batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer)
     cache_dir = cache if cache is not None else (None if out == "-" else Path(f"{out.rstrip('/')}.rollouts"))
-    run = _Run(settings, backend, tok, context, model, problems, sources, cache_dir, max_rollouts, index, count)
+    run = _Run(settings, backend, tok, context, _model_identity(model), problems, sources, cache_dir, max_rollouts, index, count)
     prov = provenance({"stage": "pts", "model": model, "settings": settings.to_dict(), "max_rollouts": max_rollouts}, sources)
     map_shards(sources, {"main": out, "rejected": rejected}, run.process, workers=1, shard_index=index,
                num_shards=count, prov=prov, overwrite=overwrite)  # fmt: skip
@@ -125,6 +125,20 @@ def _load(model: str, *, batch_size: int, device: str, dtype: str | None, tokeni
         return load_backend(model), load_tokenizer(tokenizer), None
     backend = load_backend(model, max_batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer)
     return backend, backend.tokenizer, backend.engine.max_context
+
+
+def _model_identity(model: str) -> str:
+    """What the rollout cache is keyed by besides the settings: for a checkpoint, its path and the name, size
+    and modification time of every file under it, so retraining into the same path (make's runs/sft) never
+    reuses stale rollouts; for a server, its URL."""
+    from phi4cli.generate import is_url
+
+    if is_url(model):
+        return model
+    root = Path(model)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return json.dumps([str(root.resolve()), [(str(f.relative_to(root) if root.is_dir() else f.name), f.stat().st_size,
+                                              f.stat().st_mtime_ns) for f in files]])  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ a run
