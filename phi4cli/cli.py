@@ -51,6 +51,7 @@ from phi4cli.tools.convert import convert_command  # noqa: E402
 from phi4cli.tools.demo_data import demo_data_command  # noqa: E402
 from phi4cli.tools.ingest import ingest_command  # noqa: E402
 from phi4cli.tools.plot import plot_command  # noqa: E402
+from phi4cli.tools.report import report_command  # noqa: E402
 from phi4cli.tools.serve import serve_command  # noqa: E402
 from phi4cli.tools.stats import stats_command  # noqa: E402
 from phi4cli.tools.tokenizer_cmd import tokenizer_app  # noqa: E402
@@ -70,6 +71,7 @@ app.command("eval")(eval_command)
 app.command("serve")(serve_command)
 app.command("convert")(convert_command)
 app.command("plot")(plot_command)
+app.command("report")(report_command)
 app.command("cat")(cat_command)
 app.command("stats")(stats_command)
 app.add_typer(tokenizer_app, name="tokenizer")
