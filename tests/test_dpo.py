@@ -52,7 +52,11 @@ def toy_pairs(tokenizer, n: int, seed: int = 0) -> list[dict]:
         else:
             ids = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}
             rejected = [{"role": "assistant", "content": f"no, {start}"}]
-            text = {"prompt": json.dumps(question), "chosen": json.dumps("the answer is yes"), "rejected": json.dumps(rejected)}
+            text = {
+                "prompt": json.dumps(question),
+                "chosen": json.dumps("the answer is yes"),
+                "rejected": json.dumps(rejected),
+            }
         rows.append({"id": f"p{i}", **ids, **text, "meta": "{}"})
     return rows
 
@@ -86,7 +90,14 @@ def reference(world) -> Path:
 def dpo_in_process(world: dict, data, out: Path, overwrite: bool = False, **overrides) -> None:
     from phi4cli.stages.dpo import dpo_command
 
-    dpo_command(data=[str(data)], out=out, config=DEMO, sets=settings(world, **overrides)[1::2][1:], resume=False, overwrite=overwrite)
+    dpo_command(
+        data=[str(data)],
+        out=out,
+        config=DEMO,
+        sets=settings(world, **overrides)[1::2][1:],
+        resume=False,
+        overwrite=overwrite,
+    )
 
 
 # -------------------------------------------------------------------------------------------- parity
@@ -151,19 +162,35 @@ def test_loss_rewards_and_gradient_equal_trl(world, tmp_path, kind):
 
     # TRL: the same pairs (as token ids), its collator, its reference pass and its loss
     examples = []
-    for sequences, lengths, starts in zip(batch.sequences.tolist(), batch.lengths.tolist(), batch.prompt_lengths.tolist()):
+    for sequences, lengths, starts in zip(
+        batch.sequences.tolist(), batch.lengths.tolist(), batch.prompt_lengths.tolist()
+    ):
         prompt = sequences[0][: starts[0]]
         assert prompt == sequences[1][: starts[1]]
-        examples.append({"prompt_ids": prompt, "chosen_ids": sequences[0][starts[0] : lengths[0]], "rejected_ids": sequences[1][starts[1] : lengths[1]]})
+        examples.append(
+            {
+                "prompt_ids": prompt,
+                "chosen_ids": sequences[0][starts[0] : lengths[0]],
+                "rejected_ids": sequences[1][starts[1] : lengths[1]],
+            }
+        )
     if kind == "single-token":
         assert all(len(e["chosen_ids"]) == len(e["rejected_ids"]) == 1 for e in examples)
     inputs = trl_dpo.DataCollatorForPreference(pad_token_id=tokenizer.pad_id)(examples)
-    hf_reference = transformers.AutoModelForCausalLM.from_pretrained(world["base"], dtype=torch.float32, attn_implementation="eager")
-    hf_policy = transformers.AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32, attn_implementation="eager").train()
+    hf_reference = transformers.AutoModelForCausalLM.from_pretrained(
+        world["base"], dtype=torch.float32, attn_implementation="eager"
+    )
+    hf_policy = transformers.AutoModelForCausalLM.from_pretrained(
+        policy_dir, dtype=torch.float32, attn_implementation="eager"
+    ).train()
     for m in (hf_reference, hf_policy):
         add_fused_lm_head(m, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
-    ref_chosen, ref_rejected = trl_dpo.DPOTrainer.compute_ref_log_probs(trl_stand_in(hf_reference, config.beta), hf_reference, inputs)
-    torch.testing.assert_close(task.reference.float(), torch.stack([ref_chosen, ref_rejected], dim=1), rtol=1e-5, atol=1e-5)
+    ref_chosen, ref_rejected = trl_dpo.DPOTrainer.compute_ref_log_probs(
+        trl_stand_in(hf_reference, config.beta), hf_reference, inputs
+    )
+    torch.testing.assert_close(
+        task.reference.float(), torch.stack([ref_chosen, ref_rejected], dim=1), rtol=1e-5, atol=1e-5
+    )
     inputs["ref_chosen_logps"], inputs["ref_rejected_logps"] = ref_chosen, ref_rejected
     stand_in = trl_stand_in(hf_policy, config.beta)
     theirs = trl_dpo.DPOTrainer._compute_loss(stand_in, hf_policy, inputs, False)
@@ -219,7 +246,9 @@ def kill_when(path_ready, process: subprocess.Popen) -> None:
 
 def test_kill_9_during_training_then_resume_gives_identical_losses(world, reference, tmp_path):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(phi4_command("dpo", world["pairs"], "-o", run_dir, *settings(world)), stderr=subprocess.PIPE, env=child_env())
+    process = subprocess.Popen(
+        phi4_command("dpo", world["pairs"], "-o", run_dir, *settings(world)), stderr=subprocess.PIPE, env=child_env()
+    )
     kill_when((run_dir / "checkpoints" / "step-00000004" / "model.json").exists, process)
     assert max(losses(run_dir)) < STEPS
     ok(run("dpo", world["pairs"], "-o", run_dir, *settings(world), "--resume"))
@@ -229,7 +258,9 @@ def test_kill_9_during_training_then_resume_gives_identical_losses(world, refere
 def test_kill_9_during_the_reference_pass_then_rerun_finishes_it(world, reference, tmp_path):
     run_dir = tmp_path / "run"
     logps = run_dir / "reference" / "logps.f64"
-    process = subprocess.Popen(phi4_command("dpo", world["pairs"], "-o", run_dir, *settings(world)), stderr=subprocess.PIPE, env=child_env())
+    process = subprocess.Popen(
+        phi4_command("dpo", world["pairs"], "-o", run_dir, *settings(world)), stderr=subprocess.PIPE, env=child_env()
+    )
     kill_when(lambda: logps.exists() and logps.stat().st_size >= 2 * GLOBAL_BATCH * 16, process)
     assert "pairs" not in json.loads((run_dir / "reference" / "meta.json").read_text())  # killed during the pass
     done_before = logps.read_bytes()
@@ -254,13 +285,17 @@ def test_rerun_reuses_the_reference_and_another_model_shape_is_refused(world, re
     assert stored.stat().st_mtime_ns == stamp and max(losses(run_dir)) == 2
 
     config, _ = read_hf_config(world["base"])
-    wider = Phi4ForCausalLM(config.__class__.from_dict({**config.to_dict(), "hidden_size": 64, "intermediate_size": 96}))
+    wider = Phi4ForCausalLM(
+        config.__class__.from_dict({**config.to_dict(), "hidden_size": 64, "intermediate_size": 96})
+    )
     save_hf(wider, wider.config, tmp_path / "wider", world["tokenizer"])
     other = tmp_path / "other"
     dpo_in_process(world, world["pairs"], other, max_steps=1, checkpoint_every=100)
     (other / "checkpoints").rename(tmp_path / "moved")  # no training checkpoint: only the reference is there
     before = sorted(p.name for p in other.iterdir())
-    with pytest.raises(Phi4Error, match=r"reference: these reference log-probs were computed for a model of another shape"):
+    with pytest.raises(
+        Phi4Error, match=r"reference: these reference log-probs were computed for a model of another shape"
+    ):
         dpo_in_process(world, world["pairs"], other, init_from=tmp_path / "wider")
     assert sorted(p.name for p in other.iterdir()) == before
 
@@ -271,7 +306,9 @@ def test_rerun_reuses_the_reference_and_another_model_shape_is_refused(world, re
 def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path):
     out = tmp_path / "run"
     chat = write_dataset(tmp_path / "chat", conversations(8), CHAT_SCHEMA)
-    assert "dpo reads preference pairs, this is chat (phi4 sft trains on them)" in one_error_line(run("dpo", chat, "-o", out, *settings(world)))
+    assert "dpo reads preference pairs, this is chat (phi4 sft trains on them)" in one_error_line(
+        run("dpo", chat, "-o", out, *settings(world))
+    )
     import pyarrow as pa
 
     packed_schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("doc_lens", pa.list_(pa.int32()))])

@@ -8,7 +8,6 @@ toy conversations, in fp32 on CPU with one thread per process: fast and determin
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import subprocess
@@ -21,8 +20,7 @@ import torch
 from test_train import child_env, losses, ok, one_error_line, phi4_command, run, write_dataset
 
 from phi4cli.errors import Phi4Error
-from phi4cli.io import open_output
-from phi4cli.tokenizer import load_tokenizer, train_bpe, write_tokenizer
+from phi4cli.tokenizer import train_bpe, write_tokenizer
 from phi4cli.train.data import Batch
 from phi4cli.train.parallel import Distributed
 
@@ -68,7 +66,10 @@ def conversations(n: int, seed: int = 0) -> list[dict]:
             {"role": "assistant", "content": " ".join(str(start + k) for k in range(count))},
         ]
         if i % 4 == 0:
-            messages += [{"role": "user", "content": "what comes next?"}, {"role": "assistant", "content": str(start + count)}]
+            messages += [
+                {"role": "user", "content": "what comes next?"},
+                {"role": "assistant", "content": str(start + count)},
+            ]
         rows.append({"id": f"c{i}", "messages": messages, "meta": "{}"})
     return rows
 
@@ -140,7 +141,13 @@ def test_loss_mask_token_by_token(world, system):
     assert position == len(ids) == len(mask)
     # the loss: position t is a target iff token t+1 is trained; the row's last token predicts nothing
     row = torch.tensor([ids], dtype=torch.int32)
-    batch = Batch({"input_ids": row, "doc_lens": torch.tensor([[len(ids)]], dtype=torch.int32), "loss_mask": torch.tensor([mask], dtype=torch.int8)})
+    batch = Batch(
+        {
+            "input_ids": row,
+            "doc_lens": torch.tensor([[len(ids)]], dtype=torch.int32),
+            "loss_mask": torch.tensor([mask], dtype=torch.int8),
+        }
+    )
     targets = CausalLM(len(ids)).targets(batch)[0].tolist()
     assert [t != IGNORE for t in targets] == [bool(m) for m in mask[1:]]
     assert [t for t in targets if t != IGNORE] == [i for i, m in zip(ids, mask) if m][: sum(mask)]
@@ -212,12 +219,16 @@ def test_first_step_loss_equals_transformers_on_trl_labels(world):
     from phi4cli.train.data import DataFeed
     from phi4cli.train.loop import build_model, build_optimizer, resolve_tokenizer, train_step
 
-    config = load_config(REPO / "stages" / "demo" / "sft.toml", settings(world, global_batch=16, micro_batch=16)[3::2], SFTConfig)
+    config = load_config(
+        REPO / "stages" / "demo" / "sft.toml", settings(world, global_batch=16, micro_batch=16)[3::2], SFTConfig
+    )
     tokenizer = resolve_tokenizer(config)
     task = chat_task(config, tokenizer)
     batch = DataFeed([str(world["chat"])], task, global_batch=16, dist_ctx=ONE_PROCESS).next()
     model, _ = build_model(config, ONE_PROCESS)
-    ours = train_step(model, build_optimizer(model, config), batch, task, config, ONE_PROCESS, 0.0, step=1, run_dir=world["root"]).loss
+    ours = train_step(
+        model, build_optimizer(model, config), batch, task, config, ONE_PROCESS, 0.0, step=1, run_dir=world["root"]
+    ).loss
 
     # the conversations that step saw: the packed rows' non-padding segments, in order
     examples = []
@@ -230,7 +241,9 @@ def test_first_step_loss_equals_transformers_on_trl_labels(world):
                 examples.append({"input_ids": ids, "labels": trl_style_labels(tokenizer, ids)})
     collator = trl_sft.DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_id)
     inputs = collator(examples)
-    hf = transformers.AutoModelForCausalLM.from_pretrained(world["base"], dtype=torch.float32, attn_implementation="eager")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        world["base"], dtype=torch.float32, attn_implementation="eager"
+    )
     with torch.no_grad():
         theirs = hf(**inputs).loss.item()
     assert len(examples) > 16  # several conversations per packed row
@@ -255,7 +268,9 @@ def test_sft_run_learns_and_two_ranks_match_one_process(world, reference):
 
 def test_kill_9_then_resume_gives_identical_losses(world, reference, tmp_path):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(phi4_command("sft", world["chat"], "-o", run_dir, *settings(world)), stderr=subprocess.PIPE, env=child_env())
+    process = subprocess.Popen(
+        phi4_command("sft", world["chat"], "-o", run_dir, *settings(world)), stderr=subprocess.PIPE, env=child_env()
+    )
     checkpoint = run_dir / "checkpoints" / "step-00000004" / "model.json"
     deadline = time.time() + 120
     while not checkpoint.exists():
@@ -275,21 +290,59 @@ def sft_in_process(world: dict, data, out: Path, **overrides) -> None:
     from phi4cli.stages.sft import sft_command
 
     sets = settings(world, **overrides)[3::2]
-    sft_command(data=[str(data)], out=out, config=REPO / "stages" / "demo" / "sft.toml", sets=sets, resume=False, overwrite=False)
+    sft_command(
+        data=[str(data)],
+        out=out,
+        config=REPO / "stages" / "demo" / "sft.toml",
+        sets=sets,
+        resume=False,
+        overwrite=False,
+    )
 
 
 def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path):
     out = tmp_path / "run"
-    pairs = write_dataset(tmp_path / "pairs", [{"id": "p", "prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3], "prompt": "", "chosen": "", "rejected": "", "meta": "{}"}], PAIRS_SCHEMA)
-    assert "sft reads chat, this is preference pairs (phi4 dpo trains on them)" in one_error_line(run("sft", pairs, "-o", out, *settings(world)))
+    pairs = write_dataset(
+        tmp_path / "pairs",
+        [
+            {
+                "id": "p",
+                "prompt_ids": [1],
+                "chosen_ids": [2],
+                "rejected_ids": [3],
+                "prompt": "",
+                "chosen": "",
+                "rejected": "",
+                "meta": "{}",
+            }
+        ],
+        PAIRS_SCHEMA,
+    )
+    assert "sft reads chat, this is preference pairs (phi4 dpo trains on them)" in one_error_line(
+        run("sft", pairs, "-o", out, *settings(world))
+    )
     packed_schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("doc_lens", pa.list_(pa.int32()))])
     packed = write_dataset(tmp_path / "packed", [{"input_ids": [1] * SEQ_LEN, "doc_lens": [SEQ_LEN]}], packed_schema)
     with pytest.raises(Phi4Error, match=r"this is packed sequences \(phi4 pretrain / midtrain train on them\)"):
         sft_in_process(world, packed, out)
-    no_answer = write_dataset(tmp_path / "no-answer", [{"id": "q1", "messages": [{"role": "user", "content": "hi"}], "meta": "{}"}], CHAT_SCHEMA)
+    no_answer = write_dataset(
+        tmp_path / "no-answer",
+        [{"id": "q1", "messages": [{"role": "user", "content": "hi"}], "meta": "{}"}],
+        CHAT_SCHEMA,
+    )
     with pytest.raises(Phi4Error, match=r"row 0 \(id q1\): no assistant turn"):
         sft_in_process(world, no_answer, out)
-    bad_role = write_dataset(tmp_path / "bad-role", [{"id": "q2", "messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}], "meta": "{}"}], CHAT_SCHEMA)
+    bad_role = write_dataset(
+        tmp_path / "bad-role",
+        [
+            {
+                "id": "q2",
+                "messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}],
+                "meta": "{}",
+            }
+        ],
+        CHAT_SCHEMA,
+    )
     with pytest.raises(Phi4Error, match=r"row 0 \(id q2\): messages\[0\].role"):
         sft_in_process(world, bad_role, out)
     with pytest.raises(Phi4Error, match="too_long must be one of truncate, drop"):
@@ -308,9 +361,23 @@ def test_token_ids_outside_the_vocabulary_name_the_data_and_tokenizer(world, tmp
     out = tmp_path / "run"
     from phi4cli.stages.midtrain import midtrain_command
 
-    sets = [f"init_from={world['base']}", "model=", "tokenizer=", "seq_len=32", "global_batch=8", "mixed_precision=none"]
+    sets = [
+        f"init_from={world['base']}",
+        "model=",
+        "tokenizer=",
+        "seq_len=32",
+        "global_batch=8",
+        "mixed_precision=none",
+    ]
     with pytest.raises(Phi4Error) as error:
-        midtrain_command(data=[str(data)], out=out, config=REPO / "stages" / "demo" / "midtrain.toml", sets=sets, resume=False, overwrite=False)
+        midtrain_command(
+            data=[str(data)],
+            out=out,
+            config=REPO / "stages" / "demo" / "midtrain.toml",
+            sets=sets,
+            resume=False,
+            overwrite=False,
+        )
     line = str(error.value)
     assert f"{data}: token id 100300 is outside the model's vocabulary (0..{world['tokenizer'].vocab_size - 1}" in line
     assert str(world["base"]) in line  # the model's tokenizer, saved with its weights

@@ -22,7 +22,9 @@ from phi4cli.errors import Phi4Error
 from phi4cli.stages.pretrain import CONFIG_HELP, OUT_HELP, OVERWRITE_HELP, RESUME_HELP, SET_HELP, run_stage
 from phi4cli.train.config import TrainConfig
 
-DATA_HELP = "Chat datasets (id, messages, meta; `phi4 ingest --schema chat`): directories, shards or globs; - for stdin."
+DATA_HELP = (
+    "Chat datasets (id, messages, meta; `phi4 ingest --schema chat`): directories, shards or globs; - for stdin."
+)
 TOO_LONG = ("truncate", "drop")
 ROWS_PER_BATCH = 256  # packed rows handed to the feed at a time (rank 0's memory: a few MB)
 
@@ -145,4 +147,6 @@ def sft_command(
     if resume and "-" in (data or ["-"]):
         # the consumed position is in packed rows, which a producer upstream cannot skip to
         raise Phi4Error("-: sft cannot resume from a stream (its position counts packed rows); give the chat dataset")
-    run_stage("sft", data, out, config, sets, resume, overwrite, require_init_from=True, config_cls=SFTConfig, task=chat_task)
+    run_stage(
+        "sft", data, out, config, sets, resume, overwrite, require_init_from=True, config_cls=SFTConfig, task=chat_task
+    )

@@ -196,7 +196,9 @@ def require_kind(schema: pa.Schema, kind: str, where: str, stage: str) -> None:
     require_columns(schema, columns, where)
 
 
-def skip_record_batches(inputs: list[str], skip: int, where: str, kind: str, stage: str) -> Iterator[tuple[pa.RecordBatch, int]]:
+def skip_record_batches(
+    inputs: list[str], skip: int, where: str, kind: str, stage: str
+) -> Iterator[tuple[pa.RecordBatch, int]]:
     """(record batch, its first row's number) from row `skip` on: whole batches before it are not decoded.
     Checks the kind of data; an empty input, or one consumed entirely before `skip`, is an error."""
     seen = 0

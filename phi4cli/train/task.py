@@ -95,7 +95,9 @@ class CausalLM:
         logits = model(input_ids, doc_lens=doc_lens)
         targets = self.targets(batch).to(device, non_blocking=True)
         # fp32 log-softmax: bf16 logits lose the small differences the loss is made of
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum")
+        loss = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+        )
         return loss, {}
 
     def prepare(self, run: Run) -> None:

@@ -18,7 +18,10 @@ from phi4cli.errors import Phi4Error
 from phi4cli.stages.pretrain import CONFIG_HELP, OUT_HELP, OVERWRITE_HELP, RESUME_HELP, SET_HELP, run_stage
 from phi4cli.train.config import TrainConfig
 
-DATA_HELP = "Preference pairs (id, prompt_ids, chosen_ids, rejected_ids, ...; `phi4 ingest --schema pairs`): datasets or shards."
+DATA_HELP = (
+    "Preference pairs (id, prompt_ids, chosen_ids, rejected_ids, ...; `phi4 ingest --schema pairs`): "
+    "datasets or shards."
+)
 LOSS_TYPES = ("sigmoid", "ipo", "robust", "sigmoid_norm")
 TOO_LONG = ("truncate", "drop")
 
@@ -73,9 +76,13 @@ def dpo_command(
         torchrun --nproc-per-node 8 -m phi4cli dpo data/pts-pairs -o runs/dpo-pts --config stages/dpo-pts.toml
     """
     if "-" in data:
-        raise Phi4Error("-: dpo reads its pairs twice (the reference pass, then training): give a dataset, not a stream")
+        raise Phi4Error(
+            "-: dpo reads its pairs twice (the reference pass, then training): give a dataset, not a stream"
+        )
     if config is None:
         from phi4cli.config import stage_config_path
 
         config = stage_config_path("dpo-pts")  # round 1; round 2 is --config stages/dpo-judge.toml
-    run_stage("dpo", data, out, config, sets, resume, overwrite, require_init_from=True, config_cls=DPOConfig, task=dpo_task)
+    run_stage(
+        "dpo", data, out, config, sets, resume, overwrite, require_init_from=True, config_cls=DPOConfig, task=dpo_task
+    )

@@ -53,7 +53,9 @@ def pair_batches(inputs: list[str], skip: int, where: str, tokenizer, seq_len: i
             yield _batch(pairs, seq_len)
     line = f"dpo: {where}: {kept + dropped:,} pairs read"
     if dropped or truncated:
-        line += f"; longer than seq_len {seq_len}: {truncated:,} truncated, {dropped:,} dropped (too_long = \"{too_long}\")"
+        line += (
+            f'; longer than seq_len {seq_len}: {truncated:,} truncated, {dropped:,} dropped (too_long = "{too_long}")'
+        )
     print(line, file=sys.stderr)
 
 

@@ -87,12 +87,17 @@ class DPOTask:
                 store.start(fingerprint)  # before the first append: a killed pass is recognised on rerun
         (done,) = run.dist_ctx.all_reduce_sum([done])
         done = int(done)
-        run.note(f"dpo: reference log-probs with the starting model {'resuming at pair ' + format(done, ',') if done else 'for every pair'}")
+        run.note(
+            "dpo: reference log-probs with the starting model, "
+            + (f"resuming at pair {done:,}" if done else "for every pair")
+        )
         feed = DataFeed(run.data, self, global_batch=run.config.global_batch, dist_ctx=run.dist_ctx, skip=done)
         model, dist_ctx = run.model, run.dist_ctx
         while (batch := feed.next()) is not None:
             with torch.no_grad(), forward_precision(dist_ctx, run.config.mixed_precision):
-                logps = torch.cat([sequence_logps(model, mb, dist_ctx.device)[0] for mb in batch.split(run.config.micro_batch)])
+                logps = torch.cat(
+                    [sequence_logps(model, mb, dist_ctx.device)[0] for mb in batch.split(run.config.micro_batch)]
+                )
             rows = torch.cat([batch.index[:, None].double(), logps.double().cpu()], dim=1)
             if dist_ctx.world_size > 1:
                 gathered = [torch.empty_like(rows) for _ in range(dist_ctx.world_size)]
@@ -124,7 +129,9 @@ def sequence_logps(model: torch.nn.Module, batch: Batch, device: torch.device) -
     return logps.view(-1, 2), response.sum(dim=1).view(-1, 2)
 
 
-def dpo_loss(logps: torch.Tensor, reference: torch.Tensor, token_counts: torch.Tensor, config) -> tuple[torch.Tensor, dict]:
+def dpo_loss(
+    logps: torch.Tensor, reference: torch.Tensor, token_counts: torch.Tensor, config
+) -> tuple[torch.Tensor, dict]:
     """Per-pair losses [pairs] and sums of the per-pair metrics (the loop divides by the global pair count)."""
     beta, smoothing = config.beta, config.label_smoothing
     ratios = logps - reference.to(logps.dtype)  # [pairs, 2]: c, r
@@ -174,7 +181,8 @@ def _describe(path: str) -> str:
     if not target.exists():
         return path
     files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
-    return f"{path} ({sum(f.stat().st_size for f in files)} bytes, mtime {max((f.stat().st_mtime_ns for f in files), default=0)})"
+    size = sum(f.stat().st_size for f in files)
+    return f"{path} ({size} bytes, mtime {max((f.stat().st_mtime_ns for f in files), default=0)})"
 
 
 class ReferenceStore:
@@ -254,5 +262,7 @@ class ReferenceStore:
         meta = self.meta()
         data = np.fromfile(self.logps_path, dtype="<f8").reshape(-1, 2)
         if meta is None or data.shape[0] != meta.get("pairs"):
-            raise Phi4Error(f"{self.logps_path}: holds {data.shape[0]} pairs, meta.json says {meta and meta.get('pairs')}")
+            raise Phi4Error(
+                f"{self.logps_path}: holds {data.shape[0]} pairs, meta.json says {meta and meta.get('pairs')}"
+            )
         return data
