@@ -20,6 +20,7 @@ import shlex
 import shutil
 import signal
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_
 
 from phi4cli.errors import Phi4Error
 from phi4cli.model import PRESETS, Phi4ForCausalLM, get_config, latest_checkpoint, resolve_model_path
-from phi4cli.model.checkpoint import checkpoint_config, load_model_weights
+from phi4cli.model.checkpoint import checkpoint_config, first_line, load_model_weights
 from phi4cli.model.config import ModelConfig
 from phi4cli.model.hf import hf_tokenizer_spec, load_hf, read_hf_config
 from phi4cli.tokenizer import Tokenizer, load_tokenizer
@@ -38,7 +39,15 @@ from phi4cli.train.checkpoint import CHECKPOINTS, TrainState
 from phi4cli.train.config import TrainConfig, to_toml
 from phi4cli.train.data import Batch, DataFeed, check_vocabulary
 from phi4cli.train.metrics import METRICS, MetricsLogger, device_peak_flops, truncate_metrics
-from phi4cli.train.parallel import Distributed, forward_precision, init_distributed, parallelize, precision_name, reshard
+from phi4cli.train.parallel import (
+    Distributed,
+    forward_precision,
+    gradient_sync,
+    init_distributed,
+    parallelize,
+    precision_name,
+    reshard,
+)
 from phi4cli.train.schedule import lr_at
 from phi4cli.train.task import CausalLM, Run, Task
 
@@ -67,8 +76,37 @@ def train(
     dist_ctx = init_distributed()
     try:
         _train(config, data, Path(run_dir), resume, overwrite, stage, task or CausalLM(config.seq_len), dist_ctx)
+    except Exception as e:
+        if dist_ctx.world_size > 1:
+            fail_fast(e, dist_ctx)  # does not return
+        raise
     finally:
         dist_ctx.close()
+
+
+def fail_fast(error: Exception, dist_ctx: Distributed) -> None:
+    """End this rank now, with the one-line message, without waiting for the others.
+
+    A rank that raises while its peers wait in a collective must not tear the process group down
+    politely: `destroy_process_group` (and NCCL's own watchdog) would wait for peers that never come,
+    up to the collective timeout. Exiting at once closes this rank's connections, so gloo peers fail
+    at their next collective, and torchrun stops every other worker as soon as one exits non-zero.
+    Rank 0 prints its error. Another rank prints only its own bug (not a phi4 error: those are decided
+    on every rank alike, and rank 0 already says it; not a collective broken by a peer's exit: that
+    is the echo of another rank's failure)."""
+    debug = os.environ.get("PHI4_DEBUG") == "1"
+    echo = isinstance(error, (Phi4Error, torch.distributed.DistError)) or "gloo/transport" in str(error)
+    if dist_ctx.is_main or not echo:
+        if debug:
+            traceback.print_exc()
+        where = "" if dist_ctx.is_main else f"rank {dist_ctx.rank}: "
+        message = first_line(error)
+        if not isinstance(error, Phi4Error):
+            message = f"internal error: {type(error).__name__}: {message} (rerun with --debug for the traceback)"
+        sys.stderr.write(f"phi4: error: {where}{message}\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(error.exit_code if isinstance(error, Phi4Error) else 1)
 
 
 def _train(
@@ -88,7 +126,10 @@ def _train(
     state = ckpt.load_train_state(resume_from) if resume_from else TrainState()
     if state.step >= config.max_steps:  # e.g. a job script that always passes --resume, rerun after the end
         if dist_ctx.is_main:
-            print(f"{resume_from}: already at step {state.step} of max_steps {config.max_steps}; nothing to do", file=sys.stderr)
+            print(
+                f"{resume_from}: already at step {state.step} of max_steps {config.max_steps}; nothing to do",
+                file=sys.stderr,
+            )
         return
 
     feed = DataFeed(data, task, global_batch=config.global_batch, dist_ctx=dist_ctx, skip=state.sequences)
@@ -137,7 +178,13 @@ def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger,
         if batch is None:
             logger.note(f"data ended after {state.step} steps ({state.sequences} sequences)")
             break
-        lr = lr_at(state.step, peak=config.lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps, max_steps=config.max_steps)
+        lr = lr_at(
+            state.step,
+            peak=config.lr,
+            min_lr=config.min_lr,
+            warmup_steps=config.warmup_steps,
+            max_steps=config.max_steps,
+        )
         result = train_step(model, optimizer, batch, task, config, dist_ctx, lr, step=state.step + 1, run_dir=run_dir)
         batch = None
         state.step += 1
@@ -191,7 +238,10 @@ def train_step(
         raise Phi4Error(f"step {step}: the global batch has no targets (its loss_mask is all zero)")
     loss_sum = torch.zeros((), dtype=torch.float64, device=dist_ctx.device)
     metric_sums: dict[str, float] = {}
-    for micro_batch in micro_batches:
+    for i, micro_batch in enumerate(micro_batches):
+        # FSDP2 reduce-scatters gradients after the last micro-batch only: the others accumulate the
+        # unsharded gradients locally (one collective per step instead of one per micro-batch)
+        gradient_sync(model, i == len(micro_batches) - 1)
         with forward_precision(dist_ctx, config.mixed_precision):
             micro_loss, micro_metrics = task.loss_sum(model, micro_batch, dist_ctx.device)
         (micro_loss / targets).backward()
@@ -302,7 +352,9 @@ def _override_runtime_fields(model_config: ModelConfig, overrides: dict, source:
     return ModelConfig.from_dict({**model_config.to_dict(), **overrides})
 
 
-def _fill_weights(model, weights: tuple[str, Path | None], model_config: ModelConfig, seed: int, dist_ctx: Distributed) -> None:
+def _fill_weights(
+    model, weights: tuple[str, Path | None], model_config: ModelConfig, seed: int, dist_ctx: Distributed
+) -> None:
     kind, path = weights
     if kind == "checkpoint":
         load_model_weights(model, path)  # DCP: loads straight into the shards
@@ -358,13 +410,23 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise Phi4Error(f"{run_dir}: exists and is not a directory")
     if not (resume or overwrite) and ckpt.has_checkpoints(run_dir):
-        raise Phi4Error(f"{run_dir}: already holds checkpoints (pass --resume to continue, or --overwrite to start over)")
-    run_files = {RUN_CONFIG, CHECKPOINTS, METRICS, "done", "reference"}  # "done": the Makefile's marker; dpo's reference pass
+        raise Phi4Error(
+            f"{run_dir}: already holds checkpoints (pass --resume to continue, or --overwrite to start over)"
+        )
+    run_files = {
+        RUN_CONFIG,
+        CHECKPOINTS,
+        METRICS,
+        "done",
+        "reference",
+    }  # "done": the Makefile's marker; dpo's reference pass
     if run_dir.is_dir() and any(run_dir.iterdir()) and not run_files & {p.name for p in run_dir.iterdir()}:
         raise Phi4Error(f"{run_dir}: not empty and not a phi4 run directory (choose a new or empty -o directory)")
 
 
-def _prepare_run_dir(run_dir: Path, config: TrainConfig, data: list[str], stage: str, dist_ctx: Distributed, overwrite: bool, step: int) -> None:
+def _prepare_run_dir(
+    run_dir: Path, config: TrainConfig, data: list[str], stage: str, dist_ctx: Distributed, overwrite: bool, step: int
+) -> None:
     """Rank 0, once everything has been validated: clear what --overwrite replaces, cut metrics back to
     the resumed step, record the resolved config."""
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -149,6 +149,15 @@ def parallelize(
     return model
 
 
+def gradient_sync(model: nn.Module, enabled: bool) -> None:
+    """Whether the next backward reduce-scatters gradients (FSDP2; a plain module has nothing to sync).
+    Off for all micro-batches of an accumulation but the last: the unsharded gradients of each layer
+    then accumulate locally, costing memory (one unsharded gradient per parameter, in the compute dtype)
+    to save all but one reduce-scatter per step."""
+    if isinstance(model, FSDPModule):
+        model.set_requires_gradient_sync(enabled, recurse=True)
+
+
 def reshard(model: nn.Module) -> None:
     """Free the gathered copies of sharded parameters (FSDP2 keeps the root's, and the layers' set not to
     reshard after forward, gathered for the backward pass that a no-grad forward never runs)."""
