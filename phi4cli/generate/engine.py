@@ -344,6 +344,7 @@ class _Sampler:
         self.top_k = torch.tensor([p.top_k for p in params], device=device)
         self.greedy = self.temperature == 0
         self.all_greedy = bool(self.greedy.all())
+        self.any_greedy = bool(self.greedy.any())
         self.filtered = any(p.top_p < 1 or p.top_k > 0 for p in params)
         self.max_top = max((p.top_logprobs for p in params), default=0)
 
@@ -352,17 +353,22 @@ class _Sampler:
 
     def step(self, logits: torch.Tensor, rngs: list[random.Random]):
         """logits [B, V] fp32 -> (tokens [B] on CPU, their model log-probs, per-row top dicts or None)."""
+        # max(-1) gives the first maximal index like argmax, ~3x faster on CPU, and its values
+        # stabilise the log-sum-exp (log p = logit - max - log sum exp(logits - max))
         if self.all_greedy:
-            tokens = logits.argmax(-1)
+            top, tokens = logits.max(-1)
+            picked = top
         else:
+            top = logits.amax(-1)
             tokens = self._sample(logits, rngs)
-        norm = torch.logsumexp(logits, dim=-1)
-        chosen = logits.gather(1, tokens[:, None])[:, 0] - norm
+            picked = logits.gather(1, tokens[:, None])[:, 0]
+        norm = top + (logits - top[:, None]).exp_().sum(-1).log_()
+        chosen = picked - norm
         tops = _top_dicts(logits - norm[:, None], self.max_top) if self.max_top else None
         return tokens.cpu(), chosen.tolist(), tops
 
     def _sample(self, logits: torch.Tensor, rngs: list[random.Random]) -> torch.Tensor:
-        greedy_tokens = logits.argmax(-1)
+        greedy_tokens = logits.max(-1).indices if self.any_greedy else None
         scaled = logits / self.temperature.clamp(min=1e-6)[:, None]
         probs = torch.softmax(scaled, dim=-1)
         if self.filtered:
@@ -379,7 +385,7 @@ class _Sampler:
         pick = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None], right=True)[:, 0]
         pick = pick.clamp(max=cdf.shape[1] - 1)
         tokens = pick if index is None else index.gather(1, pick[:, None])[:, 0]
-        return torch.where(self.greedy, greedy_tokens, tokens)
+        return tokens if greedy_tokens is None else torch.where(self.greedy, greedy_tokens, tokens)
 
 
 class _Row:
