@@ -281,6 +281,36 @@ def test_instruction_reversal_similarity_and_sandbox_tests(serve, tmp_path, caps
     assert set(rej.column("step").to_pylist()) == {"check"}
 
 
+FORGED_PASS = """def product(a, b):
+    return a + b
+import os, sys
+frame = sys._getframe(1)  # the sandbox's sample loop: write its "loaded" message and leave before any test
+frame.f_globals["send"](frame.f_locals["wfd"], ("loaded", []))
+os._exit(0)
+"""
+
+
+def test_instruction_reversal_regenerated_code_cannot_forge_a_pass(serve, tmp_path, capsys):
+    """The regenerated code is model-written: the tests run in the sandbox's harness, apart from it, so code
+    that fakes the harness protocol and exits is a failure (as one string it was judged "ran to the end")."""
+
+    def answer(body):
+        if user(body).startswith("Here is a piece of code"):
+            return "Write product(a, b)."
+        return f"```python\n{FORGED_PASS}```"
+
+    server = serve(answer)
+    product = "def product(a, b):\n    return a * b\n"
+    data = dataset(tmp_path / "in", [{"id": "c0", "text": product, "tests": "assert product(2, 3) == 6\n"}])
+    recipe = RECIPES / "instruction-reversal.toml"
+    args = ["--recipe", recipe, "-o", tmp_path / "out", "--rejected", tmp_path / "rej", *fast(server.url)]
+    code, err = rewrite(capsys, data, *args)
+    assert code == 0, err
+    assert read_table([str(tmp_path / "out")]).num_rows == 0
+    rej = read_table([str(tmp_path / "rej")])
+    assert rej.column("id").to_pylist() == ["c0"] and "fails the tests" in rej.column("reason")[0].as_py()
+
+
 def test_qa_extraction_one_chat_row_per_pair(serve, tmp_path, capsys):
     def answer(body):
         if "gravity" in user(body):

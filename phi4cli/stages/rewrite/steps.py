@@ -263,9 +263,12 @@ async def match(run: Runner, step: Step, row: Row) -> dict:
     tests = str(row.values.get(step.tests) or "") if step.tests else ""
     score = parsers.similarity(candidate, original)
     if tests.strip():
-        from phi4cli.evaluate.sandbox import Limits, run_program
+        from phi4cli.evaluate.sandbox import Limits, Program, run_program
 
-        result = await asyncio.to_thread(run_program, f"{candidate}\n\n{tests}\n", Limits(timeout=step.timeout))
+        # Tests apart from the code: the sandbox's harness runs them, so the model's code cannot report a pass
+        # itself (a combined string is judged by "ran to the end", which the code can forge).
+        program = Program(f"{candidate}\n", f"{tests}\n")
+        result = await asyncio.to_thread(run_program, program, Limits(timeout=step.timeout))
         if not result.passed:
             raise StepFailed(step.name, f"regenerated code fails the tests ({result.reason})")
         outcome = {"tested": True, "similarity": round(score, 4)}
