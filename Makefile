@@ -48,6 +48,7 @@ ifeq ($(SCALE),demo)
   PLURALITY_BACKEND := -b local:$(RUNS)/sft
   ROUND2_RECIPE     := recipes/truth-dpo.toml
   ROUND2_BACKEND    := -b local:$(RUNS)/dpo-pts --tokenizer $(DATA)/toy.tiktoken
+  QUESTIONS         := $(DATA)/train-problems
   ROUND2_INPUT      := $(DATA)/train-problems
   ROUND2_DEP        := $(DATA)/train-problems/_manifest.json
   ROUND2_COLUMNS    := --column question=prompt
@@ -70,10 +71,14 @@ else ifeq ($(SCALE),full)
   PLURALITY_BACKEND := -b openai:$(TEACHER)
   ROUND2_RECIPE     := recipes/judge-dpo.toml
   ROUND2_BACKEND    := -b local:$(RUNS)/dpo-pts --device cuda -b openai:$(TEACHER) -b judge=openai:$(TEACHER)
+  QUESTIONS         := $(RAW)/problems
   ROUND2_INPUT      := $(RAW)/dpo-prompts
   ROUND2_DEP        := $(RAW)/dpo-prompts/_manifest.json
   ROUND2_COLUMNS    :=
   EVAL_DATA         := $(foreach t,$(BENCH_TASKS),--data $(t)=$(call BENCH_FILE,$(t))) --device cuda
+  ifeq ($(TEACHER),)
+    $(error SCALE=full needs TEACHER=URL: the OpenAI-compatible fleet that serves rewrite and the judge)
+  endif
   EVAL_FIRST        := --tasks $(subst $() ,$(comma),$(strip $(BENCH_TASKS)))
   EVAL_TASKS        := $(EVAL_FIRST)
 else
@@ -204,7 +209,8 @@ $(RUNS)/sft/done: $(RUNS)/midtrain/done $(call SOURCE,chat) $(STAGES)/sft.toml
 # ---- PTS problems: plurality voting (recipes/plurality.toml) on training questions ------------------
 # demo: the arithmetic questions of the toy chat data (never the held-out benchmark), voted on by the
 # toy SFT model itself; TRAIN_PROBLEMS caps how many. full: your questions (data/raw/problems, a `prompt`
-# column; phi4 ingest --schema problems), voted on by the teacher. REWRITE_ARGS reach every rewrite that
+# column; phi4 ingest --schema problems; decontaminated by you, decontam reads documents), voted on by
+# the teacher. REWRITE_ARGS reach every rewrite that
 # needs a model, e.g. REWRITE_ARGS="--set sampling.max_tokens=64" for a smoke run.
 TRAIN_PROBLEMS ?= 256
 REWRITE_ARGS ?=
@@ -217,24 +223,23 @@ $(DATA)/train-problems/_manifest.json: $(call SOURCE,chat)
 	 for r in itertools.islice(arith, $(TRAIN_PROBLEMS))]' > $(DATA)/train-problems.jsonl
 	$(PHI4) ingest $(DATA)/train-problems.jsonl --schema problems --prompt-field prompt --answer-field answer --task gsm8k \
 		-o $(DATA)/train-problems --overwrite
-else
-$(DATA)/train-problems/_manifest.json: $(call SOURCE,problems)
-	$(PHI4) decontam $(RAW)/problems $(BENCHMARKS) -o $(DATA)/train-problems --rejected $(DATA)/rejected/decontam-problems --overwrite
 endif
 
-$(DATA)/pts-problems/_manifest.json: $(DATA)/train-problems/_manifest.json $(RUNS)/sft/done recipes/plurality.toml
-	$(PHI4) rewrite $(DATA)/train-problems -r recipes/plurality.toml $(PLURALITY_BACKEND) --column question=prompt \
+$(DATA)/pts-problems/_manifest.json: $(QUESTIONS)/_manifest.json $(RUNS)/sft/done recipes/plurality.toml
+	$(PHI4) rewrite $(QUESTIONS) -r recipes/plurality.toml $(PLURALITY_BACKEND) --column question=prompt \
 		-o $(DATA)/pts-problems --rejected $(DATA)/rejected/rewrite-plurality --overwrite $(REWRITE_ARGS)
 
 # ---- PTS: pivotal tokens in the SFT model's own solutions, as DPO pairs (round 1) ---------------------
-# PTS_ARGS, e.g. PTS_ARGS="--max-rollouts 2000" or "--device cuda".
+# PTS_ARGS, e.g. PTS_ARGS="--max-rollouts 2000" or "--device cuda". EXTRA_PROBLEMS: problem datasets with
+# known answers that PTS searches too (e.g. $(DATA)/train-problems at toy scale).
 PTS_ARGS ?=
+EXTRA_PROBLEMS ?=
 # EXTRA_PAIRS: pair datasets (or shards) that join both DPO rounds, e.g. pairs of your own (phi4 ingest
 # --schema pairs). The reduced recipe of tests/test_recipe.py uses them: its few-step models are too weak
 # for PTS or the truth labels to find pairs, and a round needs at least one.
 EXTRA_PAIRS ?=
 $(DATA)/pts-pairs/_manifest.json: $(DATA)/pts-problems/_manifest.json $(RUNS)/sft/done $(STAGES)/pts.toml
-	$(PHI4) pts $(DATA)/pts-problems --model $(RUNS)/sft -o $(DATA)/pts-pairs --config $(STAGES)/pts.toml \
+	$(PHI4) pts $(DATA)/pts-problems $(EXTRA_PROBLEMS) --model $(RUNS)/sft -o $(DATA)/pts-pairs --config $(STAGES)/pts.toml \
 		--rejected $(DATA)/rejected/pts --summary $(DATA)/pts-pairs.summary.json --overwrite $(PTS_ARGS)
 
 $(RUNS)/dpo-pts/done: $(RUNS)/sft/done $(DATA)/pts-pairs/_manifest.json $(STAGES)/dpo-pts.toml
