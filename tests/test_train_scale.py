@@ -65,3 +65,22 @@ def test_a_rank_failing_outside_phi4_errors_ends_every_rank_fast(world, tmp_path
                     "(rerun with --debug for the traceback)"], stderr[-3000:]
     assert "phi4cli/" not in stderr, stderr[-3000:]  # no traceback through our code (torchrun prints its own)
     assert elapsed < 90, elapsed  # the gloo/NCCL collective timeout is 10-30 minutes
+
+
+def test_async_saves_keep_the_newest_and_report_size_and_time(world, tmp_path):
+    """keep_last=2 with asynchronous saves every 2 steps: the newest 2 checkpoints remain, each save says
+    its size and time in one line, and the run computes exactly what the synchronous one does."""
+    from test_train import losses, ok, run
+
+    runs = {}
+    for name, extra in (("sync", {}), ("async", {"keep_last": 2, "async_save": "true"})):
+        runs[name] = tmp_path / name
+        result = ok(run("pretrain", world["data"], "-o", runs[name], *settings(world, max_steps=6, checkpoint_every=2, **extra)))
+    steps = sorted(p.name for p in (runs["async"] / "checkpoints").iterdir())
+    assert steps == ["step-00000004", "step-00000006"]
+    reports = [line for line in result.stderr.decode().splitlines() if line.startswith("checkpoint ")]
+    assert len(reports) == 3 and all(" MB in " in line and "training waited" in line for line in reports), reports
+    assert losses(runs["async"]) == losses(runs["sync"])
+    from phi4cli.model import load_model
+
+    assert load_model(str(runs["async"])).config.hidden_size == 32  # the latest is complete and loads

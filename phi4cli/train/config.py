@@ -47,6 +47,8 @@ class TrainConfig:
     activation_checkpointing: bool
     log_every: int
     checkpoint_every: int
+    keep_last: int = 0  # keep only the newest N checkpoints (0: all)
+    async_save: bool = False  # write checkpoints in the background (dcp.async_save) while training goes on
     seed: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +56,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Checks that need more than one key; types were checked on load."""
+        if self.keep_last < 0:
+            raise Phi4Error(f"config: keep_last must not be negative, got {self.keep_last}")
         positive = ("seq_len", "global_batch", "micro_batch", "max_steps", "log_every", "checkpoint_every")
         for key in positive:
             if getattr(self, key) <= 0:

@@ -172,6 +172,7 @@ def _train(
 
 def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger, stop, run_dir, dist_ctx) -> None:
     saved_step = state.step
+    pending = None  # an asynchronous save still being written
     while state.step < config.max_steps:
         logger.step_started()
         batch = batch if batch is not None else feed.next()
@@ -195,17 +196,33 @@ def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger,
             step_tokens=result.tokens, device=dist_ctx.device, extra=result.metrics,
         )  # fmt: skip
         stopping = dist_ctx.any(stop.requested)
-        if stopping or state.step % config.checkpoint_every == 0 or state.step == config.max_steps:
-            path = ckpt.save(run_dir, state, model, optimizer, tokenizer, dist_ctx)
+        last = stopping or state.step == config.max_steps
+        if last or state.step % config.checkpoint_every == 0:
+            pending = _save(config, run_dir, state, model, optimizer, tokenizer, dist_ctx, logger, pending, last)
             saved_step = state.step
-            logger.note(f"checkpoint {path}")
         if stopping:
             logger.note(f"stopped by signal after step {state.step}; resume with --resume")
             # not 0: the run is unfinished, so make (and job scripts) must not take it as done
             raise SystemExit(128 + (stop.signum or signal.SIGTERM))
     if saved_step != state.step:
-        path = ckpt.save(run_dir, state, model, optimizer, tokenizer, dist_ctx)
-        logger.note(f"checkpoint {path}")
+        pending = _save(config, run_dir, state, model, optimizer, tokenizer, dist_ctx, logger, pending, True)
+    if pending is not None:
+        logger.note(pending.wait())
+
+
+def _save(config, run_dir, state, model, optimizer, tokenizer, dist_ctx, logger, pending, last: bool):
+    """Checkpoint this step, once the previous (asynchronous) save is complete; reports each save in one
+    line. The last save of a run is synchronous: the process is about to exit."""
+    if pending is not None:
+        logger.note(pending.wait())
+    asynchronous = config.async_save and not last
+    save = ckpt.start_save(
+        run_dir, state, model, optimizer, tokenizer, dist_ctx, keep_last=config.keep_last, asynchronous=asynchronous
+    )
+    if asynchronous:
+        return save
+    logger.note(save.wait())
+    return None
 
 
 @dataclass

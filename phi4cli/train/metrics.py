@@ -155,7 +155,7 @@ class MetricsLogger:
 
     def note(self, message: str) -> None:
         if self.enabled:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, markup=False, soft_wrap=True)  # one line each, as written
 
     def close(self) -> None:
         if self._progress is not None:
