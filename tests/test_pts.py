@@ -463,3 +463,47 @@ def test_rollouts_never_run_past_the_context():
     # judged as it stands, never sent to the sampler
     assert max(len(prefix) for prefix in world.sampled) < 6 and driver.stats.estimates == len(world.sampled) + 1
     assert [(f.pivot.position, f.pivot.p_before, f.pivot.p_after) for f in outcome.found] == [(3, 0.3, 1.0)]
+
+
+@pytest.fixture(scope="module")
+def served(toy):
+    """`phi4 serve` over the toy SFT model on a free loopback port: its URL."""
+    import re
+    import time
+
+    log = toy["root"] / "serve.log"
+    with open(log, "wb") as err:
+        process = subprocess.Popen([sys.executable, "-m", "phi4cli", "serve", "--model", str(toy["model"]), "--port", "0",
+                                    "--name", "toy-sft"], stderr=err, env=child_env(), cwd=toy["root"])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (match := re.search(r"http://127\.0\.0\.1:\d+", log.read_text())) and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.05)
+        assert match, log.read_text()
+        yield match.group(0) + "/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_pts_against_phi4_serve_with_its_tokenizer(toy, served, tmp_path):
+    """A server URL: the rollouts come back as token ids (vLLM's return_tokens_as_token_ids), pairs are written."""
+    result = phi4_run("pts", toy["problems"], "--model", served, "--tokenizer", toy["tokenizer"].ranks_path,
+                      "-o", tmp_path / "pairs", "--summary", tmp_path / "summary.json", *PTS_SETS, cwd=tmp_path)  # fmt: skip
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["rollouts_sampled"] > 0 and summary["pairs"] == len(read_rows(tmp_path / "pairs")), result.stderr
+
+
+def test_pts_refuses_a_tokenizer_that_is_not_the_servers(toy, served, tmp_path):
+    """Another tokenizer would send and decode wrong ids (silently, where they fall inside the server's
+    vocabulary): one line before any rollout, nothing written."""
+    from phi4cli.tokenizer import train_bpe, write_tokenizer
+
+    other = tmp_path / "other.tiktoken"
+    write_tokenizer(train_bpe(["completely different text " * 20, "zebra quartz vex"] * 10, 420), other)
+    result = phi4_run("pts", toy["problems"], "--model", served, "--tokenizer", other, "-o", tmp_path / "out",
+                      *PTS_SETS, cwd=tmp_path, check=False)  # fmt: skip
+    err = result.stderr.decode()
+    assert result.returncode != 0 and "not the tokenizer of" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.rollouts").exists()

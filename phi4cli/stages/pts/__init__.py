@@ -122,9 +122,38 @@ def _load(model: str, *, batch_size: int, device: str, dtype: str | None, tokeni
                             "rollouts from token ids)")  # fmt: skip
         from phi4cli.tokenizer import load_tokenizer
 
-        return load_backend(model), load_tokenizer(tokenizer), None
+        backend, tok = load_backend(model), load_tokenizer(tokenizer)
+        _check_served_tokenizer(backend, tok, tokenizer)
+        return backend, tok, None
     backend = load_backend(model, max_batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer)
     return backend, backend.tokenizer, backend.engine.max_context
+
+
+# Text whose ids differ between any two different tokenizers in practice: chat specials, digits, accents, emoji, code.
+TOKENIZER_PROBE = "<|im_start|>user<|im_sep|>The 12 cats ate 3.5 fish, café 🐱\n\tdef f(x): return x ** 2<|im_end|>"
+
+
+def _check_served_tokenizer(backend, tok, spec: str) -> None:
+    """pts sends and reads token ids: a --tokenizer other than the server's would search garbage (or be refused
+    only when an id falls outside the server's vocabulary). Servers with vLLM's /tokenize (vLLM, `phi4 serve`)
+    are asked for the probe's ids; a server without it cannot be checked."""
+    import urllib.error
+    import urllib.request
+
+    root = backend.base_url.removesuffix("/v1")
+    body = json.dumps({"model": backend.model_name, "prompt": TOKENIZER_PROBE, "add_special_tokens": False})
+    headers = {"Content-Type": "application/json"} | (
+        {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
+    )
+    try:
+        request = urllib.request.Request(f"{root}/tokenize", data=body.encode(), headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=backend.timeout) as response:
+            served = json.loads(response.read()).get("tokens")
+    except (urllib.error.URLError, OSError, ValueError):  # no /tokenize (404, SGLang, llama.cpp ...)
+        return
+    if isinstance(served, list) and served != tok.encode_with_specials(TOKENIZER_PROBE):
+        raise Phi4Error(f"--tokenizer {spec}: not the tokenizer of {backend.name} (model {backend.model_name}): "
+                        "its /tokenize gives other ids for the same text")  # fmt: skip
 
 
 def _model_identity(model: str) -> str:
