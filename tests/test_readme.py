@@ -113,6 +113,8 @@ def test_readme_parsing_and_rewrites(tmp_path):
     evaluation = "phi4 eval --model m --tasks toy -o r.json"
     assert toy_scale(evaluation) == f"{evaluation} {EVAL} "
     assert skip_reason("phi4 mix --manifest manifests/final.toml --plan") is None
+    assert BACKGROUND.sub("", "phi4 serve --port 8000 &   # HTTP") == "phi4 serve --port 8000"
+    assert not BACKGROUND.search("a && b") and not BACKGROUND.search("phi4 tokenizer encode '<|a|>&'")
 
 
 LINES = readme_lines()
@@ -175,16 +177,22 @@ def make_placeholders(text: str, work: Path) -> None:
             (work / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
+BACKGROUND = re.compile(r"\s&\s*(#.*)?$")  # `CMD &`, perhaps with a comment after it
+
+
 def start_in_background(text: str, state: dict) -> None:
-    """`CMD &`: started, and waited for until its --port accepts connections (a server)."""
-    command = ["bash", "-c", text.rstrip("& ")]
-    process = subprocess.Popen(command, cwd=state["work"], env=state["env"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, start_new_session=True)
+    """`CMD &`: started (its stderr to a file, so it never blocks on a full pipe), and waited for until its
+    --port accepts connections (a server)."""
+    log = state["work"].parent / f"background-{len(state['background'])}.log"
+    command = ["bash", "-c", f"exec {BACKGROUND.sub('', text)}"]
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(command, cwd=state["work"], env=state["env"], stdout=subprocess.DEVNULL,
+                                   stderr=stderr, start_new_session=True)
     state["background"].append(process)
     port = re.search(r"--port (\d+)", text)
     deadline = time.time() + 120
     while port and time.time() < deadline:
-        assert process.poll() is None, f"{text}: exited {process.returncode}: {process.stderr.read().decode()[-2000:]}"
+        assert process.poll() is None, f"{text}: exited {process.returncode}: {log.read_text()[-2000:]}"
         try:
             socket.create_connection(("127.0.0.1", int(port[1])), timeout=1).close()
             return
@@ -201,7 +209,7 @@ def test_readme_example_runs(line: Line, workspace):
         pytest.skip(reason)
     make_placeholders(line.text, workspace["work"])
     text = toy_scale(line.text)
-    if text.rstrip().endswith("&"):
+    if BACKGROUND.search(text):
         start_in_background(text, workspace)
         return
     command = ["bash", "-o", "pipefail", "-c", text]
