@@ -156,38 +156,56 @@ def test_loss_mask_token_by_token(world, system):
     assert tokenizer.decode([ids[first_answer + 1]]).startswith("3")
 
 
-def test_conversations_are_packed_whole_with_padding_and_too_long_ones_reported(world, tmp_path, capfd):
-    from phi4cli.stages.sft import packed_conversations
-
-    tokenizer = world["tokenizer"]
-    rows = world["rows"][:12]
-    rendered = [tokenizer.render_chat(r["messages"]) for r in rows]
-    data = write_dataset(tmp_path / "chat", rows, CHAT_SCHEMA)
-    batches = list(packed_conversations([str(data)], 0, "chat", tokenizer, SEQ_LEN, "truncate"))
+def unpack(batches: list) -> tuple[list, torch.Tensor]:
+    """The (ids, mask) segments of packed rows, in order, and all rows' ids."""
     ids = torch.cat([b.input_ids for b in batches])
     masks = torch.cat([b.loss_mask for b in batches])
     doc_lens = torch.cat([b.doc_lens for b in batches])
-    # every conversation appears whole, in order, as one segment; the rest of a row is one padding segment
-    documents = []
+    segments = []
     for row_ids, row_mask, row_lens in zip(ids.tolist(), masks.tolist(), doc_lens.tolist()):
         start = 0
         for n in [n for n in row_lens if n > 0]:
-            documents.append((row_ids[start : start + n], row_mask[start : start + n]))
+            segments.append((row_ids[start : start + n], row_mask[start : start + n]))
             start += n
-    real = [d for d in documents if d[0][0] != tokenizer.pad_id]
-    assert real == [(i, m) for i, m in rendered]
-    assert all(set(d[0]) == {tokenizer.pad_id} and set(d[1]) == {0} for d in documents if d[0][0] == tokenizer.pad_id)
-    # resuming skips whole packed rows
-    skipped = list(packed_conversations([str(data)], 2, "chat", tokenizer, SEQ_LEN, "truncate"))
-    assert torch.equal(torch.cat([b.input_ids for b in skipped]), ids[2:])
+    return segments, ids
+
+
+@pytest.mark.parametrize("packing_rows", [1, 4])
+def test_conversations_are_packed_whole_with_padding_and_too_long_ones_reported(world, tmp_path, capfd, packing_rows):
+    from phi4cli.stages.sft import packed_conversations
+
+    tokenizer = world["tokenizer"]
+    rows = world["rows"][:24]
+    rendered = [tokenizer.render_chat(r["messages"]) for r in rows]
+    data = write_dataset(tmp_path / "chat", rows, CHAT_SCHEMA)
+
+    def pack(skip=0, seq_len=SEQ_LEN, too_long="truncate"):
+        return list(packed_conversations([str(data)], skip, "chat", tokenizer, seq_len, too_long, packing_rows))
+
+    segments, ids = unpack(pack())
+    # every conversation appears whole, once, as one segment (in input order with one open row); the
+    # rest of a row is one padding segment without loss
+    real = [s for s in segments if s[0][0] != tokenizer.pad_id]
+    padding = [s for s in segments if s[0][0] == tokenizer.pad_id]
+    if packing_rows == 1:
+        assert real == [(i, m) for i, m in rendered]
+    assert sorted(real) == sorted((i, m) for i, m in rendered)
+    assert all(set(i) == {tokenizer.pad_id} and set(m) == {0} for i, m in padding)
+    if packing_rows > 1:  # best fit over several rows pads less than one row at a time
+        in_order = list(packed_conversations([str(data)], 0, "chat", tokenizer, SEQ_LEN, "truncate", 1))
+        assert ids.shape[0] <= torch.cat([b.input_ids for b in in_order]).shape[0]
+        assert sum(len(i) for i, _ in padding) < sum(int((b.input_ids == tokenizer.pad_id).sum()) for b in in_order)
+    # resuming skips whole packed rows: the same rows after them
+    assert torch.equal(torch.cat([b.input_ids for b in pack(skip=2)]), ids[2:])
     # too long: cut to seq_len, or left out; counted either way
     short = max(len(i) for i, _ in rendered) - 1
     capfd.readouterr()
-    cut = list(packed_conversations([str(data)], 0, "chat", tokenizer, short, "truncate"))
+    cut = pack(seq_len=short)
     assert "1 truncated, 0 dropped" in capfd.readouterr().err
-    dropped = list(packed_conversations([str(data)], 0, "chat", tokenizer, short, "drop"))
+    dropped = pack(seq_len=short, too_long="drop")
     assert "0 truncated, 1 dropped" in capfd.readouterr().err
-    assert sum(b.rows for b in cut) >= sum(b.rows for b in dropped)
+    conversations_in = [sum(s[0][0] != tokenizer.pad_id for s in unpack(b)[0]) for b in (cut, dropped)]
+    assert conversations_in == [len(rows), len(rows) - 1]
 
 
 # -------------------------------------------------------------------------------------------- parity

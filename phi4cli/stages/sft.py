@@ -4,7 +4,8 @@ every assistant turn's content and its `<|im_end|>` and on nothing else, convers
 project's one packer (phi4cli/io/pack.py). Same trainer core as pretrain (phi4cli/train: FSDP2,
 checkpoints, exact resume, metrics); the settings are stages/sft.toml.
 
-Rows are read in input order (shuffle upstream, e.g. `phi4 cat --shuffle`, if the input is sorted).
+Conversations are read in input order (shuffle upstream if the input is sorted) and placed best-fit
+into `packing_rows` rows being filled at once, which keeps the padding at the ends of rows small.
 A conversation longer than seq_len is cut to seq_len (`too_long = "truncate"`) or left out ("drop");
 either way the count is reported. On resume the conversations are rendered and packed again from the
 start and the consumed rows skipped, so the resumed run sees exactly the rows it would have seen.
@@ -32,11 +33,14 @@ ROWS_PER_BATCH = 256  # packed rows handed to the feed at a time (rank 0's memor
 @dataclass(kw_only=True)
 class SFTConfig(TrainConfig):
     too_long: str  # a conversation longer than seq_len: "truncate" (keep its start) or "drop"
+    packing_rows: int  # rows filled at once, best fit (1 = conversations in input order, one row at a time)
 
     def validate(self) -> None:
         super().validate()
         if self.too_long not in TOO_LONG:
             raise Phi4Error(f"config: too_long must be one of {', '.join(TOO_LONG)}, got {self.too_long!r}")
+        if self.packing_rows < 1:
+            raise Phi4Error(f"config: packing_rows must be at least 1, got {self.packing_rows}")
 
 
 def chat_task(config: SFTConfig, tokenizer):
@@ -45,7 +49,9 @@ def chat_task(config: SFTConfig, tokenizer):
 
     class ChatTask(CausalLM):
         def rows(self, inputs: list[str], skip: int, where: str):
-            return packed_conversations(inputs, skip, where, tokenizer, config.seq_len, config.too_long)
+            return packed_conversations(
+                inputs, skip, where, tokenizer, config.seq_len, config.too_long, config.packing_rows
+            )
 
     return ChatTask(config.seq_len)
 
@@ -60,7 +66,9 @@ def render_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], lis
     return tokenizer.render_chat(messages)
 
 
-def packed_conversations(inputs, skip: int, where: str, tokenizer, seq_len: int, too_long: str) -> Iterator:
+def packed_conversations(
+    inputs, skip: int, where: str, tokenizer, seq_len: int, too_long: str, packing_rows: int = 1
+) -> Iterator:
     """Packed rows as the trainer's Batches, from packed row `skip` on."""
     import itertools
 
@@ -72,7 +80,8 @@ def packed_conversations(inputs, skip: int, where: str, tokenizer, seq_len: int,
 
     counts = {"conversations": 0, "truncated": 0, "dropped": 0}
     documents = _conversations(inputs, where, tokenizer, seq_len, too_long, counts)
-    rows = itertools.islice(pack_documents(documents, seq_len, split=False, pad=(tokenizer.pad_id, 0)), skip, None)
+    packed = pack_documents(documents, seq_len, split=False, pad=(tokenizer.pad_id, 0), open_rows=packing_rows)
+    rows = itertools.islice(packed, skip, None)
     while chunk := list(itertools.islice(rows, ROWS_PER_BATCH)):
         stacked = np.stack([row for row, _ in chunk])  # [rows, 2, seq_len]: ids, loss mask
         doc_lens = np.zeros((len(chunk), seq_len), dtype=np.int32)
