@@ -30,7 +30,7 @@ pytestmark = pytest.mark.recipe
 REDUCED = [
     "DEMO_SCALE=0.02",
     "MIX_ARGS=--set mix.total_tokens=60000",
-    "TRAIN_ARGS=--set max_steps=2",
+    "TRAIN_ARGS=--set max_steps=2 --set global_batch=2 --set micro_batch=1",
     "EVAL_ARGS=--limit 2 --max-new-tokens 8",
     "TRAIN_PROBLEMS=4",
     "REWRITE_ARGS=--set sampling.max_tokens=12",
@@ -38,9 +38,10 @@ REDUCED = [
     "EXTRA_PROBLEMS=data/demo/train-problems",
     "EXTRA_PAIRS=fixture-pairs",
 ]
-FIXTURE_PAIRS = [
-    {"id": "fixture-0", "prompt": "What is 3 + 4?", "chosen": "3 + 4 = 7.\n#### 7", "rejected": "3 + 4 = 8.\n#### 8"},
-    {"id": "fixture-1", "prompt": "What is 6 * 2?", "chosen": "6 * 2 = 12.\n#### 12", "rejected": "6 * 2 = 8.\n#### 8"},
+FIXTURE_PAIRS = [  # right over wrong arithmetic, a few more than one global batch
+    {"id": f"fixture-{a}-{b}", "prompt": f"What is {a} + {b}?", "chosen": f"{a} + {b} = {a + b}.\n#### {a + b}",
+     "rejected": f"{a} + {b} = {a + b + 1}.\n#### {a + b + 1}"}
+    for a in (3, 7, 12) for b in (4, 9, 15)
 ]
 
 
