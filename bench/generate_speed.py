@@ -40,8 +40,15 @@ from phi4cli.tokenizer import load_tokenizer, train_bpe, write_tokenizer
 
 
 def toy_model(vocab: int, max_positions: int) -> Phi4ForCausalLM:
-    config = ModelConfig(vocab_size=vocab, hidden_size=256, intermediate_size=896, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=vocab,
+        hidden_size=256,
+        intermediate_size=896,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+    )
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
     with torch.no_grad():
@@ -140,10 +147,13 @@ def sharing_case(model, tok, prompt_len: int, new: int, n: int, repeats: int) ->
 
     medians = interleaved({"shared": forked, "separate": unshared}, repeats)
     same = sum(a == b for a, b in zip(outputs["shared"], outputs["separate"]))
-    return (f"n={n} rollouts of a {prompt_len}-token prompt, {new} new tokens each: shared prefill "
-            f"{n / medians['shared']:6.2f} rollouts/s, separate prompts {n / medians['separate']:6.2f} rollouts/s, "
-            f"ratio {medians['separate'] / medians['shared']:.2f}x (wall {medians['separate wall'] / medians['shared wall']:.2f}x), "
-            f"identical rollouts {same}/{n}")  # fmt: skip
+    return (
+        f"n={n} rollouts of a {prompt_len}-token prompt, {new} new tokens each: shared prefill "
+        f"{n / medians['shared']:6.2f} rollouts/s, separate prompts {n / medians['separate']:6.2f} rollouts/s, "
+        f"ratio {medians['separate'] / medians['shared']:.2f}x "
+        f"(wall {medians['separate wall'] / medians['shared wall']:.2f}x), "
+        f"identical rollouts {same}/{n}"
+    )
 
 
 def main() -> None:
@@ -153,7 +163,9 @@ def main() -> None:
     parser.add_argument("--vocabs", default="toy,phi4", help="toy (a small BPE) and/or phi4 (100,352 ids)")
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)  # 1: OpenMP spin-waits dominate tiny matmuls on a busy machine
+    parser.add_argument(
+        "--threads", type=int, default=1
+    )  # 1: OpenMP spin-waits dominate tiny matmuls on a busy machine
     parser.add_argument("--share-prompt-len", type=int, default=512)
     parser.add_argument("--share-new", type=int, default=32)
     args = parser.parse_args()

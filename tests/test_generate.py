@@ -11,7 +11,7 @@ from phi4cli.errors import Phi4Error
 from phi4cli.generate import LocalBackend, SamplingParams, load_backend
 from phi4cli.generate.engine import Engine
 from phi4cli.model import ModelConfig, Phi4ForCausalLM, save_checkpoint_model_only, save_hf
-from phi4cli.tokenizer import load_tokenizer, train_bpe, write_tokenizer
+from phi4cli.tokenizer import train_bpe, write_tokenizer
 
 torch.set_num_threads(1)
 
@@ -81,11 +81,18 @@ def test_seeds_make_sampling_reproducible_whatever_the_batch(engine, tok):
 
 def test_top_k_one_is_greedy_and_top_p_limits_choices(engine, tok):
     greedy = engine.generate(prompts(tok), SamplingParams(max_new_tokens=6, temperature=0, stop_token_ids=[]))
-    top1 = engine.generate(prompts(tok), SamplingParams(max_new_tokens=6, temperature=2.0, top_k=1, seed=1, stop_token_ids=[]))
+    top1 = engine.generate(
+        prompts(tok), SamplingParams(max_new_tokens=6, temperature=2.0, top_k=1, seed=1, stop_token_ids=[])
+    )
     assert [g.token_ids for g in greedy] == [g.token_ids for g in top1]
-    tiny_p = engine.generate(prompts(tok), SamplingParams(max_new_tokens=6, temperature=1.5, top_p=1e-6, seed=2, stop_token_ids=[]))
+    tiny_p = engine.generate(
+        prompts(tok), SamplingParams(max_new_tokens=6, temperature=1.5, top_p=1e-6, seed=2, stop_token_ids=[])
+    )
     assert [g.token_ids for g in greedy] == [g.token_ids for g in tiny_p]
-    wide = engine.generate(prompts(tok) * 2, [SamplingParams(max_new_tokens=6, temperature=5, seed=s, stop_token_ids=[]) for s in range(10)])
+    wide = engine.generate(
+        prompts(tok) * 2,
+        [SamplingParams(max_new_tokens=6, temperature=5, seed=s, stop_token_ids=[]) for s in range(10)],
+    )
     assert len({tuple(g.token_ids) for g in wide}) > 5
 
 
@@ -93,11 +100,15 @@ def test_stop_strings_and_stop_tokens(engine, tok):
     free = engine.generate([prompts(tok)[0]], SamplingParams(max_new_tokens=20, temperature=0, stop_token_ids=[]))[0]
     text = free.text
     stop = text[5:7]  # a piece of what greedy decoding writes
-    cut = engine.generate([prompts(tok)[0]], SamplingParams(max_new_tokens=20, temperature=0, stop=[stop], stop_token_ids=[]))[0]
+    cut = engine.generate(
+        [prompts(tok)[0]], SamplingParams(max_new_tokens=20, temperature=0, stop=[stop], stop_token_ids=[])
+    )[0]
     assert cut.finish_reason == "stop" and cut.text == text[: text.find(stop)]
     assert tok.decode(cut.token_ids).find(stop) >= 0 and len(cut.token_ids) <= len(free.token_ids)
     first = free.token_ids[3]
-    by_id = engine.generate([prompts(tok)[0]], SamplingParams(max_new_tokens=20, temperature=0, stop_token_ids=[first]))[0]
+    by_id = engine.generate(
+        [prompts(tok)[0]], SamplingParams(max_new_tokens=20, temperature=0, stop_token_ids=[first])
+    )[0]
     assert by_id.token_ids == free.token_ids[: free.token_ids.index(first) + 1] and by_id.finish_reason == "stop"
 
 
@@ -150,11 +161,13 @@ def test_local_backend_from_a_checkpoint(tmp_path, tok):
     backend = load_backend(str(tmp_path / "ckpt"), max_batch_size=2)
     assert isinstance(backend, LocalBackend)
     outs = backend.generate(["the cat", "a dog"], SamplingParams(max_new_tokens=4, temperature=0, stop_token_ids=[]))
-    direct = Engine(model, tok).generate([tok.encode("the cat")], SamplingParams(max_new_tokens=4, temperature=0, stop_token_ids=[]))
+    direct = Engine(model, tok).generate(
+        [tok.encode("the cat")], SamplingParams(max_new_tokens=4, temperature=0, stop_token_ids=[])
+    )
     assert outs[0].token_ids == direct[0].token_ids
     chat = backend.chat([[{"role": "user", "content": "hi"}]], SamplingParams(max_new_tokens=3, temperature=0))
     assert chat[0].prompt_tokens == len(tok.render_chat([{"role": "user", "content": "hi"}], True)[0])
-    (total, _), = backend.loglikelihood([("the cat ", "sat")])
+    ((total, _),) = backend.loglikelihood([("the cat ", "sat")])
     expected = Engine(model, tok).loglikelihood([(tok.encode("the cat"), tok.encode(" sat"))])[0][0]
     assert abs(total - expected) < 1e-5
     with pytest.raises(Phi4Error, match="not a model"):
@@ -181,7 +194,10 @@ def count_prefill_rows(engine, monkeypatch) -> list[int]:
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_forked_prefix_sampling_equals_unshared_sampling(tok, monkeypatch, temperature):
     model = small_model(tok.vocab_size, seed=1)
-    shared, unshared = Engine(model, tok, max_batch_size=64), Engine(model, tok, max_batch_size=64, share_prefixes=False)
+    shared, unshared = (
+        Engine(model, tok, max_batch_size=64),
+        Engine(model, tok, max_batch_size=64, share_prefixes=False),
+    )
     ps = prompts(tok)[:3]
     params = SamplingParams(max_new_tokens=8, temperature=temperature, seed=11, stop_token_ids=[], top_logprobs=2)
     prefills = count_prefill_rows(shared, monkeypatch)
@@ -189,7 +205,9 @@ def test_forked_prefix_sampling_equals_unshared_sampling(tok, monkeypatch, tempe
     assert prefills == [3]  # one prefill of the 3 distinct prompts for 12 rollouts
     assert [len(o) for o in outs] == [4, 4, 4]
     for prompt, samples in zip(ps, outs):
-        alone = [unshared.generate([prompt], SamplingParams(**{**params.__dict__, "seed": 11 + j}))[0] for j in range(4)]
+        alone = [
+            unshared.generate([prompt], SamplingParams(**{**params.__dict__, "seed": 11 + j}))[0] for j in range(4)
+        ]
         assert [s.token_ids for s in samples] == [a.token_ids for a in alone]
         for s, a in zip(samples, alone):
             assert max(abs(x - y) for x, y in zip(s.logprobs, a.logprobs)) < 1e-4
@@ -215,7 +233,9 @@ def test_token_budget_splits_batches_without_changing_results(tok, monkeypatch):
     wide = Engine(model, tok, max_batch_size=64).sample(prompts(tok), 3, params)
     tight = Engine(model, tok, max_batch_size=64, max_batch_tokens=128)  # max_context: ~6 rows of prompt + 10
     prefills = count_prefill_rows(tight, monkeypatch)
-    assert [[s.token_ids for s in o] for o in tight.sample(prompts(tok), 3, params)] == [[s.token_ids for s in o] for o in wide]
+    assert [[s.token_ids for s in o] for o in tight.sample(prompts(tok), 3, params)] == [
+        [s.token_ids for s in o] for o in wide
+    ]
     assert len(prefills) > 1  # the budget forced several batches
     with pytest.raises(Phi4Error, match="n must be >= 1"):
         tight.sample(prompts(tok), 0, params)
@@ -233,7 +253,9 @@ def test_grouped_query_decode_equals_repeated_kv_attention():
         reference = torch.nn.functional.scaled_dot_product_attention(
             q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1), attn_mask=mask
         )
-        torch.testing.assert_close(attend_grouped(q, k, v, grouped_mask(mask, 3, q.dtype)), reference, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            attend_grouped(q, k, v, grouped_mask(mask, 3, q.dtype)), reference, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_growing_kv_cache_decodes_like_a_full_forward(tok):
@@ -250,7 +272,10 @@ def test_growing_kv_cache_decodes_like_a_full_forward(tok):
 def test_chunked_scoring_equals_full_scoring(engine, tok, monkeypatch):
     import phi4cli.generate.engine as engine_module
 
-    pairs = [(tok.encode("the cat sat"), tok.encode(" on the mat. a dog ran")), (tok.encode("Question:"), tok.encode(" what"))]
+    pairs = [
+        (tok.encode("the cat sat"), tok.encode(" on the mat. a dog ran")),
+        (tok.encode("Question:"), tok.encode(" what")),
+    ]
     whole = engine.score(pairs, top_logprobs=3)
     monkeypatch.setattr(engine_module, "SCORE_CHUNK_BYTES", 4 * tok.vocab_size * 3)  # 3 positions per chunk
     chunked = engine.score(pairs, top_logprobs=3)
@@ -313,14 +338,33 @@ class FakeVLLM:
         if body.get("echo"):  # prompt logprobs: token i gets -i/10, the first None
             values = [None] + [-i / 10 for i in range(1, len(prompt))]
             tops = [None] + [{self.spell(t): v} for t, v in zip(prompt[1:], values[1:])]
-            return [{"index": 0, "text": "", "logprobs": {"tokens": [self.spell(t) for t in prompt], "token_logprobs": values,
-                                                           "top_logprobs": tops}, "finish_reason": "length"}]  # fmt: skip
+            return [
+                {
+                    "index": 0,
+                    "text": "",
+                    "logprobs": {
+                        "tokens": [self.spell(t) for t in prompt],
+                        "token_logprobs": values,
+                        "top_logprobs": tops,
+                    },
+                    "finish_reason": "length",
+                }
+            ]
         choices = []
         for j in range(body["n"]):  # completion j of prompt p: ids sum(p) + j + k, log-probs -(k + 1)
             ids = [sum(prompt) + j + k for k in range(body["max_tokens"])]
-            choices.append({"index": j, "text": "x" * len(ids), "finish_reason": "length",
-                            "logprobs": {"tokens": [self.spell(t) for t in ids], "token_logprobs": [-(k + 1.0) for k in range(len(ids))],
-                                         "top_logprobs": [{self.spell(t): -0.5} for t in ids]}})  # fmt: skip
+            choices.append(
+                {
+                    "index": j,
+                    "text": "x" * len(ids),
+                    "finish_reason": "length",
+                    "logprobs": {
+                        "tokens": [self.spell(t) for t in ids],
+                        "token_logprobs": [-(k + 1.0) for k in range(len(ids))],
+                        "top_logprobs": [{self.spell(t): -0.5} for t in ids],
+                    },
+                }
+            )
         return choices
 
 
@@ -329,12 +373,16 @@ def test_openai_backend_sends_and_reads_token_ids():
 
     fake = FakeVLLM()
     backend = OpenAIBackend(fake.url, retries=0)
-    out = backend.sample([[1, 2, 3], [10]], 3, SamplingParams(max_new_tokens=4, temperature=0.7, seed=5, top_logprobs=1))
+    out = backend.sample(
+        [[1, 2, 3], [10]], 3, SamplingParams(max_new_tokens=4, temperature=0.7, seed=5, top_logprobs=1)
+    )
     sent = [b for b in fake.bodies if "n" in b]
     assert sorted(b["prompt"][0] for b in sent) == [1, 10] and all(b["return_tokens_as_token_ids"] for b in sent)
     assert {b["n"] for b in sent} == {3} and {b["seed"] for b in sent} == {5}
-    assert [[g.token_ids for g in gens] for gens in out] == [[[6 + j + k for k in range(4)] for j in range(3)],
-                                                              [[10 + j + k for k in range(4)] for j in range(3)]]  # fmt: skip
+    assert [[g.token_ids for g in gens] for gens in out] == [
+        [[6 + j + k for k in range(4)] for j in range(3)],
+        [[10 + j + k for k in range(4)] for j in range(3)],
+    ]
     assert out[0][0].logprobs == [-1.0, -2.0, -3.0, -4.0] and out[0][0].prompt_tokens == 3
     assert out[1][2].top_logprobs[0] == {12: -0.5}
     (one,) = backend.generate_ids([[4, 4]], SamplingParams(max_new_tokens=2, stop_token_ids=[7]))
@@ -355,9 +403,13 @@ def test_local_backend_token_ids_match_the_engine(tmp_path, tok):
     params = SamplingParams(max_new_tokens=5, seed=3, stop_token_ids=[])
     ids = prompts(tok)[:2]
     expected = Engine(model, tok).sample(ids, 2, params)
-    assert [[g.token_ids for g in o] for o in backend.sample(ids, 2, params)] == [[g.token_ids for g in o] for o in expected]
+    assert [[g.token_ids for g in o] for o in backend.sample(ids, 2, params)] == [
+        [g.token_ids for g in o] for o in expected
+    ]
     assert [g.token_ids for g in backend.generate_ids(ids, params)] == [o[0].token_ids for o in expected]
-    assert backend.score([(ids[0], expected[0][0].token_ids)])[0].logprobs == pytest.approx(expected[0][0].logprobs, abs=1e-4)
+    assert backend.score([(ids[0], expected[0][0].token_ids)])[0].logprobs == pytest.approx(
+        expected[0][0].logprobs, abs=1e-4
+    )
     bf16 = load_backend(str(tmp_path / "ckpt"), dtype="bf16")
     assert bf16.engine.model.lm_head.weight.dtype == torch.bfloat16
     (out,) = bf16.generate_ids(ids[:1], SamplingParams(max_new_tokens=4, temperature=0, stop_token_ids=[]))

@@ -48,17 +48,25 @@ TOKEN_ID_PREFIX = "token_id:"  # how vLLM spells a token with return_tokens_as_t
 class Backend(Protocol):
     name: str
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]: ...
+    def generate(
+        self, prompts: Sequence[str], params: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Generation]: ...
 
-    def chat(self, conversations: Sequence[Sequence[dict]], params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]: ...
+    def chat(
+        self, conversations: Sequence[Sequence[dict]], params: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Generation]: ...
 
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]: ...
 
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]: ...
 
-    def sample(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams | Sequence[SamplingParams]) -> list[list[Generation]]: ...
+    def sample(
+        self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams | Sequence[SamplingParams]
+    ) -> list[list[Generation]]: ...
 
-    def generate_ids(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]: ...
+    def generate_ids(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Generation]: ...
 
     def score(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[Score]: ...
 
@@ -224,7 +232,12 @@ class OpenAIBackend:
     # -- generation
 
     def _sampling_body(self, p: SamplingParams) -> dict:
-        body = {"model": self.model_name, "max_tokens": p.max_new_tokens, "temperature": p.temperature, "top_p": p.top_p}
+        body = {
+            "model": self.model_name,
+            "max_tokens": p.max_new_tokens,
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+        }
         if p.stop:
             body["stop"] = list(p.stop)
         if p.seed is not None:
@@ -251,10 +264,18 @@ class OpenAIBackend:
 
         def one(item):
             prompt, p = item
-            body = {**self._sampling_body(p), "prompt": [int(t) for t in prompt], "n": n, "logprobs": max(1, p.top_logprobs),
-                    "return_tokens_as_token_ids": True}  # fmt: skip
+            body = {
+                **self._sampling_body(p),
+                "prompt": [int(t) for t in prompt],
+                "n": n,
+                "logprobs": max(1, p.top_logprobs),
+                "return_tokens_as_token_ids": True,
+            }
             if p.stop_token_ids is not None:
-                body["stop_token_ids"], body["ignore_eos"] = list(p.stop_token_ids), True  # exactly these stop ids (vLLM)
+                body["stop_token_ids"], body["ignore_eos"] = (
+                    list(p.stop_token_ids),
+                    True,
+                )  # exactly these stop ids (vLLM)
             choices = sorted(self.request("POST", "/completions", body)["choices"], key=lambda c: c.get("index", 0))
             if len(choices) != n:
                 raise Phi4Error(f"{self.base_url}/completions: asked for n={n} completions, got {len(choices)}")
@@ -269,9 +290,19 @@ class OpenAIBackend:
         lp = choice.get("logprobs") or {}
         tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
         ids = [self._token_id(t) for t in tokens]
-        tops = [{self._token_id(t): v for t, v in (d or {}).items()} for d in (lp.get("top_logprobs") or [])] if top else []
-        return Generation(choice.get("text", ""), ids, [float(v) for v in values], choice.get("finish_reason") or "length",
-                          prompt_tokens, tops)  # fmt: skip
+        tops = (
+            [{self._token_id(t): v for t, v in (d or {}).items()} for d in (lp.get("top_logprobs") or [])]
+            if top
+            else []
+        )
+        return Generation(
+            choice.get("text", ""),
+            ids,
+            [float(v) for v in values],
+            choice.get("finish_reason") or "length",
+            prompt_tokens,
+            tops,
+        )
 
     def _token_id(self, token: str) -> int:
         if not isinstance(token, str) or not token.startswith(TOKEN_ID_PREFIX):
@@ -286,12 +317,21 @@ class OpenAIBackend:
             context, continuation = [int(t) for t in pair[0]], [int(t) for t in pair[1]]
             if not context or not continuation:
                 raise Phi4Error("score: a pair needs a non-empty context and continuation")
-            body = {"model": self.model_name, "prompt": context + continuation, "max_tokens": 0, "echo": True, "logprobs": 1,
-                    "temperature": 0, "return_tokens_as_token_ids": True}  # fmt: skip
+            body = {
+                "model": self.model_name,
+                "prompt": context + continuation,
+                "max_tokens": 0,
+                "echo": True,
+                "logprobs": 1,
+                "temperature": 0,
+                "return_tokens_as_token_ids": True,
+            }
             lp = self.request("POST", "/completions", body)["choices"][0].get("logprobs") or {}
             values = (lp.get("token_logprobs") or [])[-len(continuation) :]
             if len(values) != len(continuation) or any(v is None for v in values):
-                raise Phi4Error(f"{self.base_url}/completions: the server returned no prompt logprobs (echo + logprobs)")
+                raise Phi4Error(
+                    f"{self.base_url}/completions: the server returned no prompt logprobs (echo + logprobs)"
+                )
             tops = (lp.get("top_logprobs") or [None] * len(lp.get("token_logprobs") or []))[-len(continuation) :]
             greedy = [not top or max(top.values()) <= v + 1e-6 for top, v in zip(tops, values)]
             return Score([float(v) for v in values], greedy)
@@ -311,7 +351,14 @@ class OpenAIBackend:
     # -- scoring
 
     def _prompt_logprobs(self, text: str) -> dict:
-        body = {"model": self.model_name, "prompt": text, "max_tokens": 0, "echo": True, "logprobs": 1, "temperature": 0}
+        body = {
+            "model": self.model_name,
+            "prompt": text,
+            "max_tokens": 0,
+            "echo": True,
+            "logprobs": 1,
+            "temperature": 0,
+        }
         choice = self.request("POST", "/completions", body)["choices"][0]
         lp = choice.get("logprobs")
         if not lp or "token_logprobs" not in lp or "text_offset" not in lp:

@@ -83,7 +83,9 @@ class Engine:
 
     # ----------------------------------------------------------------------------------- sampling
 
-    def sample(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams | Sequence[SamplingParams]) -> list[list[Generation]]:
+    def sample(
+        self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams | Sequence[SamplingParams]
+    ) -> list[list[Generation]]:
         """n completions of each prompt, sharing the prompt's prefill. Completion j uses seed params.seed + j."""
         if n < 1:
             raise Phi4Error(f"sample: n must be >= 1, got {n}")
@@ -95,7 +97,9 @@ class Engine:
         outs = self._run(requests)
         return [outs[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]
+    ) -> list[Generation]:
         """One Generation per prompt (token ids), in order. `params` is shared or one per prompt."""
         params = self._params(prompts, params)
         seeds = [p.seed if p.seed is not None else self._seeds.getrandbits(63) for p in params]
@@ -176,7 +180,9 @@ class Engine:
         live = [rows[i] for i in live_index]
         sampler = _Sampler([r.params for r in live], self.device)
         while live:
-            tokens, logprobs, tops = sampler.step(logits.to(torch.promote_types(logits.dtype, torch.float32)), [r.rng for r in live])
+            tokens, logprobs, tops = sampler.step(
+                logits.to(torch.promote_types(logits.dtype, torch.float32)), [r.rng for r in live]
+            )
             ids = tokens.tolist()
             still = [b for b, row in enumerate(live) if not row.append(ids[b], logprobs[b], tops[b] if tops else None)]
             if not still:
@@ -186,7 +192,9 @@ class Engine:
                 tokens = tokens[still]
                 live = [live[b] for b in still]
                 sampler = sampler.select(still)
-            logits = self.model.lm_head(self.model.hidden_states(tokens[:, None].to(self.device), kv_cache=cache)[:, -1])
+            logits = self.model.lm_head(
+                self.model.hidden_states(tokens[:, None].to(self.device), kv_cache=cache)[:, -1]
+            )
         return [r.result() for r in rows]
 
     # ------------------------------------------------------------------------------------ scoring
@@ -204,7 +212,10 @@ class Engine:
             if not continuation:
                 raise Phi4Error(f"score: pair {i} has an empty continuation")
             if len(continuation) > self.max_context:
-                raise Phi4Error(f"score: pair {i}: continuation of {len(continuation)} tokens is longer than the context of {self.max_context}")
+                raise Phi4Error(
+                    f"score: pair {i}: continuation of {len(continuation)} tokens is longer than the context "
+                    f"of {self.max_context}"
+                )
             if not context:
                 raise Phi4Error(f"score: pair {i} has an empty context (nothing predicts the first token)")
             full = (context + continuation)[-(self.max_context + 1) :]
@@ -231,7 +242,9 @@ class Engine:
         rows = torch.cat([torch.full((n,), b) for b, (_, n) in enumerate(items)])
         cols = torch.cat([torch.arange(len(full) - 1 - n, len(full) - 1) for full, n in items])
         targets = torch.tensor([t for full, n in items for t in full[-n:]], device=self.device)
-        chosen, greedy, tops = score_positions(self.model.lm_head, hidden[rows.to(self.device), cols.to(self.device)], targets, top_logprobs)
+        chosen, greedy, tops = score_positions(
+            self.model.lm_head, hidden[rows.to(self.device), cols.to(self.device)], targets, top_logprobs
+        )
         out, start = [], 0
         for _, n in items:
             end = start + n

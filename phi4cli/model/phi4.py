@@ -113,6 +113,14 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Ten
         groups = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if not q.is_cuda:  # CPU (tests): the unfused reference implementation, no kernel compilation
+        import warnings
+
+        from torch.nn.attention.flex_attention import flex_attention
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+            return flex_attention(q, k, v, block_mask=mask, enable_gqa=True)
     return _compiled_flex_attention()(q, k, v, block_mask=mask, enable_gqa=True)
 
 
@@ -200,6 +208,7 @@ class Phi4ForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer_spec: str | None = None
+        self.flex_attention: bool | None = None  # packed documents: None = flex on CUDA, SDPA + bool mask on CPU
         self.model = Phi4Model(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if self.lm_head.weight.device.type != "meta":
@@ -258,7 +267,7 @@ class Phi4ForCausalLM(nn.Module):
             mask = grouped_mask(kv_cache.attention_mask(), groups, kv_cache.k[0].dtype)
         else:
             doc_ids, positions = document_ids(doc_lens, batch, seq, input_ids.device)
-            mask = None if doc_ids is None else document_mask(doc_ids)
+            mask = None if doc_ids is None else document_mask(doc_ids, flex=self.flex_attention)
         if position_ids is not None:
             positions = position_ids
         if positions is None:
@@ -326,7 +335,9 @@ def _flat_lengths(doc_lens, batch: int, seq: int, device) -> torch.Tensor:
             raise Phi4Error(f"doc_lens: expected a [{batch}, S] tensor, got shape {list(rows.shape)}")
         sums = rows.sum(dim=1)
         if bool((rows < 0).any()) or bool((sums != seq).any()):
-            raise Phi4Error(f"doc_lens: every row must be non-negative lengths summing to {seq}, got sums {sums.tolist()}")
+            raise Phi4Error(
+                f"doc_lens: every row must be non-negative lengths summing to {seq}, got sums {sums.tolist()}"
+            )
         return rows[rows > 0]
     if len(doc_lens) != batch:
         raise Phi4Error(f"doc_lens: expected {batch} rows, got {len(doc_lens)}")
@@ -339,9 +350,10 @@ def _flat_lengths(doc_lens, batch: int, seq: int, device) -> torch.Tensor:
     return torch.tensor(flat, dtype=torch.long, device=device)
 
 
-def document_mask(doc_ids: torch.Tensor):
-    """Causal attention within each document: a flex BlockMask on CUDA, else a bool [B, 1, T, T]."""
-    if doc_ids.is_cuda:
+def document_mask(doc_ids: torch.Tensor, flex: bool | None = None):
+    """Causal attention within each document: a flex BlockMask on CUDA, else a bool [B, 1, T, T].
+    `flex=True` asks for the BlockMask on CPU too (tests run the GPU path's logic there)."""
+    if doc_ids.is_cuda if flex is None else flex:
         return _flex_document_mask(doc_ids)
     seq = doc_ids.shape[1]
     causal = torch.ones(seq, seq, dtype=torch.bool, device=doc_ids.device).tril()
@@ -382,9 +394,10 @@ class KVCache:
     Per layer `k[i]`, `v[i]`: [B, kv_heads, capacity, head_dim]; `lengths[b]`: tokens cached for row b.
     The capacity starts at `capacity` slots (default: max_len) and grows in steps (at least doubling, so
     the copies cost O(total) over a generation) when a call needs more, never beyond `max_len`; so a
-    batch pays memory for the tokens it has actually reached, not for its worst-case budget. Each `model(ids, kv_cache=cache)` writes the new tokens of row b at slots
-    lengths[b] .. lengths[b]+T-1 (which are also their RoPE positions), lets them attend to slots
-    0 .. their own, then advances `lengths` by T.
+    batch pays memory for the tokens it has actually reached, not for its worst-case budget.
+    Each `model(ids, kv_cache=cache)` writes the new tokens of row b at slots lengths[b] .. lengths[b]+T-1
+    (which are also their RoPE positions), lets them attend to slots 0 .. their own, then advances
+    `lengths` by T.
 
     Prompts of different lengths: prefill them right-padded in one call, then `truncate(prompt_lens)`;
     the pad slots are simply overwritten by the next tokens, and each row's next-token logits are at
