@@ -127,3 +127,21 @@ def test_convert_to_hf_writes_what_phi4_ships(phi4, tmp_path):
     )[0]
     assert hf_out == ours.token_ids
     assert json.loads((out / "special_tokens_map.json").read_text())["eos_token"] == "<|im_end|>"
+
+
+def test_an_output_that_cannot_be_written_is_one_line(phi4, tmp_path):
+    """--to-hf and --from-hf into a path under a regular file: one error line naming it, no traceback, nothing left."""
+    tok = write_tokenizer(train_bpe(TEXTS[:4], vocab_size=360), tmp_path / "toy.tiktoken")
+    config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)  # fmt: skip
+    model = Phi4ForCausalLM(config)
+    model.init_weights(0)
+    save_checkpoint_model_only(model.eval(), tmp_path / "ckpt", tokenizer=tok)
+    phi4("convert", "--to-hf", tmp_path / "ckpt", tmp_path / "hf")
+    (tmp_path / "file").write_text("not a directory")
+    for direction, source in (("--to-hf", "ckpt"), ("--from-hf", "hf")):
+        result = phi4("convert", direction, tmp_path / source, tmp_path / "file" / "out", check=False)
+        err = result.stderr.decode()
+        assert result.returncode != 0 and len(err.strip().splitlines()) == 1, err
+        assert "file/out: cannot write" in err and "internal error" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "file", "hf", "toy.tiktoken", "toy.tiktoken.json"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -65,7 +67,8 @@ def _from_hf(source: Path, out: Path, dtype: str, tokenizer_spec: str | None) ->
     spec = tokenizer_spec or model.tokenizer_spec
     # phi-4's tokenizer is named; any other is copied into the checkpoint so it stays self-contained
     tok = _load_tokenizer(spec, config.vocab_size) if spec and spec != "phi4" else None
-    save_checkpoint_model_only(model, out, spec, tokenizer=tok)
+    with _writing(out):
+        save_checkpoint_model_only(model, out, spec, tokenizer=tok)
     _report(out, model, spec)
 
 
@@ -78,8 +81,19 @@ def _to_hf(source: Path, out: Path, dtype: str, tokenizer_spec: str | None) -> N
     model = load_model(path, dtype=_torch_dtype(dtype))
     spec = tokenizer_spec or model.tokenizer_spec
     tok = _load_tokenizer(spec, model.config.vocab_size) if spec else None
-    save_hf(model, model.config, out, tokenizer=tok)
+    with _writing(out):
+        save_hf(model, model.config, out, tokenizer=tok)
     _report(out, model, spec)
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """An output that cannot be written (a parent that is a file, a read-only or full disk) is one line; the
+    writer is atomic, so nothing half-written is left."""
+    try:
+        yield
+    except OSError as e:
+        raise Phi4Error(f"{out}: cannot write ({e.strerror or e}{': ' + str(e.filename) if e.filename else ''})")
 
 
 def _load_tokenizer(spec: str, model_vocab: int):
