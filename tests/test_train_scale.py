@@ -84,3 +84,103 @@ def test_async_saves_keep_the_newest_and_report_size_and_time(world, tmp_path):
     from phi4cli.model import load_model
 
     assert load_model(str(runs["async"])).config.hidden_size == 32  # the latest is complete and loads
+
+
+# ------------------------------------------------------------- the GPU paths, run on CPU
+
+
+def _config_and_batch(world, **overrides):
+    from test_train import DEMO_CONFIG, GLOBAL_BATCH, SEQ_LEN
+
+    from phi4cli.train.config import load_config
+    from phi4cli.train.data import DataFeed
+
+    config = load_config(DEMO_CONFIG, settings(world, **overrides)[3::2])
+    batch = DataFeed([str(world["data"])], _task(), global_batch=GLOBAL_BATCH, dist_ctx=ONE_PROCESS).next()
+    return config, batch
+
+
+def _task():
+    from test_train import SEQ_LEN
+
+    from phi4cli.train.task import CausalLM
+
+    return CausalLM(SEQ_LEN)
+
+
+def _step(model, config, batch, dist_ctx=ONE_PROCESS):
+    from phi4cli.train.loop import build_optimizer, train_step
+
+    optimizer = build_optimizer(model, config)
+    optimizer.step = lambda: None  # keep the gradients to compare them
+    optimizer.zero_grad = lambda set_to_none=True: None
+    return train_step(model, optimizer, batch, _task(), config, dist_ctx, 1e-3, step=1, run_dir=Path("."))
+
+
+def _grads(model) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def test_flex_attention_forward_matches_sdpa_on_packed_documents(world):
+    """The GPU's attention path (flex attention with a document BlockMask), run on CPU: the same logits
+    as SDPA with the bool block-diagonal mask. (torch has no flex backward on CPU: the backward is
+    checked on a GPU by bench/gpu_check.sh.)"""
+    from phi4cli.train.loop import build_model
+
+    config, batch = _config_and_batch(world)
+    assert any(len([n for n in row if n]) > 1 for row in batch.doc_lens.tolist())  # packed rows
+    model, _ = build_model(config, ONE_PROCESS)
+    with torch.no_grad():
+        sdpa = model(batch.input_ids.long(), doc_lens=batch.doc_lens)
+        model.flex_attention = True
+        flex = model(batch.input_ids.long(), doc_lens=batch.doc_lens)
+    torch.testing.assert_close(flex, sdpa, rtol=1e-5, atol=1e-5)
+    # and the mask really is document-causal: a later document cannot see an earlier one
+    from phi4cli.model.phi4 import document_ids, document_mask
+
+    doc_ids, _ = document_ids([[3, 5]], 1, 8, "cpu")
+    block = document_mask(doc_ids, flex=True)
+    dense = document_mask(doc_ids, flex=False)[0, 0]
+    mask_mod = block.mask_mod
+    rebuilt = torch.tensor([[bool(mask_mod(0, 0, torch.tensor(q), torch.tensor(k))) for k in range(8)] for q in range(8)])
+    assert torch.equal(rebuilt, dense) and not dense[3, 2] and dense[4, 3]
+
+
+def test_compiled_layers_train_like_eager(world, monkeypatch):
+    """compile=true (each decoder layer through torch.compile; the aot_eager backend traces the same
+    graphs as inductor without generating kernels) computes the eager step's loss and gradients."""
+    from phi4cli.train.loop import build_model
+
+    monkeypatch.setenv("PHI4_COMPILE_BACKEND", "aot_eager")
+    results = []
+    for compile in ("false", "true"):
+        config, batch = _config_and_batch(world, compile=compile, activation_checkpointing="true")
+        model, _ = build_model(config, ONE_PROCESS)
+        results.append((_step(model, config, batch).loss, _grads(model)))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_fsdp2_mixed_precision_on_a_cpu_process_group(world, monkeypatch):
+    """The GPU's precision path: FSDP2 with bf16 parameters for compute and fp32 master weights and
+    gradient reduction, here over a 1-rank gloo group on CPU. The loss stays within bf16 precision of
+    fp32, the master weights and gradients stay fp32."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from phi4cli.train import parallel
+    from phi4cli.train.loop import build_model
+
+    config, batch = _config_and_batch(world, mixed_precision="bf16")
+    fp32_model, _ = build_model(config, ONE_PROCESS)
+    fp32_loss = _step(fp32_model, config, batch).loss
+    monkeypatch.setattr(parallel, "uses_bf16", lambda dist_ctx, precision: precision == "bf16")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        group = parallel.Distributed(0, 1, torch.device("cpu"), init_device_mesh("cpu", (1,), mesh_dim_names=("dp",)))
+        model, _ = build_model(config, group)  # the same seed: the same initial weights as fp32_model
+        result = _step(model, config, batch, group)
+        assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
+    finally:
+        dist.destroy_process_group()
+    assert result.loss == pytest.approx(fp32_loss, rel=2e-2) and result.loss != fp32_loss

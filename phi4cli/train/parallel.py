@@ -174,7 +174,9 @@ def _wrap_layer_forward(layer: nn.Module, *, activation_checkpointing: bool, com
     """
     forward = layer.forward
     if compile:
-        forward = torch.compile(forward)
+        # PHI4_COMPILE_BACKEND=aot_eager traces the same graphs without generating kernels (CPU tests,
+        # debugging a compile failure); inductor, the default, is what makes GPU training fast
+        forward = torch.compile(forward, backend=os.environ.get("PHI4_COMPILE_BACKEND", "inductor"))
     if activation_checkpointing:
         inner = forward
 
