@@ -3,7 +3,7 @@ that holds what a checkout has (Makefile, stages/, manifests/, the virtual envir
 user following the README from the top would run them, at toy scale.
 
 Selected with `pytest -m readme` (minutes: the first block is `make all`); a plain `pytest` skips these.
-Toy scale means: `make` gets DEMO_SCALE, MIX_ARGS, TRAIN_ARGS and EVAL_ARGS (below), `phi4 demo-data`
+Toy scale means: `make` gets tests/test_recipe.py's reduced settings (below), `phi4 demo-data`
 without `--scale` gets SCALE, a mix of a toy manifest gets MIX, the trainers a few steps, and `phi4 eval` of
 a model a few items and short answers (the toy models are barely trained: this checks that examples run).
 A line is skipped only for a reason listed in SKIP (a GPU, the network, the paper-scale model or data, or
@@ -29,12 +29,15 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SHARED
+from test_recipe import FIXTURE_PAIRS, REDUCED
 
-SCALE = "0.05"  # the toy world's size for these runs (about 1 MB of text)
-STEPS = "4"  # optimizer steps for every trainer run
-MIX = "--set mix.total_tokens=200000"  # the toy mixtures' size for a world of this scale (default 4M tokens)
+# `make all` here is tests/test_recipe.py's reduced recipe (the same settings and fixture pairs, kept working
+# by that test); SETUP= keeps make from reinstalling the environment. The README's own lines get the same sizes.
+MAKE_ENV = {**dict(item.split("=", 1) for item in REDUCED), "SETUP": ""}
+SCALE = MAKE_ENV["DEMO_SCALE"]  # the toy world's size for these runs
+MIX = MAKE_ENV["MIX_ARGS"]  # the toy mixtures' size for a world of this scale (default 4M tokens)
+STEPS = "4"  # optimizer steps for every trainer run of a README line
 EVAL = "--limit 3 --max-new-tokens 16"  # items per task and tokens per answer for a model evaluated here
-ENV = {"DEMO_SCALE": SCALE, "MIX_ARGS": MIX, "TRAIN_ARGS": f"--set max_steps={STEPS}", "EVAL_ARGS": EVAL}  # for make
 TIMEOUT_S = 900  # one line; `make all` at toy scale takes a few minutes on a loaded 2-core machine
 
 SKIP = [  # (pattern searched in the line, why it cannot run here)
@@ -127,12 +130,16 @@ def workspace(tmp_path_factory, request) -> dict:
     root = tmp_path_factory.mktemp("readme")
     work = root / "work"
     work.mkdir()
-    for name in ("Makefile", "stages", "manifests", "bench"):
+    for name in ("Makefile", "stages", "manifests", "recipes", "bench"):
         (work / name).symlink_to(REPO / name)
     (root / "shared").symlink_to(SHARED)
     link_environment(work / ".venv")
-    env = {**os.environ, **ENV, "PATH": f"{work / '.venv/bin'}:{os.environ['PATH']}"}
+    env = {**os.environ, **MAKE_ENV, "PATH": f"{work / '.venv/bin'}:{os.environ['PATH']}"}
     env["PHI4_CACHE_DIR"] = str(root / "cache")
+    pairs = root / "fixture-pairs.jsonl"
+    pairs.write_text("".join(json.dumps(p) + "\n" for p in FIXTURE_PAIRS))
+    ingest = ["phi4", "ingest", str(pairs), "--schema", "pairs", "-o", str(work / "fixture-pairs")]
+    subprocess.run(ingest, cwd=work, env=env, check=True, capture_output=True)
     env.pop("PHI4_DEBUG", None)
     state = {"work": work, "env": env, "background": []}
     yield state
