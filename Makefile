@@ -207,22 +207,15 @@ $(RUNS)/sft/done: $(RUNS)/midtrain/done $(call SOURCE,chat) $(STAGES)/sft.toml
 	touch $@
 
 # ---- PTS problems: plurality voting (recipes/plurality.toml) on training questions ------------------
-# demo: the arithmetic questions of the toy chat data (never the held-out benchmark), voted on by the
-# toy SFT model itself; TRAIN_PROBLEMS caps how many. full: your questions (data/raw/problems, a `prompt`
+# demo: the toy world's practice problems (training side of its arithmetic split, decontaminated like
+# every source), voted on by the toy SFT model itself. full: your questions (data/raw/problems, a `prompt`
 # column; phi4 ingest --schema problems; decontaminated by you, decontam reads documents), voted on by
 # the teacher. REWRITE_ARGS reach every rewrite that
 # needs a model, e.g. REWRITE_ARGS="--set sampling.max_tokens=64" for a smoke run.
-TRAIN_PROBLEMS ?= 256
 REWRITE_ARGS ?=
 ifeq ($(SCALE),demo)
-$(DATA)/train-problems/_manifest.json: $(call SOURCE,chat)
-	$(PHI4) cat $(RAW)/chat --expand-meta | $(BIN)/python -c 'import itertools, json, sys; \
-	rows = (json.loads(line) for line in sys.stdin); \
-	arith = (r for r in rows if r.get("kind") == "arith" and len(r["messages"]) >= 2); \
-	[print(json.dumps({"id": r["id"], "prompt": r["messages"][-2]["content"], "answer": r["messages"][-1]["content"]})) \
-	 for r in itertools.islice(arith, $(TRAIN_PROBLEMS))]' > $(DATA)/train-problems.jsonl
-	$(PHI4) ingest $(DATA)/train-problems.jsonl --schema problems --prompt-field prompt --answer-field answer --task gsm8k \
-		-o $(DATA)/train-problems --overwrite
+$(DATA)/train-problems/_manifest.json: $(call SOURCE,practice) $(DECONTAM_DEPS)
+	$(DECONTAM) $(RAW)/practice -o $(DATA)/train-problems --rejected $(DATA)/rejected/decontam-practice
 endif
 
 $(DATA)/pts-problems/_manifest.json: $(QUESTIONS)/_manifest.json $(RUNS)/sft/done recipes/plurality.toml

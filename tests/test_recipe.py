@@ -32,7 +32,6 @@ REDUCED = [
     "MIX_ARGS=--set mix.total_tokens=60000",
     "TRAIN_ARGS=--set max_steps=2 --set global_batch=2 --set micro_batch=1",
     "EVAL_ARGS=--limit 2 --max-new-tokens 8",
-    "TRAIN_PROBLEMS=4",
     "REWRITE_ARGS=--set sampling.max_tokens=12",
     "PTS_ARGS=--set rollouts=2 --set max_new_tokens=12 --max-rollouts 32",
     "EXTRA_PROBLEMS=data/demo/train-problems",
