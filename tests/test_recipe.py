@@ -8,6 +8,7 @@ training problems with known answers (EXTRA_PROBLEMS). Select with `pytest -m re
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -47,7 +48,7 @@ FIXTURE_PAIRS = [  # right over wrong arithmetic, a few more than one global bat
 def _make(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PHI4_CACHE_DIR": str(workdir / "data" / "cache")}
     result = subprocess.run(["make", f"VENV={VENV}", "SETUP=", *args], cwd=workdir, env=env, capture_output=True,
-                            text=True, timeout=900)
+                            text=True, timeout=900, check=False)
     if check:
         assert result.returncode == 0, f"make {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
@@ -86,7 +87,7 @@ def test_every_stage_writes_its_artefacts(recipe):
         result = json.loads((runs / f"eval-{stage}.json").read_text())
         assert "toy/arith" in result["tasks"] and "toy/facts_mc" in result["tasks"], stage
     # each run starts from the one before it
-    for before, after in zip(TRAINED, TRAINED[1:]):
+    for before, after in itertools.pairwise(TRAINED):
         assert f'init_from = "runs/demo/{before}"' in (runs / after / "config.toml").read_text()
 
 

@@ -196,7 +196,8 @@ def data_funnel(data: Path) -> list[dict]:
 
     def tokens(directory: Path) -> int | None:
         if directory not in token_cache:
-            token_cache[directory] = _text_tokens(directory, tokenizer) if (directory / "_manifest.json").exists() else None
+            complete = (directory / "_manifest.json").exists()
+            token_cache[directory] = _text_tokens(directory, tokenizer) if complete else None
         return token_cache[directory]
 
     rows = []
@@ -275,10 +276,10 @@ def decontam_section(data: Path) -> str:
         dropped += r["rows_rejected"] + r.get("rows_cut", 0)
         matched += items
         kept += r["rows_kept"]
-    lines += ["", f"**Cleanliness:** {dropped:,} training documents shared a 13-gram (7-gram for short items) with "
-              f"the benchmarks and were removed ({matched:,} benchmark item matches over {len(reports)} sources); "
-              f"the {kept:,} documents kept share none (the rule decontam applies, "
-              "with its common-phrase whitelist)."]
+    lines += ["", (f"**Cleanliness:** {dropped:,} training documents shared a 13-gram (7-gram for short items) "
+                   f"with the benchmarks and were removed ({matched:,} benchmark item matches over {len(reports)} "
+                   f"sources); the {kept:,} documents kept share none (the rule decontam applies, "
+                   "with its common-phrase whitelist).")]
     return "\n".join(lines)
 
 
@@ -328,11 +329,11 @@ def mixture_section(data: Path, runs: dict[str, Path], plt, run_root: Path) -> s
         total = sum(trained.values()) or 1
         lines = [f"### `{mix_name}` ({run_name})", "", "| source | planned share | trained share | tokens trained |",
                  "|---|---:|---:|---:|"]
-        for name in planned:
-            lines.append(f"| {name} | {planned[name] / total_weight:.1%} | "
+        for name, weight in planned.items():
+            lines.append(f"| {name} | {weight / total_weight:.1%} | "
                          f"{trained[name] / total:.1%} | {trained[name]:,} |")
-        lines += ["", f"Trained: the first {rows:,} sequences of `{mix_name}` ({seq_len} tokens each), "
-                  f"what `{run_name}` read (its metrics.jsonl); document tokens without padding."]
+        lines += ["", (f"Trained: the first {rows:,} sequences of `{mix_name}` ({seq_len} tokens each), "
+                       f"what `{run_name}` read (its metrics.jsonl); document tokens without padding.")]
         figure, axis = plt.subplots(figsize=(7, 3.5))
         x = range(len(planned))
         axis.bar([i - 0.2 for i in x], [planned[n] / total_weight for n in planned], width=0.4, label="planned")
@@ -352,8 +353,8 @@ def mixture_section(data: Path, runs: dict[str, Path], plt, run_root: Path) -> s
 def training_section(runs: dict[str, Path], plt, run_root: Path) -> str:
     if not runs:
         return ""
-    lines = ["## Training", "", "| run | steps | training tokens | tokens since pretraining began | first loss | "
-             "last loss | done |", "|---|---:|---:|---:|---:|---:|---|"]
+    header = "| run | steps | training tokens | tokens since pretraining began | first loss | last loss | done |"
+    lines = ["## Training", "", header, "|---|---:|---:|---:|---:|---:|---|"]
     figure, axes = plt.subplots(len(runs), 1, figsize=(8, 2.2 * len(runs)), squeeze=False)
     cumulative = 0
     for axis, (name, run) in zip(axes[:, 0], runs.items()):
@@ -370,8 +371,8 @@ def training_section(runs: dict[str, Path], plt, run_root: Path) -> str:
         axis.set_title(f"{name}: {_run_config(run).get('max_steps', '?')} steps configured", fontsize=9)
     axes[-1, 0].set_xlabel("step")
     _save(figure, plt, run_root / "report-loss.png")
-    lines += ["", "Training tokens: the tokens each run read (metrics.jsonl; DPO counts prompt + both responses), "
-              "summed along the recipe's chain of runs.", "", "![loss curves](report-loss.png)"]
+    lines += ["", ("Training tokens: the tokens each run read (metrics.jsonl; DPO counts prompt + both responses), "
+                   "summed along the recipe's chain of runs."), "", "![loss curves](report-loss.png)"]
     return "\n".join(lines)
 
 
