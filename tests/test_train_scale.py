@@ -184,3 +184,36 @@ def test_bf16_fsdp2_mixed_precision_on_a_cpu_process_group(world, monkeypatch):
     finally:
         dist.destroy_process_group()
     assert result.loss == pytest.approx(fp32_loss, rel=2e-2) and result.loss != fp32_loss
+
+
+def test_init_from_a_hugging_face_directory_loads_by_shards_on_two_ranks(world, tmp_path):
+    """2 gloo ranks start from a (multi-file) Hugging Face directory, each reading only its rows of each
+    tensor: the run follows the 1-process run from the same directory step for step."""
+    from test_train import losses, ok, run
+
+    from phi4cli.model import get_config
+    from phi4cli.model.hf import save_hf
+    from phi4cli.model.phi4 import Phi4ForCausalLM
+    from phi4cli.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(world["tokenizer"])
+    config = get_config("tiny", vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
+                        num_hidden_layers=2, max_position_embeddings=128)
+    model = Phi4ForCausalLM(config)
+    model.init_weights(7)
+    hf_dir = save_hf(model, config, tmp_path / "hf", tokenizer, max_shard_bytes=20_000)  # several files
+    assert len(list(hf_dir.glob("*.safetensors"))) > 1
+    runs = {}
+    for ranks in (1, 2):
+        runs[ranks] = tmp_path / f"ranks{ranks}"
+        args = settings(world, shape=False, init_from=hf_dir, model="", tokenizer="", max_steps=3, checkpoint_every=3)
+        ok(run("pretrain", world["data"], "-o", runs[ranks], *args, ranks=ranks))
+    one, two = losses(runs[1]), losses(runs[2])
+    assert sorted(two) == [1, 2, 3]
+    _, batch = _config_and_batch(world)
+    with torch.no_grad():  # step 1's loss is the loss of the Hugging Face weights
+        logits = model(batch.input_ids.long(), doc_lens=batch.doc_lens)
+        first = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch.input_ids[:, 1:].flatten().long())
+    assert two[1] == pytest.approx(first.item(), rel=1e-5)
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-5)

@@ -32,7 +32,7 @@ from phi4cli.errors import Phi4Error
 from phi4cli.model import PRESETS, Phi4ForCausalLM, get_config, latest_checkpoint, resolve_model_path
 from phi4cli.model.checkpoint import checkpoint_config, first_line, load_model_weights
 from phi4cli.model.config import ModelConfig
-from phi4cli.model.hf import hf_tokenizer_spec, load_hf, read_hf_config
+from phi4cli.model.hf import IGNORED_TENSORS, _safetensors_files, hf_tokenizer_spec, load_hf, read_hf_config
 from phi4cli.tokenizer import Tokenizer, load_tokenizer
 from phi4cli.train import checkpoint as ckpt
 from phi4cli.train.checkpoint import CHECKPOINTS, TrainState
@@ -375,11 +375,10 @@ def _fill_weights(
     kind, path = weights
     if kind == "checkpoint":
         load_model_weights(model, path)  # DCP: loads straight into the shards
+    elif kind == "hf" and dist_ctx.sharded:
+        load_hf_shards(model, path)  # each rank reads only its own rows of each tensor
     elif kind == "hf":
-        # Only rank 0 reads the safetensors; the other ranks receive their shards from it, so a 14B Hugging
-        # Face directory is never held whole by every rank of a node.
-        full = load_hf(path, device="cpu", dtype=torch.float32)[0].state_dict() if dist_ctx.is_main else {}
-        _load_full_state(model, full, dist_ctx)
+        model.load_state_dict(load_hf(path, device="cpu", dtype=torch.float32)[0].state_dict())
     elif dist_ctx.sharded and dist_ctx.device.type == "cpu":
         # DTensor's random ops on a CPU mesh depend on the sharding, so rank 0 initialises the whole model
         # and sends each rank its shard: a run on N CPU ranks starts from the same weights as one process.
@@ -393,6 +392,52 @@ def _fill_weights(
     else:
         # one process, or GPU shards (DTensor's CUDA RNG draws each shard as part of the whole tensor)
         model.init_weights(seed)
+
+
+def load_hf_shards(model: torch.nn.Module, directory: Path) -> None:
+    """Fill an FSDP2-sharded model from a Hugging Face safetensors directory, each rank reading only the
+    rows of each tensor that its shard holds (safetensors slices are read from the memory-mapped file,
+    so a 14B model costs each of N ranks about 1/N of its 59 GB, not all of it). Names and shapes are
+    checked as `load_hf` checks them."""
+    from safetensors import safe_open
+    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    params = dict(model.state_dict())
+    loaded: set[str] = set()
+    for file in _safetensors_files(directory):
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                for name in f.keys():
+                    if name.endswith(IGNORED_TENSORS):
+                        continue
+                    if name not in params:
+                        raise Phi4Error(f"{file}: unexpected tensor {name} (not a phi-4 parameter)")
+                    stored, target = f.get_slice(name), params[name]
+                    if tuple(stored.get_shape()) != tuple(target.shape):
+                        raise Phi4Error(
+                            f"{file}: tensor {name} has shape {list(stored.get_shape())}, "
+                            f"config.json implies {list(target.shape)}"
+                        )
+                    local = target.to_local() if isinstance(target, DTensor) else target
+                    if isinstance(target, DTensor):
+                        shape, offset = compute_local_shape_and_global_offset(
+                            target.shape, target.device_mesh, target.placements
+                        )
+                        rows = stored[offset[0] : offset[0] + shape[0]] if shape[0] else None
+                    else:
+                        rows = stored[:]
+                    if rows is not None and local.numel():
+                        with torch.no_grad():
+                            local.copy_(rows.view(local.shape).to(local.dtype))
+                    loaded.add(name)
+        except Phi4Error:
+            raise
+        except Exception as e:  # safetensors raises its own error types for corrupt files
+            raise Phi4Error(f"{file}: cannot read safetensors ({e})")
+    missing = sorted(set(params) - loaded)
+    if missing:
+        raise Phi4Error(f"{directory}: tensor {missing[0]} is missing from the safetensors files")
 
 
 def _load_full_state(model, state: dict, dist_ctx: Distributed) -> None:
