@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from conftest import REPO
 from test_rewrite_client import FakeServer
 
 from phi4cli.cli import main
+from phi4cli.errors import Phi4Error
 from phi4cli.io import DatasetWriter, read_table
 from phi4cli.stages.rewrite import parsers
 from phi4cli.stages.rewrite.parsers import ParseError
@@ -162,6 +164,7 @@ def test_every_shipped_recipe_loads_and_is_tested_here():
             "annotation",
             "judge-dpo",
             "hallucination",
+            "truth-dpo",
         ]
     )
     source = open(__file__).read()
@@ -559,6 +562,28 @@ def test_hallucination_pairs(serve, tmp_path, capsys):
     assert rej.column("id").to_pylist() == ["h2"] and "refused" in rej.column("reason")[0].as_py()
 
 
+def test_truth_dpo_prefers_a_right_answer_to_a_wrong_one(serve, tmp_path, capsys):
+    def answer(body):
+        if "2 + 3" in user(body):
+            return "2 + 3 = 5\n#### 5" if body["seed"] % 2 else "2 + 3 = 6\n#### 6"
+        return "4 + 4 = 8\n#### 8"  # always right: no wrong answer to reject, no pair
+
+    server = serve(answer)
+    rows = [
+        {"id": "t0", "question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"},
+        {"id": "t1", "question": "What is 4 + 4?", "answer": "#### 8"},
+    ]
+    data = dataset(tmp_path / "in", rows)
+    recipe = RECIPES / "truth-dpo.toml"
+    args = ["--recipe", recipe, "-o", tmp_path / "out", "--rejected", tmp_path / "rej", *fast(server.url)]
+    code, err = rewrite(capsys, data, *args)
+    assert code == 0, err
+    out, rej = read_table([str(tmp_path / "out")]), read_table([str(tmp_path / "rej")])
+    assert [(r["chosen"], r["rejected"]) for r in out.to_pylist()] == [("2 + 3 = 5\n#### 5", "2 + 3 = 6\n#### 6")]
+    assert metas(out)[0]["input_id"] == "t0" and metas(out)[0]["grade"]["right"] >= 1
+    assert rej.column("id").to_pylist() == ["t1"]
+
+
 # ---------------------------------------------------------------------------------------- bad input
 
 
@@ -642,6 +667,33 @@ def test_recipe_structure_errors():
     ]:
         with pytest.raises(Exception, match=why):
             parse_recipe({**base, **change}, "r.toml")
+
+
+@pytest.mark.parametrize(
+    "setting, why",
+    [
+        ("sampling.temperature=nan", "sampling.temperature: expected a finite number"),
+        ("sampling.temperature=-1", "sampling.temperature: must be >= 0"),
+        ("sampling.top_p=2", r"sampling.top_p: must be in \(0, 1\]"),
+        ("sampling.top_k=-1", "sampling.top_k: must be >= 0"),
+        ("sampling.max_tokens=0", "sampling.max_tokens: must be >= 1"),
+        ('sampling.stop=[""]', "sampling.stop: must be a list of non-empty strings"),
+    ],
+)
+def test_impossible_sampling_is_one_line_before_any_request(setting, why, serve, tmp_path, capsys):
+    """A value every backend refuses used to fail each request and reject every row after the whole dataset
+    was sent; it is a load-time error now, in the recipe's file and in --set alike."""
+    server = serve(lambda body: "x")
+    data = docs(tmp_path / "in", ["some text"])
+    recipe = RECIPES / "seed-exercises.toml"
+    code, err = rewrite(capsys, data, "--recipe", recipe, "-o", tmp_path / "out", "--set", setting, *fast(server.url))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(why, err), err
+    assert not (tmp_path / "out").exists() and sum(server.attempts.values()) == 0
+    key, value = setting.removeprefix("sampling.").split("=")
+    step = {"name": "g", "kind": "generate", "prompt": "{{q}}", "sampling": {key: tomllib.loads(f"v = {value}")["v"]}}
+    with pytest.raises(Phi4Error, match=why.replace("sampling.", "")):  # a step's own [steps.sampling] table is held to the same ranges
+        parse_recipe({"name": "x", "output": "documents", "inputs": ["q"], "steps": [step],
+                      "emit": [{"name": "e", "text": "{{g}}"}]}, "r.toml")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------- phi4 serve, local

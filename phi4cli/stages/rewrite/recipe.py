@@ -24,6 +24,7 @@ escaping). A name is an input column, an earlier step, or `item` inside a `for_e
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -208,12 +209,30 @@ def _typed(table: dict, key: str, kind: type, where: str, prefix: str) -> Any:
         value, ok = float(value), True
     if not ok:
         raise Phi4Error(f"{where}: {prefix}{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    if kind is float and not math.isfinite(value):  # TOML and --set accept nan/inf; no setting means them
+        raise Phi4Error(f"{where}: {prefix}{key}: expected a finite number, got {value!r}")
     return value
+
+
+# What each sampling value must satisfy, checked when the recipe loads: a value the backends refuse would
+# otherwise fail every request and reject every row, after the whole dataset was sent.
+SAMPLING_RANGES = {
+    "temperature": (lambda v: v >= 0, ">= 0"),
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "top_k": (lambda v: v >= 0, ">= 0 (0 = no top-k filter)"),
+    "max_tokens": (lambda v: v >= 1, ">= 1"),
+    "stop": (lambda v: all(isinstance(x, str) and x for x in v), "a list of non-empty strings"),
+}
 
 
 def _sampling(table: dict, where: str, prefix: str) -> dict:
     _no_unknown(table, SAMPLING_KEYS, where, prefix + ".")
-    return {k: _typed(table, k, SAMPLING_KEYS[k], where, prefix + ".") for k in sorted(table)}
+    sampling = {k: _typed(table, k, SAMPLING_KEYS[k], where, prefix + ".") for k in sorted(table)}
+    for key, value in sampling.items():
+        ok, rule = SAMPLING_RANGES[key]
+        if not ok(value):
+            raise Phi4Error(f"{where}: {prefix}.{key}: must be {rule}, got {value!r}")
+    return sampling
 
 
 def _step(raw: Any, where: str, names: set[str]) -> Step:
