@@ -60,6 +60,29 @@ def sandbox_processes() -> list[int]:
     return found
 
 
+READ_THE_TESTS = r"""import io, sys
+seen, frame = [], sys._getframe()
+while frame is not None:  # the harness's frames: anything it read before forking this sample
+    seen += list(frame.f_locals.values())
+    frame = frame.f_back
+text = ""
+for v in seen:
+    try:
+        v = v.peek(1 << 16) if isinstance(v, io.BufferedReader) else v
+        v = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+        text += v + "\n" if isinstance(v, str) else ""
+    except Exception:
+        pass
+answers = {}
+for line in text.splitlines():
+    if line.startswith("assert f(") and ") == " in line:
+        x, _, y = line[9:].partition(") == ")
+        answers[int(x)] = int(y)
+def f(x):
+    return answers.get(x, 0)
+"""  # S is forked from H: the tests must not be in H's memory before the fork
+
+
 def hostile_samples(outside: list[str], port: int) -> dict[str, Program]:
     """name -> a sample that tries to pass without being right, escape, or take the evaluator down."""
     touch = "; ".join(f"echo x > {p}" for p in outside)
@@ -119,6 +142,7 @@ def hostile_samples(outside: list[str], port: int) -> dict[str, Program]:
         "write everywhere": "def f(x):\n" + writes + "    return 0\n",
         "fill the disk": "for i in range(1000):\n    open(f'/tmp/fill{i}', 'wb').write(bytes(8 << 20))\n"
         "def f(x):\n    return 2 * x\n",
+        "reads the tests from its memory": READ_THE_TESTS,
     }
     return {name: Program(code, TESTS) for name, code in samples.items()}
 
@@ -157,6 +181,7 @@ def test_hostile_samples_never_pass_escape_or_survive(tmp_path, scratch_root):
     assert results["infinite loop"].reason == "timed out"
     assert results["memory hog"].reason in ("out of memory", "killed (memory or limits)")
     assert results["equal to anything"].reason == "failed: a test assertion failed"
+    assert results["reads the tests from its memory"].reason == "failed: a test assertion failed"  # ran, found none
     assert results["top-level exit()"].reason == "failed: NameError"  # no site module: exit() does not exist
     for name in ("sys.exit(0)", "os._exit(0)", "raise SystemExit", "exit in the function"):
         assert "exited before the tests finished" in results[name].reason, (name, results[name].reason)

@@ -444,10 +444,10 @@ def limit():
 
 
 def main():
-    with open(JOB_FD, "rb") as f:  # the program and its tests, on an fd S never holds: S cannot read the tests
-        job = f.read()
-    n = int.from_bytes(job[:8], "big")
-    code, tests = (part.decode("utf-8", "surrogateescape") for part in (job[8:8 + n], job[8 + n:]))
+    # The program now; its tests only after the fork, in H: S is a copy of H's memory at the fork, so tests read
+    # before it (even into a file object's read-ahead buffer) would be in S's memory, and code that finds them
+    # (frames, gc) could hard-code the answers. Unbuffered reads of exactly the program's bytes.
+    code = read_exact(JOB_FD, int.from_bytes(read_exact(JOB_FD, 8), "big")).decode("utf-8", "surrogateescape")
     if UID:  # as root in a fresh uid; otherwise bwrap's user namespace already made us the caller
         os.setgroups([])
         os.setresgid(UID, UID, UID)
@@ -466,7 +466,7 @@ def main():
     h_in, s_out = os.pipe()  # S -> H: replies
     pid = os.fork()
     if pid == 0:
-        for fd in (NONCE_FD, VERDICT_FD, h_out, h_in):  # JOB_FD is closed already
+        for fd in (NONCE_FD, VERDICT_FD, h_out, h_in, JOB_FD):
             os.close(fd)
         try:
             sample(code, s_in, s_out)
@@ -474,6 +474,8 @@ def main():
             os._exit(0)
     for fd in (s_in, s_out):
         os.close(fd)
+    with open(JOB_FD, "rb") as job:  # S has closed its copy of this fd; the tests exist in H alone
+        tests = job.read().decode("utf-8", "surrogateescape")
     global CLIENT
     CLIENT = Client(pid, h_out, h_in)
     try:
@@ -684,7 +686,7 @@ def _harness_pyc() -> bytes:
 
 def _prepare(work: Path, program: Program) -> int:
     """work/job/harness.pyc, mounted at /job; work/program: the code and tests, which the harness reads from
-    the returned fd (outside any path the sandbox can see) before it forks the sample."""
+    the returned fd (outside any path the sandbox can see): the code before it forks the sample, the tests after."""
     (work / "job").mkdir()
     (work / "job" / "harness.pyc").write_bytes(_harness_pyc())
     code, tests = (text.encode("utf-8", "surrogateescape") for text in (program.code, program.tests))
