@@ -455,7 +455,13 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     matrices = [p for p in model.parameters() if p.ndim >= 2]
     vectors = [p for p in model.parameters() if p.ndim < 2]
     groups = [{"params": matrices, "weight_decay": config.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+    # fused: one kernel per step over all parameters instead of ~10 ops per parameter (the CPU step of a
+    # small model spends a fifth of its time in the per-parameter loop); sharded (DTensor) parameters
+    # keep torch's default (foreach), the implementation FSDP2 is tested with
+    from torch.distributed.tensor import DTensor
+
+    fused = not any(isinstance(p, DTensor) for p in matrices)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps, fused=fused or None)
 
 
 def _apply_hyperparameters(optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
