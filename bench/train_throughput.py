@@ -1,17 +1,19 @@
 """Training-step throughput on CPU: phi4's trainer step vs a plain loop over transformers' Phi3ForCausalLM.
 
-Same shape (the `tiny` preset: 4 layers x 256, 4/2 heads, SwiGLU 896), vocabulary (4,096, the toy
-tokenizer's), batch and sequence length, fp32, AdamW, gradient clipping. phi4's side is the trainer
-core's own `train_step` with the stage configs' precision setting (mixed_precision = "bf16": bf16
-autocast on CPUs with native bf16, fp32 elsewhere), on packed rows with one document per row, as the
-peer's plain causal LM sees them. The peer is the usual hand-written loop in fp32: forward with labels,
-backward, clip, AdamW step. Tokens/s is the median over interleaved repeats; the goal is phi4/peer >= 1.3.
-Like-for-like rows (both fp32; both under bf16 autocast) show where the difference comes from.
+Like for like: the same shape (the `tiny` preset: 4 layers x 256, 4/2 heads, SwiGLU 896), vocabulary (4,096,
+the toy tokenizer's), initial weights (phi4's, copied into the peer), batch, sequence length, precision
+(fp32 on both sides), threads, AdamW and gradient clipping. phi4's side is the trainer core's own
+`train_step` on packed rows with one document per row, as the peer's plain causal LM sees them; the peer
+is the usual hand-written loop: forward with labels, backward, clip, AdamW step. Before timing, both sides
+take one step on the same batch and must report the same loss (rel 1e-4): they compute the same thing.
+Tokens/s is the median over interleaved repeats; the goal is phi4/peer >= 1.3 (fp32 vs fp32).
 
     pip install 'transformers>=4.45'        # the peer (in the dev extra)
-    python bench/train_throughput.py [--repeats 5] [--steps 5] [--batch 8] [--seq-len 256] [--threads 2]
+    python bench/train_throughput.py [--repeats 3] [--steps 2] [--batch 8] [--seq-len 256] [--threads 2] [--all]
 
-GPU MFU is measured with `phi4 pretrain` itself: see bench/README.md.
+--all adds rows that are NOT like for like with the fp32 peer, to show where time goes: phi4 under the
+stage default (bf16 autocast on CPUs with native bf16), 4 documents per row, and the peer under autocast.
+GPU MFU: bench/gpu_check.sh (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -71,13 +73,14 @@ def phi4_step(args, tokenizer: str, docs_per_row: int, mixed_precision: str):
     batch = make_batch(args.batch, args.seq_len, docs_per_row)
     task = CausalLM(args.seq_len)
 
-    def step() -> None:
-        train_step(model, optimizer, batch, task, config, ONE_PROCESS, 1e-4, step=1, run_dir=Path("."))
+    def step() -> float:
+        return train_step(model, optimizer, batch, task, config, ONE_PROCESS, 1e-4, step=1, run_dir=Path(".")).loss
 
+    step.weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
     return step
 
 
-def peer_step(args, autocast: bool):
+def peer_step(args, autocast: bool, weights: dict | None = None):
     try:
         from transformers import Phi3Config, Phi3ForCausalLM
         from transformers.utils import logging
@@ -94,16 +97,19 @@ def peer_step(args, autocast: bool):
     )  # fmt: skip
     torch.manual_seed(0)
     model = Phi3ForCausalLM._from_config(config, attn_implementation="sdpa").train()
+    if weights is not None:  # phi4 keeps the Hugging Face parameter names: the same weights load as they are
+        model.load_state_dict(weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
     input_ids = make_batch(args.batch, args.seq_len, 1).input_ids.long()
 
-    def step() -> None:
+    def step() -> float:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss = model(input_ids=input_ids, labels=input_ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return loss.item()
 
     return step
 
@@ -125,41 +131,46 @@ def measure(steps: dict, args) -> dict[str, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per timed repeat")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2, help="optimizer steps per timed repeat")
+    parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile phi4's layers (needs a C++ compiler)")
+    parser.add_argument("--all", action="store_true", help="also the rows that are not like for like")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = toy_tokenizer(Path(tmp))
-        steps = {
-            "phi4": phi4_step(args, tokenizer, 1, "bf16"),  # the stage configs' setting
-            "phi4 fp32": phi4_step(args, tokenizer, 1, "none"),
-            "phi4 packed": phi4_step(args, tokenizer, 4, "bf16"),
-        }
-    peer = peer_step(args, autocast=False)
-    if peer is not None:
-        steps["transformers"] = peer
+        steps = {"phi4 fp32": phi4_step(args, tokenizer, 1, "none")}
+        if args.all:
+            steps["phi4"] = phi4_step(args, tokenizer, 1, "bf16")  # the stage configs' setting
+            steps["phi4 packed"] = phi4_step(args, tokenizer, 4, "bf16")
+    peer = peer_step(args, autocast=False, weights=steps["phi4 fp32"].weights)
+    if peer is None:
+        sys.exit("transformers is not installed: no peer to compare with (pip install 'transformers>=4.45')")
+    steps["transformers"] = peer
+    same = (steps["phi4 fp32"](), peer())  # the first step, from the same weights on the same batch
+    if abs(same[0] - same[1]) > 1e-4 * abs(same[1]):
+        sys.exit(f"the two sides compute different losses on the same batch: phi4 {same[0]:.6f}, peer {same[1]:.6f}")
+    if args.all:
         steps["transformers autocast"] = peer_step(args, autocast=True)
     rates = measure(steps, args)
-    bf16 = "bf16 autocast: this CPU has native bf16" if uses_cpu_autocast(ONE_PROCESS, "bf16") else "fp32: this CPU has no native bf16"
-    print(f"shape: tiny (4 x 256), vocab {VOCAB}, batch {args.batch} x {args.seq_len} tokens, {args.threads} threads, median of {args.repeats}")
-    print(f"phi4 train_step, default precision  {rates['phi4']:9,.0f} tokens/s  ({bf16})")
-    print(f"phi4 train_step, 4 docs per row     {rates['phi4 packed']:9,.0f} tokens/s  (document masking)")
+    print(f"shape: tiny (4 x 256), vocab {VOCAB}, batch {args.batch} x {args.seq_len} tokens, {args.threads} threads, "
+          f"median of {args.repeats} interleaved repeats of {args.steps} steps")
+    print(f"same first-step loss from the same weights: phi4 {same[0]:.6f}, transformers {same[1]:.6f}")
     print(f"phi4 train_step, fp32               {rates['phi4 fp32']:9,.0f} tokens/s")
-    if peer is None:
-        print("transformers is not installed: no peer to compare with (pip install 'transformers>=4.45')")
-        return
     print(f"transformers Phi3 plain loop, fp32  {rates['transformers']:9,.0f} tokens/s")
-    print(f"transformers Phi3 loop + autocast   {rates['transformers autocast']:9,.0f} tokens/s  (bf16 autocast added by hand)")
-    print(f"ratio phi4 / plain transformers loop: {rates['phi4'] / rates['transformers']:.2f}x (goal >= 1.3x)")
-    print(f"like for like: fp32 {rates['phi4 fp32'] / rates['transformers']:.2f}x, "
-          f"bf16 autocast {rates['phi4'] / rates['transformers autocast']:.2f}x")
+    print(f"ratio like for like (fp32 vs fp32): {rates['phi4 fp32'] / rates['transformers']:.2f}x (goal >= 1.3x)")
+    if args.all:
+        bf16 = "bf16 autocast: native bf16" if uses_cpu_autocast(ONE_PROCESS, "bf16") else "fp32: no native bf16"
+        print("not like for like (precision or data differ):")
+        print(f"  phi4 train_step, stage default      {rates['phi4']:9,.0f} tokens/s  ({bf16})")
+        print(f"  phi4 train_step, 4 docs per row     {rates['phi4 packed']:9,.0f} tokens/s  (document masking)")
+        print(f"  transformers loop + autocast        {rates['transformers autocast']:9,.0f} tokens/s")
+        print(f"  bf16 autocast both sides: {rates['phi4'] / rates['transformers autocast']:.2f}x")
 
 
 if __name__ == "__main__":
