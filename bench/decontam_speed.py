@@ -61,8 +61,8 @@ def build_corpus(work: Path, scale: float) -> tuple[Path, Path, int]:
     return work / "corpus-1x", work / "corpus-4x", len(pages)
 
 
-def phi4_once(corpus: Path) -> tuple[float, int]:
-    """Seconds for the counting pass + the filter pass of `phi4 decontam`; rows rejected."""
+def phi4_once(corpus: Path) -> tuple[float, set[str]]:
+    """Seconds for the counting pass + the filter pass of `phi4 decontam`; the ids of the rows rejected."""
     from phi4cli.io import resolve_inputs
     from phi4cli.stages import decontam as D
 
@@ -72,11 +72,11 @@ def phi4_once(corpus: Path) -> tuple[float, int]:
     index, _ = D.build_index(benchmarks, texts, settings)
     sources = resolve_inputs([str(corpus)])
     D.whitelist_common(index, D.count_documents(sources, index, settings, workers=1), settings.whitelist_docs)
-    rejected = 0
+    rejected: set[str] = set()
 
     def emit(name: str, batch: pa.RecordBatch) -> None:
-        nonlocal rejected
-        rejected += batch.num_rows if name == "rejected" else 0
+        if name == "rejected":
+            rejected.update(batch.column("id").to_pylist())
 
     for source in sources:
         D.filter_shard(index, settings, source, emit)
@@ -105,13 +105,13 @@ def datatrove_setup(work: Path):
     return NGramsDecontFilter(index_folder=str(work / "dt-index"), config=config)
 
 
-def datatrove_once(work: Path, pages: list[dict]) -> tuple[float, int]:
+def datatrove_once(work: Path, pages: list[dict]) -> tuple[float, set[str]]:
     from datatrove.data import Document
 
     flt = datatrove_setup(work)
     documents = [Document(text=p["text"], id=p["id"]) for p in pages]
     start = time.perf_counter()
-    rejected = sum(1 for doc in documents if flt.filter(doc) is not True)
+    rejected = {doc.id for doc in documents if flt.filter(doc) is not True}
     return time.perf_counter() - start, rejected
 
 
@@ -149,22 +149,29 @@ def main() -> None:
         print(f"corpus: {docs:,} toy web pages ({megabytes:.1f} MB of text), {PLANTED} real GSM8K questions planted; "
               f"benchmark: GSM8K test, {args.repeats} repeats, 1 core")  # fmt: skip
 
-        runs = [phi4_once(corpus_1x) for _ in range(args.repeats)]
-        phi4_seconds, phi4_rejected = statistics.median(r[0] for r in runs), runs[0][1]
-        print(f"phi4 decontam (count + filter): {docs / phi4_seconds:10,.0f} docs/s  ({phi4_seconds:.2f} s, {phi4_rejected} rejected)")
         try:
             import datatrove  # noqa: F401
             import spacy  # noqa: F401
+            peer = True
         except ImportError as e:
             print(f"datatrove: NOT INSTALLED ({e.name}); install with: pip install datatrove spacy \"xxhash<4\" - no ratio")
-            peer_seconds = None
-        else:
-            try:
-                runs = [datatrove_once(work, pages) for _ in range(args.repeats)]
-            except (ImportError, TypeError) as e:  # TypeError: xxhash>=4 refuses the str datatrove 0.10 passes
-                raise SystemExit(f"datatrove failed: {e} - install the peer with: pip install datatrove spacy \"xxhash<4\"")
-            peer_seconds, peer_rejected = statistics.median(r[0] for r in runs), runs[0][1]
-            print(f"datatrove NGramsDecontFilter:   {docs / peer_seconds:10,.0f} docs/s  ({peer_seconds:.2f} s, {peer_rejected} rejected)")
+            peer = False
+        phi4_runs, peer_runs = [], []
+        for _ in range(args.repeats):  # interleaved: both sides see the same machine load
+            phi4_runs.append(phi4_once(corpus_1x))
+            if peer:
+                try:
+                    peer_runs.append(datatrove_once(work, pages))
+                except (ImportError, TypeError) as e:  # TypeError: xxhash>=4 refuses the str datatrove 0.10 passes
+                    raise SystemExit(f"datatrove failed: {e} - install the peer with: pip install datatrove spacy \"xxhash<4\"")
+        phi4_seconds, phi4_rejected = statistics.median(r[0] for r in phi4_runs), phi4_runs[0][1]
+        print(f"phi4 decontam (count + filter): {docs / phi4_seconds:10,.0f} docs/s  ({phi4_seconds:.2f} s, {len(phi4_rejected)} rejected)")
+        if peer:
+            peer_seconds, peer_rejected = statistics.median(r[0] for r in peer_runs), peer_runs[0][1]
+            print(f"datatrove NGramsDecontFilter:   {docs / peer_seconds:10,.0f} docs/s  ({peer_seconds:.2f} s, {len(peer_rejected)} rejected)")
+            both = len(phi4_rejected & peer_rejected)
+            print(f"same result: both reject {both} documents; only phi4 {len(phi4_rejected - peer_rejected)}, "
+                  f"only datatrove {len(peer_rejected - phi4_rejected)} ({PLANTED} contaminated pages were planted)")
             print(f"ratio phi4 / datatrove: {peer_seconds / phi4_seconds:.1f}x documents per second (goal >= 3x)")
 
         seconds_1x, rss_1x = peak_rss_mib(corpus_1x, work, "1x")
