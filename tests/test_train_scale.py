@@ -217,3 +217,34 @@ def test_init_from_a_hugging_face_directory_loads_by_shards_on_two_ranks(world, 
     assert two[1] == pytest.approx(first.item(), rel=1e-5)
     for step in one:
         assert two[step] == pytest.approx(one[step], rel=1e-5)
+
+
+def test_gradients_are_reduced_on_the_last_micro_batch_only(world, monkeypatch):
+    """With 4 micro-batches per step, FSDP2 gradient sync is off for the first 3 backwards and on for the
+    last (one reduce-scatter per step); the result is the 1-process step's."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from phi4cli.train import loop, parallel
+    from phi4cli.train.loop import build_model
+
+    config, batch = _config_and_batch(world, micro_batch=2)  # global batch 8: 4 micro-batches
+    expected = _step(build_model(config, ONE_PROCESS)[0], config, batch).loss
+    seen = []
+
+    def recording(model, enabled):
+        parallel.gradient_sync(model, enabled)
+        seen.append((enabled, all(m._get_fsdp_state()._fsdp_param_group.reduce_grads == enabled
+                                  for m in model.modules() if isinstance(m, parallel.FSDPModule)
+                                  and m._get_fsdp_state()._fsdp_param_group is not None)))
+
+    monkeypatch.setattr(loop, "gradient_sync", recording)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        group = parallel.Distributed(0, 1, torch.device("cpu"), init_device_mesh("cpu", (1,), mesh_dim_names=("dp",)))
+        model, _ = build_model(config, group)
+        result = _step(model, config, batch, group)
+    finally:
+        dist.destroy_process_group()
+    assert seen == [(False, True), (False, True), (False, True), (True, True)]
+    assert result.loss == pytest.approx(expected, rel=1e-6)
