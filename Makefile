@@ -95,7 +95,7 @@ ifneq ($(wildcard ../shared/tiktoken-cache),)
   export TIKTOKEN_CACHE_DIR ?= $(abspath ../shared/tiktoken-cache)
 endif
 
-.PHONY: all report setup test bench clean
+.PHONY: all report ablation setup test bench clean
 .DELETE_ON_ERROR:
 
 TRAINED := pretrain midtrain sft dpo-pts dpo-judge
@@ -212,7 +212,11 @@ $(RUNS)/sft/done: $(RUNS)/midtrain/done $(call SOURCE,chat) $(STAGES)/sft.toml
 # column; phi4 ingest --schema problems; decontaminated by you, decontam reads documents), voted on by
 # the teacher. REWRITE_ARGS reach every rewrite that
 # needs a model, e.g. REWRITE_ARGS="--set sampling.max_tokens=64" for a smoke run.
-REWRITE_ARGS ?=
+ifeq ($(SCALE),demo)
+  REWRITE_ARGS ?= --set sampling.max_tokens=96# ours: toy solutions are a few lines (as stages/demo/pts.toml)
+else
+  REWRITE_ARGS ?=
+endif
 ifeq ($(SCALE),demo)
 $(DATA)/train-problems/_manifest.json: $(call SOURCE,practice) $(DECONTAM_DEPS)
 	$(DECONTAM) $(RAW)/practice -o $(DATA)/train-problems --rejected $(DATA)/rejected/decontam-practice
@@ -270,6 +274,37 @@ $(RUNS)/eval-%.json: $(RUNS)/%/done
 report: $(RUNS)/report.md
 $(RUNS)/report.md: $(EVALS)
 	$(PHI4) report $(RUNS) --data $(DATA)
+
+# ---- ablations (make ablation, toy world): pretraining at equal compute -------------------------------
+# The same pretraining (stages/demo/pretrain.toml, same steps and tokens) on two other mixtures: raw web
+# (neither filtered nor decontaminated) instead of the clean web, and a uniform mixture instead of
+# Table 5's shares. The report compares each with runs/demo/pretrain (differences with standard errors).
+ABLATIONS := raw-web uniform
+ABLATION_MIX_raw-web := --set 'source.web.path=["$(RAW)/web"]'
+ABLATION_MIX_uniform := $(foreach s,web synthetic code acquired,--set source.$(s).weight=0.25)
+# kept once made (they are reached only through the pattern rules below, so make would remove them)
+.SECONDARY: $(foreach a,$(ABLATIONS),$(DATA)/mix-ablation-$(a)/_manifest.json $(RUNS)/ablation-$(a)/done)
+
+ifeq ($(SCALE),demo)
+$(DATA)/mix-ablation-%/_manifest.json: $(MIX_MANIFEST) $(TOKENIZER_DEP) $(MIX_SOURCES)
+	$(PHI4) mix --manifest $(MIX_MANIFEST) -o $(DATA)/mix-ablation-$* --overwrite $(MIX_ARGS) $(ABLATION_MIX_$*)
+
+$(RUNS)/ablation-%/done: $(DATA)/mix-ablation-%/_manifest.json $(STAGES)/pretrain.toml
+	rm -f $@
+	$(LAUNCH) pretrain $(DATA)/mix-ablation-$* -o $(RUNS)/ablation-$* --config $(STAGES)/pretrain.toml \
+		$(call RESUME_OR_REDO,$@) $(TRAIN_ARGS)
+	touch $@
+
+$(RUNS)/eval-ablation-%.json: $(RUNS)/ablation-%/done
+	$(EVAL) --model $(RUNS)/ablation-$* $(EVAL_FIRST) -o $@
+
+ablation: $(RUNS)/eval-pretrain.json $(foreach a,$(ABLATIONS),$(RUNS)/eval-ablation-$(a).json)
+	$(PHI4) report $(RUNS) --data $(DATA)
+	$(PHI4) eval --compare $^
+else
+ablation:
+	@echo "make: ablation runs on the toy world only (SCALE=demo)" >&2; exit 1
+endif
 
 # ---- tests and benchmarks --------------------------------------------------------------------------
 test: setup

@@ -115,6 +115,22 @@ def test_a_finished_recipe_is_up_to_date(recipe):
     assert result.returncode == 0, "make would redo a stage of a finished recipe"
 
 
+def test_ablation_compares_with_pretraining(recipe):
+    _make(recipe, "ablation", *REDUCED)
+    runs = recipe / "runs" / "demo"
+    for name in ("raw-web", "uniform"):
+        assert (runs / f"ablation-{name}" / "done").exists()
+        assert (recipe / "data" / "demo" / f"mix-ablation-{name}" / "_manifest.json").exists()
+    mix = json.loads((recipe / "data/demo/mix-ablation-raw-web/_manifest.json").read_text())
+    assert '"data/demo/web"' in json.dumps(mix["provenance"]["config"]["sources"])  # the raw web, unfiltered
+    report = (runs / "report.md").read_text()
+    section = report.split("## Ablations", 1)[1]
+    assert "| task | metric | raw-web | uniform |" in section
+    assert re.search(r"\| toy/arith \| exact_match \| [+-]\d\.\d{3} ± \d\.\d{3}", section)
+    finished = ["runs/demo/eval-ablation-raw-web.json", "runs/demo/eval-ablation-uniform.json"]
+    assert _make(recipe, "-q", *finished, *REDUCED, check=False).returncode == 0  # kept, nothing to redo
+
+
 # ---------------------------------------------------------------------------------------------- the full plan
 
 FULL_ORDER = ["filter", "decontam", "rewrite", "mix", "pretrain", "midtrain", "sft", "pts", "dpo", "report"]

@@ -56,6 +56,7 @@ def report_command(
         mixture_section(data, runs, plt, run_root),
         training_section(runs, plt, run_root),
         eval_section(evals),
+        ablation_section(evals),
         notes_section(data),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"
@@ -360,7 +361,7 @@ def training_section(runs: dict[str, Path], plt, run_root: Path) -> str:
     for axis, (name, run) in zip(axes[:, 0], runs.items()):
         metrics = read_metrics(run)
         tokens = metrics[-1]["tokens"] if metrics else 0
-        cumulative += tokens
+        cumulative = cumulative + tokens if name in STAGE_ORDER else tokens  # an ablation starts from scratch
         losses = [m["loss"] for m in metrics]
         first, last = (f"{losses[0]:.4f}", f"{losses[-1]:.4f}") if losses else ("-", "-")
         done = "yes" if (run / "done").exists() else "no"
@@ -410,6 +411,31 @@ def _cell(task: dict) -> str:
     error = f" ± {stderr:.3f}" if isinstance(stderr, (int, float)) and not math.isnan(stderr) else ""
     failed = f", {task['n_failed']} failed" if task.get("n_failed") else ""
     return f"{value:.3f}{error} (n={task.get('n', '?')}{failed})"
+
+
+def ablation_section(evals: dict[str, dict]) -> str:
+    """Each ablation-NAME run against the pretraining run it varies: difference ± its standard error."""
+    base = evals.get("pretrain")
+    ablations = {k.removeprefix("ablation-"): v for k, v in evals.items() if k.startswith("ablation-")}
+    if base is None or not ablations:
+        return ""
+    lines = ["## Ablations (pretraining at equal compute)", "",
+             "Ablation minus `pretrain` (clean web, Table 5 shares); the standard error of a difference is "
+             "sqrt(se_a^2 + se_b^2) (the same items: conservative). |diff| >= 2 se is marked **.", "",
+             "| task | metric | " + " | ".join(ablations) + " |", "|---|---|" + "---:|" * len(ablations)]
+    for task, b in base.get("tasks", {}).items():
+        cells = []
+        for result in ablations.values():
+            a = result.get("tasks", {}).get(task)
+            if a is None or a.get("value") is None or b.get("value") is None:
+                cells.append("")
+                continue
+            diff = a["value"] - b["value"]
+            se = math.sqrt((a.get("stderr") or 0.0) ** 2 + (b.get("stderr") or 0.0) ** 2)
+            mark = " **" if se > 0 and abs(diff) >= 2 * se else ""
+            cells.append(f"{diff:+.3f} ± {se:.3f}{mark}")
+        lines.append(f"| {task} | {b['metric']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def notes_section(data: Path) -> str:
