@@ -507,3 +507,14 @@ def test_pts_refuses_a_tokenizer_that_is_not_the_servers(toy, served, tmp_path):
     err = result.stderr.decode()
     assert result.returncode != 0 and "not the tokenizer of" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.rollouts").exists()
+
+
+@pytest.mark.parametrize("setting", ["temperature=inf", "sandbox_timeout_s=inf", "temperature=nan", "p_gap=nan"])
+def test_settings_that_are_not_finite_are_refused(setting):
+    """temperature=inf samples uniform noise, not the model's p(success); an infinite sandbox timeout overflowed
+    the sandbox's CPU rlimit at the first code problem, after the model had loaded."""
+    from phi4cli.errors import Phi4Error
+    from phi4cli.stages.pts.settings import load_pts_settings
+
+    with pytest.raises(Phi4Error, match=setting.split("=")[0].removeprefix("sandbox_")):
+        load_pts_settings(None, [setting]).validate()
