@@ -646,6 +646,9 @@ def test_bad_input_is_one_line_before_any_request(recipe, problem, serve, tmp_pa
     assert sum(server.attempts.values()) == 0
 
 
+MATCH_STEP = {"name": "m", "kind": "match", "source": "q", "original": "{{q}}"}
+
+
 def test_recipe_structure_errors():
     base = {
         "name": "x",
@@ -664,6 +667,10 @@ def test_recipe_structure_errors():
             {"steps": [{"name": "v", "kind": "vote", "source": "later"}]},
             "'later' is not an input column or an earlier step",
         ),
+        ({"steps": [{**MATCH_STEP, "threshold": 1.5}]}, r"threshold must be in \[0, 1\]"),
+        ({"steps": [{**MATCH_STEP, "threshold": float("nan")}]}, "threshold: expected a finite number"),
+        ({"steps": [{**MATCH_STEP, "timeout": 0}]}, "timeout must be > 0"),
+        ({"steps": [{"name": "v", "kind": "vote", "source": "q", "min_votes": 0}]}, "min_votes must be >= 1"),
     ]:
         with pytest.raises(Exception, match=why):
             parse_recipe({**base, **change}, "r.toml")

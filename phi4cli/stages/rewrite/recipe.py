@@ -284,8 +284,12 @@ def _check_step(step: Step, where: str, names: set[str]) -> None:
         raise Phi4Error(f"{where}: answer: '{step.answer}' is not one of {', '.join(ANSWER_KINDS)}")
     if step.kind == "fim" and step.mode not in ("psm", "spm"):
         raise Phi4Error(f"{where}: mode: '{step.mode}' is not psm or spm")
-    if step.opts.get("n", 1) < 1 or step.opts.get("rounds", 1) < 1:
-        raise Phi4Error(f"{where}: n and rounds must be >= 1")
+    if step.opts.get("n", 1) < 1 or step.opts.get("rounds", 1) < 1 or step.opts.get("min_votes", 1) < 1:
+        raise Phi4Error(f"{where}: n, rounds and min_votes must be >= 1")
+    if not 0 <= step.opts.get("threshold", 0) <= 1:  # difflib's ratio: above 1 keeps nothing, below 0 everything
+        raise Phi4Error(f"{where}: threshold must be in [0, 1], got {step.threshold}")
+    if step.opts.get("timeout", 1) <= 0:
+        raise Phi4Error(f"{where}: timeout must be > 0 seconds, got {step.timeout}")
     if step.kind == "generate" and step.n > 1 and (step.each_backend or step.for_each):
         raise Phi4Error(f"{where}: n > 1 cannot be combined with each_backend or for_each")
     scale = step.opts.get("scale", [1, 5])
