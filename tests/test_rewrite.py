@@ -649,6 +649,21 @@ def test_bad_input_is_one_line_before_any_request(recipe, problem, serve, tmp_pa
 MATCH_STEP = {"name": "m", "kind": "match", "source": "q", "original": "{{q}}"}
 
 
+def test_a_cache_that_cannot_be_opened_is_one_line(serve, tmp_path, capsys):
+    """--cache-dir under a regular file, or a file there that is not SQLite: one line before any request."""
+    server = serve(lambda body: "x")
+    data = docs(tmp_path / "in", ["some text"])
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "requests.sqlite").write_text("not a database, not at all" * 100)
+    for cache, why in ((tmp_path / "file" / "cache", "cannot create the request cache's directory"),
+                       (tmp_path / "corrupt", "cannot open the request cache")):  # fmt: skip
+        args = ["--recipe", RECIPES / "seed-exercises.toml", "-o", tmp_path / "out", "--cache-dir", cache]
+        code, err = rewrite(capsys, data, *args, *fast(server.url))
+        assert code == 2 and len(err.strip().splitlines()) == 1 and why in err, err
+    assert not (tmp_path / "out").exists() and sum(server.attempts.values()) == 0
+
+
 def test_recipe_structure_errors():
     base = {
         "name": "x",
