@@ -279,15 +279,14 @@ $(RUNS)/report.md: $(EVALS)
 # The same pretraining (stages/demo/pretrain.toml, same steps and tokens) on two other mixtures: raw web
 # (neither filtered nor decontaminated) instead of the clean web, and a uniform mixture instead of
 # Table 5's shares. The report compares each with runs/demo/pretrain (differences with standard errors).
+# manifests/demo-ablation-NAME.toml: the demo mixture with one thing changed.
 ABLATIONS := raw-web uniform
-ABLATION_MIX_raw-web := --set 'source.web.path=["$(RAW)/web"]'
-ABLATION_MIX_uniform := $(foreach s,web synthetic code acquired,--set source.$(s).weight=0.25)
 # kept once made (they are reached only through the pattern rules below, so make would remove them)
 .SECONDARY: $(foreach a,$(ABLATIONS),$(DATA)/mix-ablation-$(a)/_manifest.json $(RUNS)/ablation-$(a)/done)
 
 ifeq ($(SCALE),demo)
-$(DATA)/mix-ablation-%/_manifest.json: $(MIX_MANIFEST) $(TOKENIZER_DEP) $(MIX_SOURCES)
-	$(PHI4) mix --manifest $(MIX_MANIFEST) -o $(DATA)/mix-ablation-$* --overwrite $(MIX_ARGS) $(ABLATION_MIX_$*)
+$(DATA)/mix-ablation-%/_manifest.json: manifests/demo-ablation-%.toml $(TOKENIZER_DEP) $(MIX_SOURCES)
+	$(PHI4) mix --manifest manifests/demo-ablation-$*.toml -o $(DATA)/mix-ablation-$* --overwrite $(MIX_ARGS)
 
 $(RUNS)/ablation-%/done: $(DATA)/mix-ablation-%/_manifest.json $(STAGES)/pretrain.toml
 	rm -f $@

@@ -421,7 +421,8 @@ def ablation_section(evals: dict[str, dict]) -> str:
         return ""
     lines = ["## Ablations (pretraining at equal compute)", "",
              "Ablation minus `pretrain` (clean web, Table 5 shares); the standard error of a difference is "
-             "sqrt(se_a^2 + se_b^2) (the same items: conservative). |diff| >= 2 se is marked **.", "",
+             "sqrt(se_a^2 + se_b^2) (the same items: conservative). |diff| >= 2 se is marked **. At toy scale "
+             "expect small, noisy differences: they are what this toy world shows, whatever the paper found.", "",
              "| task | metric | " + " | ".join(ablations) + " |", "|---|---|" + "---:|" * len(ablations)]
     for task, b in base.get("tasks", {}).items():
         cells = []
