@@ -224,6 +224,15 @@ def test_rollout_cache_survives_a_torn_line_and_resamples_nothing(tmp_path):
     assert [f.pivot for f in first[0].found] == [f.pivot for f in second[0].found]
 
 
+def test_a_rollout_cache_that_cannot_be_created_is_one_line(tmp_path):
+    """--cache under a regular file was an internal error (NotADirectoryError) after the model had loaded."""
+    from phi4cli.errors import Phi4Error
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(Phi4Error, match="file/cache: cannot create the rollout cache"):
+        RolloutCache(tmp_path / "file" / "cache" / "rollouts-00000.jsonl")
+
+
 # ------------------------------------------------------------------------------------ the toy world
 
 QUESTIONS = ["Which is a colour? A. red B. cat", "Which is an animal? A. dog B. blue", "Which is a number? A. two B. tree",

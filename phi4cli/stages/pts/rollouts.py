@@ -98,7 +98,10 @@ class RolloutCache:
             self._load()
 
     def _load(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise Phi4Error(f"{self.path.parent}: cannot create the rollout cache ({e.strerror or e})")
         good = 0
         if self.path.exists():
             with open(self.path, "rb") as f:
