@@ -97,7 +97,7 @@ def toy_scale(text: str) -> str:
         text = re.sub(r"(\bphi4 demo-data\b[^|&;#]*)", rf"\1 --scale {SCALE} ", text, count=1)
     text = re.sub(r"(\bphi4 mix --manifest manifests/demo[^|&;#]*)", rf"\1 {MIX} ", text)
     text = re.sub(r"(\bphi4 eval\b[^|&;#]*--model[^|&;#]*)", rf"\1 {EVAL} ", text)
-    return re.sub(r"(\bphi4 (?:pretrain|midtrain)\b[^|&;#]*)", rf"\1 --set max_steps={STEPS} ", text)
+    return re.sub(r"(\bphi4 (?:pretrain|midtrain|sft|dpo)\b[^|&;#]*)", rf"\1 --set max_steps={STEPS} ", text)
 
 
 def test_readme_parsing_and_rewrites(tmp_path):
