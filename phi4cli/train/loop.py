@@ -95,7 +95,10 @@ def fail_fast(error: Exception, dist_ctx: Distributed) -> None:
     on every rank alike, and rank 0 already says it; not a collective broken by a peer's exit: that
     is the echo of another rank's failure)."""
     debug = os.environ.get("PHI4_DEBUG") == "1"
-    echo = isinstance(error, (Phi4Error, torch.distributed.DistError)) or "gloo/transport" in str(error)
+    text = str(error)
+    echo = isinstance(error, (Phi4Error, torch.distributed.DistError)) or any(
+        mark in text for mark in ("gloo/transport", "Connection closed by peer", "Connection reset by peer")
+    )
     if dist_ctx.is_main or not echo:
         if debug:
             traceback.print_exc()
