@@ -664,6 +664,18 @@ def test_a_cache_that_cannot_be_opened_is_one_line(serve, tmp_path, capsys):
     assert not (tmp_path / "out").exists() and sum(server.attempts.values()) == 0
 
 
+def test_an_answer_with_a_lone_surrogate_is_written_not_a_crash(serve, tmp_path, capsys):
+    """JSON can escape a lone surrogate ("\\ud800"), which no UTF-8 string holds: writing it killed the run with
+    an internal error. It is read as broken bytes (U+FFFD), in answers and in error messages alike."""
+    server = serve(lambda body: "broken \ud800 text, long enough for every step's minimum length")
+    data = docs(tmp_path / "in", ["a passage"])
+    code, err = rewrite(capsys, data, "--recipe", RECIPES / "seed-exercises.toml", "-o", tmp_path / "out",
+                        *fast(server.url))  # fmt: skip
+    assert code == 0, err
+    texts = read_table([str(tmp_path / "out")]).column("text").to_pylist()
+    assert texts and all(t == "broken \ufffd text, long enough for every step's minimum length" for t in texts)
+
+
 def test_recipe_structure_errors():
     base = {
         "name": "x",

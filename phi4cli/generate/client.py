@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +219,15 @@ class OpenAIClient:
             self._session = None
 
 
+# JSON may escape a lone UTF-16 surrogate ("\ud800"); such a str cannot be encoded as UTF-8, so Arrow refused it
+# when the row was written and the whole run died. It stands for broken bytes: U+FFFD, as a UTF-8 decoder writes.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_text(text: str) -> str:
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def _parse_reply(raw: bytes) -> Reply:
     body = json.loads(raw)
     choice = body["choices"][0]
@@ -226,7 +236,7 @@ def _parse_reply(raw: bytes) -> Reply:
         raise ValueError("no content")
     usage = body.get("usage") or {}
     return Reply(
-        text,
+        _valid_text(text),
         str(choice.get("finish_reason") or "stop"),
         int(usage.get("prompt_tokens") or 0),
         int(usage.get("completion_tokens") or 0),
@@ -235,7 +245,7 @@ def _parse_reply(raw: bytes) -> Reply:
 
 def _error_message(raw: bytes) -> str:
     try:
-        return str(json.loads(raw)["error"]["message"])[:200]
+        return _valid_text(str(json.loads(raw)["error"]["message"])[:200])
     except Exception:
         return raw[:120].decode("utf-8", "replace").strip() or "no body"
 
