@@ -474,16 +474,20 @@ def test_rollouts_never_run_past_the_context():
     assert [(f.pivot.position, f.pivot.p_before, f.pivot.p_after) for f in outcome.found] == [(3, 0.3, 1.0)]
 
 
+SERVE_KEY = "pts-test-key"
+
+
 @pytest.fixture(scope="module")
 def served(toy):
-    """`phi4 serve` over the toy SFT model on a free loopback port: its URL."""
+    """`phi4 serve --api-key` over the toy SFT model on a free loopback port: its URL."""
     import re
     import time
 
     log = toy["root"] / "serve.log"
     with open(log, "wb") as err:
         process = subprocess.Popen([sys.executable, "-m", "phi4cli", "serve", "--model", str(toy["model"]), "--port", "0",
-                                    "--name", "toy-sft"], stderr=err, env=child_env(), cwd=toy["root"])  # fmt: skip
+                                    "--name", "toy-sft", "--api-key", SERVE_KEY], stderr=err, env=child_env(),
+                                   cwd=toy["root"])  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not (match := re.search(r"http://127\.0\.0\.1:\d+", log.read_text())) and time.monotonic() < deadline:
@@ -496,17 +500,26 @@ def served(toy):
         process.wait(timeout=30)
 
 
-def test_pts_against_phi4_serve_with_its_tokenizer(toy, served, tmp_path):
-    """A server URL: the rollouts come back as token ids (vLLM's return_tokens_as_token_ids), pairs are written."""
+def test_pts_against_phi4_serve_with_its_tokenizer(toy, served, tmp_path, monkeypatch):
+    """A server URL: the rollouts come back as token ids (vLLM's return_tokens_as_token_ids), pairs are written.
+    The server wants an API key: without one, one line; with PHI4_API_KEY (as for rewrite), the search runs."""
+    monkeypatch.delenv("PHI4_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = phi4_run("pts", toy["problems"], "--model", served, "--tokenizer", toy["tokenizer"].ranks_path,
+                      "-o", tmp_path / "refused", *PTS_SETS, cwd=tmp_path, check=False)  # fmt: skip
+    err = result.stderr.decode()
+    assert result.returncode != 0 and "401" in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.setenv("PHI4_API_KEY", SERVE_KEY)
     result = phi4_run("pts", toy["problems"], "--model", served, "--tokenizer", toy["tokenizer"].ranks_path,
                       "-o", tmp_path / "pairs", "--summary", tmp_path / "summary.json", *PTS_SETS, cwd=tmp_path)  # fmt: skip
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rollouts_sampled"] > 0 and summary["pairs"] == len(read_rows(tmp_path / "pairs")), result.stderr
 
 
-def test_pts_refuses_a_tokenizer_that_is_not_the_servers(toy, served, tmp_path):
+def test_pts_refuses_a_tokenizer_that_is_not_the_servers(toy, served, tmp_path, monkeypatch):
     """Another tokenizer would send and decode wrong ids (silently, where they fall inside the server's
     vocabulary): one line before any rollout, nothing written."""
+    monkeypatch.setenv("PHI4_API_KEY", SERVE_KEY)
     from phi4cli.tokenizer import train_bpe, write_tokenizer
 
     other = tmp_path / "other.tiktoken"
