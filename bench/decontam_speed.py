@@ -165,10 +165,12 @@ def main() -> None:
                 except (ImportError, TypeError) as e:  # TypeError: xxhash>=4 refuses the str datatrove 0.10 passes
                     raise SystemExit(f"datatrove failed: {e} - install the peer with: pip install datatrove spacy \"xxhash<4\"")
         phi4_seconds, phi4_rejected = statistics.median(r[0] for r in phi4_runs), phi4_runs[0][1]
-        print(f"phi4 decontam (count + filter): {docs / phi4_seconds:10,.0f} docs/s  ({phi4_seconds:.2f} s, {len(phi4_rejected)} rejected)")
+        print(f"phi4 decontam (count + filter): {docs / phi4_seconds:10,.0f} docs/s  "
+              f"({phi4_seconds:.2f} s, {len(phi4_rejected)} rejected)")
         if peer:
             peer_seconds, peer_rejected = statistics.median(r[0] for r in peer_runs), peer_runs[0][1]
-            print(f"datatrove NGramsDecontFilter:   {docs / peer_seconds:10,.0f} docs/s  ({peer_seconds:.2f} s, {len(peer_rejected)} rejected)")
+            print(f"datatrove NGramsDecontFilter:   {docs / peer_seconds:10,.0f} docs/s  "
+                  f"({peer_seconds:.2f} s, {len(peer_rejected)} rejected)")
             both = len(phi4_rejected & peer_rejected)
             print(f"same result: both reject {both} documents; only phi4 {len(phi4_rejected - peer_rejected)}, "
                   f"only datatrove {len(peer_rejected - phi4_rejected)} ({PLANTED} contaminated pages were planted)")

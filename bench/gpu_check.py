@@ -133,7 +133,8 @@ def _packed_batch(rows: int, seq_len: int, vocab: int, rng: random.Random) -> Ba
         while left:
             n = min(left, rng.randint(seq_len // 8, seq_len))
             doc_lens[r, i], left, i = n, left - n, i + 1
-    return Batch({"input_ids": ids.int(), "doc_lens": doc_lens, "loss_mask": torch.ones(rows, seq_len, dtype=torch.int8)})
+    loss_mask = torch.ones(rows, seq_len, dtype=torch.int8)
+    return Batch({"input_ids": ids.int(), "doc_lens": doc_lens, "loss_mask": loss_mask})
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -148,7 +149,8 @@ def check_mfu(dist_ctx, *, smoke, preset, seq_len, micro_batch, steps, warmup) -
     batches = [_packed_batch(micro_batch, seq_len, vocab, rng) for _ in range(2)]
     with tempfile.TemporaryDirectory() as run_dir:
         for i in range(warmup):  # compilation happens here
-            train_step(model, optimizer, batches[i % 2], task, config, dist_ctx, 3e-4, step=i + 1, run_dir=Path(run_dir))
+            train_step(model, optimizer, batches[i % 2], task, config, dist_ctx, 3e-4, step=i + 1,
+                       run_dir=Path(run_dir))
         _sync(dist_ctx)
         start = time.perf_counter()
         for i in range(steps):

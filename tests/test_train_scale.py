@@ -75,7 +75,8 @@ def test_async_saves_keep_the_newest_and_report_size_and_time(world, tmp_path):
     runs = {}
     for name, extra in (("sync", {}), ("async", {"keep_last": 2, "async_save": "true"})):
         runs[name] = tmp_path / name
-        result = ok(run("pretrain", world["data"], "-o", runs[name], *settings(world, max_steps=6, checkpoint_every=2, **extra)))
+        args = settings(world, max_steps=6, checkpoint_every=2, **extra)
+        result = ok(run("pretrain", world["data"], "-o", runs[name], *args))
     steps = sorted(p.name for p in (runs["async"] / "checkpoints").iterdir())
     assert steps == ["step-00000004", "step-00000006"]
     reports = [line for line in result.stderr.decode().splitlines() if line.startswith("checkpoint ")]
@@ -142,7 +143,9 @@ def test_flex_attention_forward_matches_sdpa_on_packed_documents(world):
     block = document_mask(doc_ids, flex=True)
     dense = document_mask(doc_ids, flex=False)[0, 0]
     mask_mod = block.mask_mod
-    rebuilt = torch.tensor([[bool(mask_mod(0, 0, torch.tensor(q), torch.tensor(k))) for k in range(8)] for q in range(8)])
+    rebuilt = torch.tensor(
+        [[bool(mask_mod(0, 0, torch.tensor(q), torch.tensor(k))) for k in range(8)] for q in range(8)]
+    )
     assert torch.equal(rebuilt, dense) and not dense[3, 2] and dense[4, 3]
 
 

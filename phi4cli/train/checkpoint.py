@@ -189,7 +189,8 @@ class Save:
     def report(self) -> str:
         written = f"{_gb(self.size)} " if self.size is not None else ""
         rate = f", {_gb(self.size / self.seconds)}/s" if self.size and self.seconds > 0 else ""
-        return f"checkpoint {self.final}: {written}in {self.seconds:.1f} s{rate} (training waited {self.blocking_s:.1f} s)"
+        waited = f"training waited {self.blocking_s:.1f} s"
+        return f"checkpoint {self.final}: {written}in {self.seconds:.1f} s{rate} ({waited})"
 
     def discard(self) -> None:
         if self.dist_ctx.is_main:
