@@ -485,9 +485,9 @@ def served(toy):
 
     log = toy["root"] / "serve.log"
     with open(log, "wb") as err:
-        process = subprocess.Popen([sys.executable, "-m", "phi4cli", "serve", "--model", str(toy["model"]), "--port", "0",
-                                    "--name", "toy-sft", "--api-key", SERVE_KEY], stderr=err, env=child_env(),
-                                   cwd=toy["root"])  # fmt: skip
+        args = ["serve", "--model", str(toy["model"]), "--port", "0", "--name", "toy-sft", "--api-key", SERVE_KEY]
+        command = [sys.executable, "-m", "phi4cli", *args]
+        process = subprocess.Popen(command, stderr=err, env=child_env(), cwd=toy["root"])
     try:
         deadline = time.monotonic() + 120
         while not (match := re.search(r"http://127\.0\.0\.1:\d+", log.read_text())) and time.monotonic() < deadline:
@@ -510,8 +510,8 @@ def test_pts_against_phi4_serve_with_its_tokenizer(toy, served, tmp_path, monkey
     err = result.stderr.decode()
     assert result.returncode != 0 and "401" in err and len(err.strip().splitlines()) == 1, err
     monkeypatch.setenv("PHI4_API_KEY", SERVE_KEY)
-    result = phi4_run("pts", toy["problems"], "--model", served, "--tokenizer", toy["tokenizer"].ranks_path,
-                      "-o", tmp_path / "pairs", "--summary", tmp_path / "summary.json", *PTS_SETS, cwd=tmp_path)  # fmt: skip
+    result = phi4_run("pts", toy["problems"], "--model", served, "--tokenizer", toy["tokenizer"].ranks_path, "-o",
+                      tmp_path / "pairs", "--summary", tmp_path / "summary.json", *PTS_SETS, cwd=tmp_path)  # fmt: skip
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rollouts_sampled"] > 0 and summary["pairs"] == len(read_rows(tmp_path / "pairs")), result.stderr
 

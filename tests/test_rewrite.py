@@ -725,7 +725,8 @@ def test_impossible_sampling_is_one_line_before_any_request(setting, why, serve,
     assert not (tmp_path / "out").exists() and sum(server.attempts.values()) == 0
     key, value = setting.removeprefix("sampling.").split("=")
     step = {"name": "g", "kind": "generate", "prompt": "{{q}}", "sampling": {key: tomllib.loads(f"v = {value}")["v"]}}
-    with pytest.raises(Phi4Error, match=why.replace("sampling.", "")):  # a step's own [steps.sampling] table is held to the same ranges
+    # a step's own [steps.sampling] table is held to the same ranges
+    with pytest.raises(Phi4Error, match=why.replace("sampling.", "")):
         parse_recipe({"name": "x", "output": "documents", "inputs": ["q"], "steps": [step],
                       "emit": [{"name": "e", "text": "{{g}}"}]}, "r.toml")  # fmt: skip
 

@@ -121,9 +121,8 @@ def _load(model: str, *, batch_size: int, device: str, dtype: str | None, tokeni
         if not tokenizer:
             raise Phi4Error(f"--model {model}: give --tokenizer (the served model's; pts renders prompts and decodes "
                             "rollouts from token ids)")  # fmt: skip
-        from phi4cli.tokenizer import load_tokenizer
-
         from phi4cli.generate.client import API_KEY_VARS
+        from phi4cli.tokenizer import load_tokenizer
 
         # as `phi4 rewrite`: a server started with --api-key (vLLM, `phi4 serve`) needs it on every request
         api_key = next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
