@@ -303,6 +303,7 @@ class FakeVLLM:
         import threading
 
         self.bodies: list[dict] = []
+        self.authorizations: list[str | None] = []
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -310,9 +311,11 @@ class FakeVLLM:
                 pass
 
             def do_GET(self):
+                fake.authorizations.append(self.headers.get("Authorization"))
                 self._send({"data": [{"id": "fake"}]})
 
             def do_POST(self):
+                fake.authorizations.append(self.headers.get("Authorization"))
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.bodies.append(body)
                 self._send({"choices": fake.answer(body)})
@@ -393,6 +396,21 @@ def test_openai_backend_sends_and_reads_token_ids():
     texty = OpenAIBackend(FakeVLLM(ids_as_text=True).url, retries=0)
     with pytest.raises(Phi4Error, match="token text, not token ids"):
         texty.sample([[1]], 2, SamplingParams(max_new_tokens=2))
+
+
+def test_openai_backend_sends_the_api_key_from_the_environment(monkeypatch):
+    """A server started with --api-key (vLLM, phi4 serve) needs it on every request: `phi4 eval --model URL`
+    and pts read it from $PHI4_API_KEY, else $OPENAI_API_KEY, as the openai client does."""
+    from phi4cli.generate import OpenAIBackend
+
+    fake = FakeVLLM()
+    monkeypatch.delenv("PHI4_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    OpenAIBackend(fake.url, retries=0).generate_ids([[1]], SamplingParams(max_new_tokens=1))
+    monkeypatch.setenv("PHI4_API_KEY", "sk-phi4")
+    OpenAIBackend(fake.url, retries=0)
+    OpenAIBackend(fake.url, retries=0, api_key="sk-given")
+    assert fake.authorizations == ["Bearer sk-openai"] * 2 + ["Bearer sk-phi4", "Bearer sk-given"]
 
 
 def test_local_backend_token_ids_match_the_engine(tmp_path, tok):

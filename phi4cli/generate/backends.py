@@ -30,6 +30,7 @@ rewrite, pts and eval take a Backend and never care which one it is.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import urllib.error
@@ -38,6 +39,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, Sequence
 
 from phi4cli.errors import Phi4Error
+
+API_KEY_VARS = ("PHI4_API_KEY", "OPENAI_API_KEY")  # where a server's key is read from when none is given
+
+
+def api_key_from_env() -> str | None:
+    """The API key of $PHI4_API_KEY, else $OPENAI_API_KEY (what the openai client reads), else None."""
+    return next((os.environ[name] for name in API_KEY_VARS if os.environ.get(name)), None)
 from phi4cli.generate.types import Generation, SamplingParams, Score
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
@@ -183,7 +191,7 @@ class OpenAIBackend:
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.name = base_url
-        self.api_key = api_key
+        self.api_key = api_key or api_key_from_env()
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
         self.retries = retries

@@ -34,8 +34,8 @@ from typing import Protocol, Sequence
 from urllib.parse import urlparse
 
 from phi4cli.errors import Phi4Error
+from phi4cli.generate.backends import api_key_from_env
 
-API_KEY_VARS = ("PHI4_API_KEY", "OPENAI_API_KEY")
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_BACKOFF = 30.0  # seconds: a server that is down for longer than this is not going to come back mid-run
 DOWN_AFTER = 8  # consecutive requests failing for good, beyond those in flight, that mean "the server is down"
@@ -90,7 +90,7 @@ class OpenAIClient:
         self.urls = [_base(u) for u in urls]
         self.options = options
         self.model = model or ""
-        self.api_key = options.api_key or next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
+        self.api_key = options.api_key or api_key_from_env()
         self._busy = [0] * len(self.urls)
         self._lost = 0  # requests that spent their retries since the last success
         self._turn = 0

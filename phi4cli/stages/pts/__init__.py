@@ -22,7 +22,6 @@ spreads problem shards over machines, each with its own model.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -121,12 +120,10 @@ def _load(model: str, *, batch_size: int, device: str, dtype: str | None, tokeni
         if not tokenizer:
             raise Phi4Error(f"--model {model}: give --tokenizer (the served model's; pts renders prompts and decodes "
                             "rollouts from token ids)")  # fmt: skip
-        from phi4cli.generate.client import API_KEY_VARS
         from phi4cli.tokenizer import load_tokenizer
 
-        # as `phi4 rewrite`: a server started with --api-key (vLLM, `phi4 serve`) needs it on every request
-        api_key = next((os.environ[v] for v in API_KEY_VARS if os.environ.get(v)), None)
-        backend, tok = load_backend(model, api_key=api_key), load_tokenizer(tokenizer)
+        # the openai backend sends $PHI4_API_KEY / $OPENAI_API_KEY, as `phi4 rewrite` does
+        backend, tok = load_backend(model), load_tokenizer(tokenizer)
         _check_served_tokenizer(backend, tok, tokenizer)
         return backend, tok, None
     backend = load_backend(model, max_batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer)
