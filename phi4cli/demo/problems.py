@@ -7,8 +7,8 @@
 
 Arithmetic word problems keep their numbers small (factors under 10, addends under 21, results mostly under 200)
 so that a few-million-parameter model learns them within the toy compute budget (docs/toy-results.md): a
-harder world leaves every toy stage at zero, where no stage can show its effect. Every sentence has several phrasings, so the same problem reads
-differently from document to document.
+harder world leaves every toy stage at zero, where no stage can show its effect. Every sentence has several
+phrasings, so the same problem reads differently from document to document.
 
 The held-out split is built so that 13-gram decontamination finds planted benchmark items and nothing
 else, although training and benchmark problems come from the same templates: held-out arithmetic problems
