@@ -26,13 +26,11 @@ import argparse
 import json
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +92,9 @@ def datatrove_setup(work: Path):
     config = NGramsDecontConfig(n_grams=13, find_query_ngrams=False, find_overlap_ngrams=False)
     # NGramsDecontIndexer() itself refuses to start without lighteval (it downloads tasks); its
     # compute_hashes only needs these three attributes, so it runs unchanged on a stand-in object.
-    indexer = SimpleNamespace(config=config, tokenizer=load_word_tokenizer("en"), hash_func=create_hash_func(config.hash_config))
+    indexer = SimpleNamespace(
+        config=config, tokenizer=load_word_tokenizer("en"), hash_func=create_hash_func(config.hash_config)
+    )
     hashes: set[int] = set()
     for line in GSM8K.read_text().splitlines():
         item = json.loads(line)
@@ -123,8 +123,21 @@ def peak_rss_mib(corpus: Path, work: Path, name: str) -> tuple[float, float]:
         "sys.stderr.write(r.stderr.decode()[-2000:] if r.returncode else ''); "
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
     )
-    command = [sys.executable, "-c", probe, sys.executable, "-m", "phi4cli", "decontam", str(corpus), "-b", str(GSM8K),
-               "-o", str(work / f"out-{name}"), "--overwrite"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-c",
+        probe,
+        sys.executable,
+        "-m",
+        "phi4cli",
+        "decontam",
+        str(corpus),
+        "-b",
+        str(GSM8K),
+        "-o",
+        str(work / f"out-{name}"),
+        "--overwrite",
+    ]
     out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     seconds, kib, code = out.stdout.split()
     if code != "0":
@@ -146,15 +159,20 @@ def main() -> None:
 
         pages = read_table([str(corpus_1x)]).select(["id", "text"]).to_pylist()
         megabytes = sum(len(p["text"].encode()) for p in pages) / 1e6
-        print(f"corpus: {docs:,} toy web pages ({megabytes:.1f} MB of text), {PLANTED} real GSM8K questions planted; "
-              f"benchmark: GSM8K test, {args.repeats} repeats, 1 core")  # fmt: skip
+        print(
+            f"corpus: {docs:,} toy web pages ({megabytes:.1f} MB of text), {PLANTED} real GSM8K questions planted; "
+            f"benchmark: GSM8K test, {args.repeats} repeats, 1 core"
+        )
 
         try:
             import datatrove  # noqa: F401
             import spacy  # noqa: F401
+
             peer = True
         except ImportError as e:
-            print(f"datatrove: NOT INSTALLED ({e.name}); install with: pip install datatrove spacy \"xxhash<4\" - no ratio")
+            print(
+                f'datatrove: NOT INSTALLED ({e.name}); install with: pip install datatrove spacy "xxhash<4" - no ratio'
+            )
             peer = False
         phi4_runs, peer_runs = [], []
         for _ in range(args.repeats):  # interleaved: both sides see the same machine load
@@ -163,23 +181,33 @@ def main() -> None:
                 try:
                     peer_runs.append(datatrove_once(work, pages))
                 except (ImportError, TypeError) as e:  # TypeError: xxhash>=4 refuses the str datatrove 0.10 passes
-                    raise SystemExit(f"datatrove failed: {e} - install the peer with: pip install datatrove spacy \"xxhash<4\"")
+                    raise SystemExit(
+                        f'datatrove failed: {e} - install the peer with: pip install datatrove spacy "xxhash<4"'
+                    )
         phi4_seconds, phi4_rejected = statistics.median(r[0] for r in phi4_runs), phi4_runs[0][1]
-        print(f"phi4 decontam (count + filter): {docs / phi4_seconds:10,.0f} docs/s  "
-              f"({phi4_seconds:.2f} s, {len(phi4_rejected)} rejected)")
+        print(
+            f"phi4 decontam (count + filter): {docs / phi4_seconds:10,.0f} docs/s  "
+            f"({phi4_seconds:.2f} s, {len(phi4_rejected)} rejected)"
+        )
         if peer:
             peer_seconds, peer_rejected = statistics.median(r[0] for r in peer_runs), peer_runs[0][1]
-            print(f"datatrove NGramsDecontFilter:   {docs / peer_seconds:10,.0f} docs/s  "
-                  f"({peer_seconds:.2f} s, {len(peer_rejected)} rejected)")
+            print(
+                f"datatrove NGramsDecontFilter:   {docs / peer_seconds:10,.0f} docs/s  "
+                f"({peer_seconds:.2f} s, {len(peer_rejected)} rejected)"
+            )
             both = len(phi4_rejected & peer_rejected)
-            print(f"same result: both reject {both} documents; only phi4 {len(phi4_rejected - peer_rejected)}, "
-                  f"only datatrove {len(peer_rejected - phi4_rejected)} ({PLANTED} contaminated pages were planted)")
+            print(
+                f"same result: both reject {both} documents; only phi4 {len(phi4_rejected - peer_rejected)}, "
+                f"only datatrove {len(peer_rejected - phi4_rejected)} ({PLANTED} contaminated pages were planted)"
+            )
             print(f"ratio phi4 / datatrove: {peer_seconds / phi4_seconds:.1f}x documents per second (goal >= 3x)")
 
         seconds_1x, rss_1x = peak_rss_mib(corpus_1x, work, "1x")
         seconds_4x, rss_4x = peak_rss_mib(corpus_4x, work, "4x")
-        print(f"phi4 decontam CLI, whole run: 1x {docs / seconds_1x:,.0f} docs/s, peak RSS {rss_1x:.0f} MiB; "
-              f"4x {4 * docs / seconds_4x:,.0f} docs/s, peak RSS {rss_4x:.0f} MiB (ratio {rss_4x / rss_1x:.2f})")  # fmt: skip
+        print(
+            f"phi4 decontam CLI, whole run: 1x {docs / seconds_1x:,.0f} docs/s, peak RSS {rss_1x:.0f} MiB; "
+            f"4x {4 * docs / seconds_4x:,.0f} docs/s, peak RSS {rss_4x:.0f} MiB (ratio {rss_4x / rss_1x:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -76,13 +76,40 @@ def make_world(tmp: Path, args) -> tuple[Path, list[dict]]:
 def run_phi4(model_dir: Path, pairs: list[dict], tmp: Path, args) -> dict:
     import pyarrow as pa
 
-    schema = pa.schema([("id", pa.string()), ("prompt_ids", pa.list_(pa.int32())), ("chosen_ids", pa.list_(pa.int32())),
-                        ("rejected_ids", pa.list_(pa.int32())), *((n, pa.string()) for n in PAIRS_SCHEMA_TEXT), ("meta", pa.string())])  # fmt: skip
-    rows = [{"id": str(i), "prompt_ids": [], "chosen_ids": [], "rejected_ids": [], **{k: json.dumps(p[k]) for k in PAIRS_SCHEMA_TEXT}, "meta": "{}"} for i, p in enumerate(pairs)]  # fmt: skip
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt_ids", pa.list_(pa.int32())),
+            ("chosen_ids", pa.list_(pa.int32())),
+            ("rejected_ids", pa.list_(pa.int32())),
+            *((n, pa.string()) for n in PAIRS_SCHEMA_TEXT),
+            ("meta", pa.string()),
+        ]
+    )
+    rows = [
+        {
+            "id": str(i),
+            "prompt_ids": [],
+            "chosen_ids": [],
+            "rejected_ids": [],
+            **{k: json.dumps(p[k]) for k in PAIRS_SCHEMA_TEXT},
+            "meta": "{}",
+        }
+        for i, p in enumerate(pairs)
+    ]
     with open_output(str(tmp / "pairs"), schema) as out:
         out.write_rows(rows)
-    sets = [f"init_from={model_dir}", "seq_len=1024", f"global_batch={args.batch}", f"micro_batch={args.batch}",
-            f"max_steps={args.pairs // args.batch}", "mixed_precision=none", "warmup_steps=0", "lr=1e-6", "min_lr=1e-6"]  # fmt: skip
+    sets = [
+        f"init_from={model_dir}",
+        "seq_len=1024",
+        f"global_batch={args.batch}",
+        f"micro_batch={args.batch}",
+        f"max_steps={args.pairs // args.batch}",
+        "mixed_precision=none",
+        "warmup_steps=0",
+        "lr=1e-6",
+        "min_lr=1e-6",
+    ]
     config = load_config(REPO / "stages" / "demo" / "dpo-pts.toml", sets, DPOConfig)
     task = dpo_task(config, resolve_tokenizer(config))
     model, _ = build_model(config, ONE_PROCESS)
@@ -117,12 +144,25 @@ def run_trl(model_dir: Path, pairs: list[dict], tmp: Path, args) -> dict:
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
     trl_args = TRLConfig(
-        output_dir=str(tmp / "trl"), per_device_train_batch_size=args.batch, max_steps=args.pairs // args.batch,
-        learning_rate=1e-6, lr_scheduler_type="constant", beta=0.1, loss_type=["sigmoid"], max_length=1024,
-        precompute_ref_log_probs=True, precompute_ref_batch_size=args.batch, use_cpu=True, bf16=False,
-        report_to="none", save_strategy="no", logging_steps=10_000, dataloader_num_workers=0, seed=0,
+        output_dir=str(tmp / "trl"),
+        per_device_train_batch_size=args.batch,
+        max_steps=args.pairs // args.batch,
+        learning_rate=1e-6,
+        lr_scheduler_type="constant",
+        beta=0.1,
+        loss_type=["sigmoid"],
+        max_length=1024,
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=args.batch,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10_000,
+        dataloader_num_workers=0,
+        seed=0,
         dataset_num_proc=None,
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     trainer = DPOTrainer(
         model=model,
@@ -158,10 +198,12 @@ def main() -> None:
         f"tiny (4 x 256), vocab {VOCAB}, {n} pairs of ~{args.words} words, {args.batch} pairs/step, fp32, {args.threads} threads"
     )
     print(
-        f"reference pass  phi4 {n / phi4['reference_s']:8.1f} pairs/s   TRL {n / trl['reference_s']:8.1f} pairs/s (incl. tokenizing)  ratio {trl['reference_s'] / phi4['reference_s']:.2f}x"
+        f"reference pass  phi4 {n / phi4['reference_s']:8.1f} pairs/s   TRL {n / trl['reference_s']:8.1f} pairs/s "
+        f"(incl. tokenizing)  ratio {trl['reference_s'] / phi4['reference_s']:.2f}x"
     )
     print(
-        f"training        phi4 {args.batch / phi4['step_s']:8.1f} pairs/s   TRL {args.batch / trl['step_s']:8.1f} pairs/s   ratio {trl['step_s'] / phi4['step_s']:.2f}x (goal >= 1.3x)"
+        f"training        phi4 {args.batch / phi4['step_s']:8.1f} pairs/s   TRL {args.batch / trl['step_s']:8.1f} pairs/s   "
+        f"ratio {trl['step_s'] / phi4['step_s']:.2f}x (goal >= 1.3x)"
     )
     print("reference log-probs agree on every pair (rtol 1e-4)")
 

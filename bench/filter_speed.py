@@ -65,7 +65,12 @@ def phi4_rules(texts: list[str]) -> tuple[float, list[bool]]:
 def datatrove_filters():
     try:
         from datatrove.data import Document
-        from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+        from datatrove.pipeline.filters import (
+            C4QualityFilter,
+            FineWebQualityFilter,
+            GopherQualityFilter,
+            GopherRepetitionFilter,
+        )
     except ImportError as e:
         return None, f"datatrove is not installed ({e}); pip install datatrove spacy"
     filters = [GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter(), FineWebQualityFilter()]
@@ -83,10 +88,16 @@ def datatrove_filters():
 
 def peak_rss_mb(args: list[str]) -> float:
     """Run `phi4 ARGS` in a child process; its peak resident set size in MB."""
-    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stderr=subprocess.DEVNULL); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    result = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "phi4cli", *args],
-                            capture_output=True, text=True, check=True)
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stderr=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, sys.executable, "-m", "phi4cli", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(result.stdout.strip()) / 1024
 
 
@@ -130,9 +141,13 @@ def main() -> None:
             web = root / f"world{factor}" / "web"
             rows = read_table([str(web)], columns=["id"]).num_rows
             started = time.perf_counter()
-            rss = peak_rss_mb(["filter", str(web), "-o", str(root / f"out{factor}"), "--rejected", str(root / f"rej{factor}")])
-            print(f"phi4 filter (all steps) at {factor}x: {rows:,} docs, peak RSS {rss:.0f} MB, "
-                  f"{rows / (time.perf_counter() - started):,.0f} docs/s end to end")
+            rss = peak_rss_mb(
+                ["filter", str(web), "-o", str(root / f"out{factor}"), "--rejected", str(root / f"rej{factor}")]
+            )
+            print(
+                f"phi4 filter (all steps) at {factor}x: {rows:,} docs, peak RSS {rss:.0f} MB, "
+                f"{rows / (time.perf_counter() - started):,.0f} docs/s end to end"
+            )
 
 
 if __name__ == "__main__":

@@ -127,9 +127,11 @@ def decode_case(model, hf, tok, batch: int, prompt_len: int, new: int, repeats: 
         with torch.inference_mode():
             out = hf64.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new, pad_token_id=tok.pad_id)
         check += f" (fp64: {sum(a == b for a, b in zip(mine64, out[:, width:].tolist()))}/{batch})"
-    return (f"batch {batch:2d}  new {new:5d}  phi4 {tokens / medians['phi4']:8.1f} tok/s  transformers "
-            f"{tokens / medians['hf']:8.1f} tok/s  ratio {medians['hf'] / medians['phi4']:5.2f}x "
-            f"(wall {medians['hf wall'] / medians['phi4 wall']:4.2f}x)  {check}")  # fmt: skip
+    return (
+        f"batch {batch:2d}  new {new:5d}  phi4 {tokens / medians['phi4']:8.1f} tok/s  transformers "
+        f"{tokens / medians['hf']:8.1f} tok/s  ratio {medians['hf'] / medians['phi4']:5.2f}x "
+        f"(wall {medians['hf wall'] / medians['phi4 wall']:4.2f}x)  {check}"
+    )
 
 
 def sharing_case(model, tok, prompt_len: int, new: int, n: int, repeats: int) -> str:
@@ -174,8 +176,10 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     news = [int(x) for x in args.new.split(",")]
-    print(f"threads {args.threads}, fp32, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), median CPU "
-          f"seconds of {args.repeats} interleaved repeats, transformers {transformers.__version__}")  # fmt: skip
+    print(
+        f"threads {args.threads}, fp32, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), median CPU "
+        f"seconds of {args.repeats} interleaved repeats, transformers {transformers.__version__}"
+    )
     for name, tok in tokenizers(args.vocabs.split(","), tmp).items():
         model = toy_model(tok.vocab_size, max_positions=max(news) + args.prompt_len + args.share_prompt_len + 8)
         save_hf(model, model.config, tmp / name, tokenizer=tok)

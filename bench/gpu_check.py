@@ -44,14 +44,22 @@ PEAK_BANDWIDTH = (("H200", 4.8e12), ("H100 PCIe", 2.0e12), ("H100 NVL", 3.9e12),
 
 # (full GPU shapes, CPU smoke shapes)
 SHAPES = {
-    "mfu": ({"preset": "phi4-1b", "seq_len": 4096, "micro_batch": 4, "steps": 10, "warmup": 3},
-            {"preset": "tiny", "seq_len": 64, "micro_batch": 2, "steps": 2, "warmup": 1}),
-    "bf16": ({"preset": "phi4-125m", "seq_len": 1024, "micro_batch": 8, "steps": 20},
-             {"preset": "tiny", "seq_len": 64, "micro_batch": 2, "steps": 3}),
-    "flex": ({"batch": 2, "heads": 16, "kv_heads": 4, "seq": 4096, "dim": 128},
-             {"batch": 1, "heads": 4, "kv_heads": 2, "seq": 64, "dim": 16}),
-    "decode": ({"preset": "phi4-1b", "prompt": 128, "new": 256, "batches": (1, 32)},
-               {"preset": "tiny", "prompt": 8, "new": 8, "batches": (1, 4)}),
+    "mfu": (
+        {"preset": "phi4-1b", "seq_len": 4096, "micro_batch": 4, "steps": 10, "warmup": 3},
+        {"preset": "tiny", "seq_len": 64, "micro_batch": 2, "steps": 2, "warmup": 1},
+    ),
+    "bf16": (
+        {"preset": "phi4-125m", "seq_len": 1024, "micro_batch": 8, "steps": 20},
+        {"preset": "tiny", "seq_len": 64, "micro_batch": 2, "steps": 3},
+    ),
+    "flex": (
+        {"batch": 2, "heads": 16, "kv_heads": 4, "seq": 4096, "dim": 128},
+        {"batch": 1, "heads": 4, "kv_heads": 2, "seq": 64, "dim": 16},
+    ),
+    "decode": (
+        {"preset": "phi4-1b", "prompt": 128, "new": 256, "batches": (1, 32)},
+        {"preset": "tiny", "prompt": 8, "new": 8, "batches": (1, 4)},
+    ),
     "eval16k": ({"preset": "phi4-1b", "context": 16384}, {"preset": "tiny", "context": 256}),
 }
 SMOKE_MODEL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}  # tiny, thinner: fast on CPU
@@ -104,18 +112,28 @@ def _sync(dist_ctx: Distributed) -> None:
 
 
 def _train_config(seq_len: int, micro_batch: int, precision: str, compile: bool):
-    overrides = [f"seq_len={seq_len}", f"micro_batch={micro_batch}", f"global_batch={micro_batch}",
-                 f"mixed_precision={precision}", f"compile={str(compile).lower()}", "activation_checkpointing=false",
-                 "warmup_steps=0", "lr=3e-4", "max_steps=1000"]
+    overrides = [
+        f"seq_len={seq_len}",
+        f"micro_batch={micro_batch}",
+        f"global_batch={micro_batch}",
+        f"mixed_precision={precision}",
+        f"compile={str(compile).lower()}",
+        "activation_checkpointing=false",
+        "warmup_steps=0",
+        "lr=3e-4",
+        "max_steps=1000",
+    ]
     return load_config(REPO / "stages" / "pretrain.toml", overrides)
 
 
-def _model(preset: str, vocab: int, seq_len: int, dist_ctx: Distributed, *, precision: str, compile: bool,
-           seed: int = 0) -> Phi4ForCausalLM:
+def _model(
+    preset: str, vocab: int, seq_len: int, dist_ctx: Distributed, *, precision: str, compile: bool, seed: int = 0
+) -> Phi4ForCausalLM:
     """Built as the trainer builds it: on meta, parallelized (compile, FSDP2 + mixed precision), filled."""
     smoke = dist_ctx.device.type == "cpu"
-    config = get_config(preset, vocab_size=vocab, max_position_embeddings=max(seq_len, 4096),
-                        **(SMOKE_MODEL if smoke else {}))
+    config = get_config(
+        preset, vocab_size=vocab, max_position_embeddings=max(seq_len, 4096), **(SMOKE_MODEL if smoke else {})
+    )
     with torch.device("meta"):
         model = Phi4ForCausalLM(config)
     parallelize(model, dist_ctx, mixed_precision=precision, activation_checkpointing=False, compile=compile)
@@ -149,20 +167,28 @@ def check_mfu(dist_ctx, *, smoke, preset, seq_len, micro_batch, steps, warmup) -
     batches = [_packed_batch(micro_batch, seq_len, vocab, rng) for _ in range(2)]
     with tempfile.TemporaryDirectory() as run_dir:
         for i in range(warmup):  # compilation happens here
-            train_step(model, optimizer, batches[i % 2], task, config, dist_ctx, 3e-4, step=i + 1,
-                       run_dir=Path(run_dir))
+            train_step(
+                model, optimizer, batches[i % 2], task, config, dist_ctx, 3e-4, step=i + 1, run_dir=Path(run_dir)
+            )
         _sync(dist_ctx)
         start = time.perf_counter()
         for i in range(steps):
-            result = train_step(model, optimizer, batches[i % 2], task, config, dist_ctx, 3e-4, step=i + 1,
-                                run_dir=Path(run_dir))
+            result = train_step(
+                model, optimizer, batches[i % 2], task, config, dist_ctx, 3e-4, step=i + 1, run_dir=Path(run_dir)
+            )
         _sync(dist_ctx)
     elapsed = time.perf_counter() - start
     tokens_per_s = steps * micro_batch * seq_len / elapsed
     peak = peak_flops_for(_device_name(dist_ctx))
     mfu = model.flops_per_token(seq_len) * tokens_per_s / peak if peak else None
-    return {"preset": preset, "tokens_per_s": round(tokens_per_s), "mfu": None if mfu is None else round(mfu, 3),
-            "loss": round(result.loss, 3), "goal": ">= 0.45", "mem_gb": _peak_gb(dist_ctx)}
+    return {
+        "preset": preset,
+        "tokens_per_s": round(tokens_per_s),
+        "mfu": None if mfu is None else round(mfu, 3),
+        "loss": round(result.loss, 3),
+        "goal": ">= 0.45",
+        "mem_gb": _peak_gb(dist_ctx),
+    }
 
 
 def check_bf16(dist_ctx, *, smoke, preset, seq_len, micro_batch, steps) -> dict:
@@ -178,15 +204,29 @@ def check_bf16(dist_ctx, *, smoke, preset, seq_len, micro_batch, steps) -> dict:
         optimizer = build_optimizer(model, config)
         with tempfile.TemporaryDirectory() as run_dir:
             curves[precision] = [
-                train_step(model, optimizer, pool[i % 4], CausalLM(seq_len), config, dist_ctx, 1e-3, step=i + 1,
-                           run_dir=Path(run_dir)).loss
+                train_step(
+                    model,
+                    optimizer,
+                    pool[i % 4],
+                    CausalLM(seq_len),
+                    config,
+                    dist_ctx,
+                    1e-3,
+                    step=i + 1,
+                    run_dir=Path(run_dir),
+                ).loss
                 for i in range(steps)
             ]
         del model, optimizer
     diffs = [abs(a - b) / abs(a) for a, b in zip(curves["none"], curves["bf16"])]
-    return {"preset": preset, "steps": steps, "fp32_first_last": f"{curves['none'][0]:.4f}->{curves['none'][-1]:.4f}",
-            "bf16_first_last": f"{curves['bf16'][0]:.4f}->{curves['bf16'][-1]:.4f}",
-            "max_rel_diff": f"{max(diffs):.2e}", "ok": max(diffs) < 2e-2}
+    return {
+        "preset": preset,
+        "steps": steps,
+        "fp32_first_last": f"{curves['none'][0]:.4f}->{curves['none'][-1]:.4f}",
+        "bf16_first_last": f"{curves['bf16'][0]:.4f}->{curves['bf16'][-1]:.4f}",
+        "max_rel_diff": f"{max(diffs):.2e}",
+        "ok": max(diffs) < 2e-2,
+    }
 
 
 def check_flex(dist_ctx, *, smoke, batch, heads, kv_heads, seq, dim) -> dict:
@@ -216,9 +256,13 @@ def check_flex(dist_ctx, *, smoke, batch, heads, kv_heads, seq, dim) -> dict:
     out_diff = (outs[0] - outs[1]).abs().max().item()
     grad_diff = (grads[0] - grads[1]).abs().max().item() / grads[1].abs().max().item() if grads else None
     tolerance = 1e-5 if smoke else 2e-2
-    return {"seq": seq, "max_abs_out_diff": f"{out_diff:.2e}",
-            "max_rel_grad_diff": None if grad_diff is None else f"{grad_diff:.2e}",
-            "block_mask_ms": round(mask_ms, 1), "ok": out_diff < tolerance and (grad_diff or 0) < tolerance}
+    return {
+        "seq": seq,
+        "max_abs_out_diff": f"{out_diff:.2e}",
+        "max_rel_grad_diff": None if grad_diff is None else f"{grad_diff:.2e}",
+        "block_mask_ms": round(mask_ms, 1),
+        "ok": out_diff < tolerance and (grad_diff or 0) < tolerance,
+    }
 
 
 def check_decode(dist_ctx, *, smoke, preset, prompt, new, batches) -> dict:
@@ -228,8 +272,9 @@ def check_decode(dist_ctx, *, smoke, preset, prompt, new, batches) -> dict:
 
     vocab = SMOKE_VOCAB if smoke else VOCAB
     dtype = torch.float32 if smoke else torch.bfloat16
-    model = _model(preset, vocab, prompt + new, Distributed(0, 1, dist_ctx.device, None), precision="none",
-                   compile=False).to(dtype)
+    model = _model(
+        preset, vocab, prompt + new, Distributed(0, 1, dist_ctx.device, None), precision="none", compile=False
+    ).to(dtype)
     tokenizer = _toy_tokenizer()
     engine = Engine(model, tokenizer, max_batch_size=max(batches))
     params = SamplingParams(max_new_tokens=new, temperature=0.0, stop_token_ids=[])
@@ -260,8 +305,9 @@ def check_eval16k(dist_ctx, *, smoke, preset, context) -> dict:
 
     vocab = SMOKE_VOCAB if smoke else VOCAB
     dtype = torch.float32 if smoke else torch.bfloat16
-    model = _model(preset, vocab, context + 1, Distributed(0, 1, dist_ctx.device, None), precision="none",
-                   compile=False).to(dtype)
+    model = _model(
+        preset, vocab, context + 1, Distributed(0, 1, dist_ctx.device, None), precision="none", compile=False
+    ).to(dtype)
     engine = Engine(model, _toy_tokenizer(), max_batch_size=1, max_context=context)
     tokens = [(13 * i) % vocab for i in range(context)]
     if dist_ctx.device.type == "cuda":
@@ -269,8 +315,13 @@ def check_eval16k(dist_ctx, *, smoke, preset, context) -> dict:
     weights_gb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e9
     cut = context - context // 4
     score = engine.score([(tokens[:cut], tokens[cut:])])[0]
-    return {"preset": preset, "context": context, "weights_gb": round(weights_gb, 2), "peak_gb": _peak_gb(dist_ctx),
-            "finite": all(math.isfinite(x) for x in score.logprobs)}
+    return {
+        "preset": preset,
+        "context": context,
+        "weights_gb": round(weights_gb, 2),
+        "peak_gb": _peak_gb(dist_ctx),
+        "finite": all(math.isfinite(x) for x in score.logprobs),
+    }
 
 
 def _peak_gb(dist_ctx) -> float:

@@ -104,11 +104,15 @@ def bench_tokenise(dataset: str, tokenizer, workers: int, repeats: int, work: Pa
         packed = phi4_tokenise_and_pack(dataset, tokenizer, workers, work / f"cache-{repeat}")
         phi4_times.append(time.perf_counter() - start)
     plain, phi4 = statistics.median(plain_times), statistics.median(phi4_times)
-    print(f"corpus: {len(texts):,} documents, {sum(map(len, texts)) / 1e6:.1f} MB, {tokens:,} tokens; "
-          f"tokenizer {tokenizer.name}, {workers} workers, median of {repeats}")
+    print(
+        f"corpus: {len(texts):,} documents, {sum(map(len, texts)) / 1e6:.1f} MB, {tokens:,} tokens; "
+        f"tokenizer {tokenizer.name}, {workers} workers, median of {repeats}"
+    )
     print(f"  plain tiktoken encode_ordinary_batch   {plain:7.3f}s  {tokens / plain / 1e6:6.2f}M tokens/s")
-    print(f"  phi4 mix tokenise + cache + pack       {phi4:7.3f}s  {tokens / phi4 / 1e6:6.2f}M tokens/s "
-          f"({packed:,} tokens packed)")
+    print(
+        f"  phi4 mix tokenise + cache + pack       {phi4:7.3f}s  {tokens / phi4 / 1e6:6.2f}M tokens/s "
+        f"({packed:,} tokens packed)"
+    )
     print(f"  ratio (phi4 / tiktoken throughput)     {plain / phi4:7.2f}   goal >= 0.9")
 
 
@@ -196,8 +200,9 @@ def main() -> None:
         work = Path(tmp)
         dataset = make_corpus(work / "corpus", args.mb)
         bench_tokenise(dataset, tokenizer, args.workers, args.repeats, work)
-        bench_stream(dataset, str(Path(args.tokenizer).resolve()) if args.tokenizer != "phi4" else "phi4",
-                     args.repeats, work)
+        bench_stream(
+            dataset, str(Path(args.tokenizer).resolve()) if args.tokenizer != "phi4" else "phi4", args.repeats, work
+        )
 
 
 if __name__ == "__main__":

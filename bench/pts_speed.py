@@ -60,9 +60,18 @@ def interleaved(sides: dict, repeats: int) -> dict[str, float]:
 
 def checkpoint(tmp: Path):
     """A toy phi-4 (4 x 256, toy BPE), saved as a phi4 checkpoint and exported with `phi4 convert --to-hf`."""
-    tok = write_tokenizer(train_bpe(["the cat sat on the mat. a dog ran in the park. "] * 50, vocab_size=2048), tmp / "toy.tiktoken")
-    config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=256, intermediate_size=896, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)  # fmt: skip
+    tok = write_tokenizer(
+        train_bpe(["the cat sat on the mat. a dog ran in the park. "] * 50, vocab_size=2048), tmp / "toy.tiktoken"
+    )
+    config = ModelConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=256,
+        intermediate_size=896,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    )
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
     with torch.no_grad():
@@ -71,7 +80,9 @@ def checkpoint(tmp: Path):
                 p.mul_(4.0)  # clear argmaxes for the greedy identity check
     save_checkpoint_model_only(model.eval(), tmp / "ckpt", tokenizer=tok)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    subprocess.run([sys.executable, "-m", "phi4cli", "convert", "--to-hf", tmp / "ckpt", tmp / "hf"], check=True, env=env)
+    subprocess.run(
+        [sys.executable, "-m", "phi4cli", "convert", "--to-hf", tmp / "ckpt", tmp / "hf"], check=True, env=env
+    )
     from transformers import AutoModelForCausalLM
 
     hf = AutoModelForCausalLM.from_pretrained(tmp / "hf", dtype=torch.float32).eval()
@@ -98,26 +109,45 @@ def rollout_speed(model, hf, tok, prefixes: int, prompt_len: int, new: int, repe
             for p in prompts:
                 ids = torch.tensor([p])
                 for _ in range(N):
-                    out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0, top_p=1.0,
-                                      top_k=0, max_new_tokens=new, eos_token_id=stops, pad_token_id=tok.pad_id)  # fmt: skip
+                    out = hf.generate(
+                        ids,
+                        attention_mask=torch.ones_like(ids),
+                        do_sample=True,
+                        temperature=1.0,
+                        top_p=1.0,
+                        top_k=0,
+                        max_new_tokens=new,
+                        eos_token_id=stops,
+                        pad_token_id=tok.pad_id,
+                    )
                     rollouts, tokens = rollouts + 1, tokens + out.shape[1] - len(p)
         counts["hf"] = (rollouts, tokens)
 
     medians = interleaved({"phi4": ours, "hf": theirs}, repeats)
     # the result check: greedy rollouts of every prefix are the same token ids on both sides
-    greedy = engine.generate([list(p) for p in prompts], SamplingParams(max_new_tokens=new, temperature=0, stop_token_ids=stops))
+    greedy = engine.generate(
+        [list(p) for p in prompts], SamplingParams(max_new_tokens=new, temperature=0, stop_token_ids=stops)
+    )
     same = 0
     with torch.inference_mode():
         for p, g in zip(prompts, greedy):
             ids = torch.tensor([p])
-            out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new, eos_token_id=stops,
-                              pad_token_id=tok.pad_id)  # fmt: skip
+            out = hf.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=new,
+                eos_token_id=stops,
+                pad_token_id=tok.pad_id,
+            )
             same += out[0, len(p) :].tolist() == g.token_ids
     (r1, t1), (r2, t2) = counts["phi4"], counts["hf"]
-    return (f"{prefixes} prefixes x {N} rollouts, <= {new} new tokens: phi4 sample_rollouts {r1 / medians['phi4']:7.1f} rollouts/s "
-            f"({t1 / medians['phi4']:7.0f} tok/s), transformers generate one per call {r2 / medians['hf']:6.1f} rollouts/s "
-            f"({t2 / medians['hf']:6.0f} tok/s); ratio {medians['hf'] / medians['phi4'] * r1 / r2:.1f}x rollouts/s, "
-            f"{(t1 / medians['phi4']) / (t2 / medians['hf']):.1f}x tokens/s; greedy rollouts identical {same}/{prefixes}")  # fmt: skip
+    return (
+        f"{prefixes} prefixes x {N} rollouts, <= {new} new tokens: phi4 sample_rollouts {r1 / medians['phi4']:7.1f} rollouts/s "
+        f"({t1 / medians['phi4']:7.0f} tok/s), transformers generate one per call {r2 / medians['hf']:6.1f} rollouts/s "
+        f"({t2 / medians['hf']:6.0f} tok/s); ratio {medians['hf'] / medians['phi4'] * r1 / r2:.1f}x rollouts/s, "
+        f"{(t1 / medians['phi4']) / (t2 / medians['hf']):.1f}x tokens/s; greedy rollouts identical {same}/{prefixes}"
+    )
 
 
 # ------------------------------------------------------------------------------------- split cost
@@ -144,17 +174,38 @@ class World:
 
 def split_cost(problems: int, length: int) -> str:
     worlds = [World(length, seed) for seed in range(problems)]
-    settings = PtsSettings(rollouts=N, temperature=1.0, top_p=1.0, max_new_tokens=length + 1, p_min=0.0, p_max=1.0, p_gap=0.2, alternatives=0,
-                           chat=True, system="", concurrent_problems=16, seed=0, sandbox_timeout_s=1.0, sandbox_memory_mb=64,
-                           sandbox_workers=1)  # fmt: skip
+    settings = PtsSettings(
+        rollouts=N,
+        temperature=1.0,
+        top_p=1.0,
+        max_new_tokens=length + 1,
+        p_min=0.0,
+        p_max=1.0,
+        p_gap=0.2,
+        alternatives=0,
+        chat=True,
+        system="",
+        concurrent_problems=16,
+        seed=0,
+        sandbox_timeout_s=1.0,
+        sandbox_memory_mb=64,
+        sandbox_workers=1,
+    )
 
     def sample(requests):
         out = []
         for r in requests:
             world = worlds[r.prompt[0]]
             start = len(r.prompt) - 1
-            out.append([(tuple(world.token(i, j) for i in range(start, world.length)),
-                         tuple(world.logprob(i) for i in range(start, world.length))) for j in range(r.n)])  # fmt: skip
+            out.append(
+                [
+                    (
+                        tuple(world.token(i, j) for i in range(start, world.length)),
+                        tuple(world.logprob(i) for i in range(start, world.length)),
+                    )
+                    for j in range(r.n)
+                ]
+            )
         return out
 
     def judge(problem, texts):
@@ -167,16 +218,24 @@ def split_cost(problems: int, length: int) -> str:
     rows = []
     for name, split in (("log-prob midpoint", split_point), ("len // 2", halve)):
         driver = Driver(sample, judge, decode, settings, split=split)
-        items = [Problem({"id": str(i), "prompt": "", "answer": "", "task": "", "tests": ""}, (i,)) for i in range(problems)]
+        items = [
+            Problem({"id": str(i), "prompt": "", "answer": "", "task": "", "tests": ""}, (i,)) for i in range(problems)
+        ]
         outcomes = driver.run(items)
         found = sorted((o.problem.id, f.pivot.position) for o in outcomes for f in o.found if f.other is not None)
         s = driver.stats
         rows.append((name, found, s.oracle_calls / max(1, len(found)), s.estimates / max(1, len(found)), len(found)))
     same = rows[0][1] == rows[1][1]
-    lines = [f"{problems} problems, solutions of {length} tokens, 1-2 planted pivots each (N={N} rollouts per estimate):"]
-    lines += [f"  {name:18s} {pairs} pairs, {calls:7.1f} oracle calls per pair ({est:5.2f} new estimates per pair)"
-              for name, _, calls, est, pairs in rows]  # fmt: skip
-    lines.append(f"  ratio len//2 / midpoint: {rows[1][2] / rows[0][2]:.2f}x oracle calls per pair; same pivots found: {same}")
+    lines = [
+        f"{problems} problems, solutions of {length} tokens, 1-2 planted pivots each (N={N} rollouts per estimate):"
+    ]
+    lines += [
+        f"  {name:18s} {pairs} pairs, {calls:7.1f} oracle calls per pair ({est:5.2f} new estimates per pair)"
+        for name, _, calls, est, pairs in rows
+    ]
+    lines.append(
+        f"  ratio len//2 / midpoint: {rows[1][2] / rows[0][2]:.2f}x oracle calls per pair; same pivots found: {same}"
+    )
     return "\n".join(lines)
 
 

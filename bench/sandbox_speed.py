@@ -74,8 +74,10 @@ def main() -> None:
     expected = [True] * len(problems) + [False] * len(problems[::4])
     for name, seconds in times.items():
         rate = len(work) / statistics.median(seconds)
-        print(f"{name:20s} {rate:7.1f} samples/s  ({sum(verdicts[name])}/{len(work)} passed, {args.workers} workers, "
-              f"median of {args.repeats}, interleaved)")  # fmt: skip
+        print(
+            f"{name:20s} {rate:7.1f} samples/s  ({sum(verdicts[name])}/{len(work)} passed, {args.workers} workers, "
+            f"median of {args.repeats}, interleaved)"
+        )
     if verdicts["phi4 sandbox"] != expected:
         sys.exit("phi4 sandbox: a canonical solution failed or a wrong one passed")
     if check_correctness is None:

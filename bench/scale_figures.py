@@ -79,7 +79,9 @@ def main() -> None:
     compute = training_compute(args.tokens, per_token, args.gpus, peak, args.mfu)
     steps = args.tokens / (global_batch * seq_len)
 
-    print(f"## {args.model}: {config.num_params() / 1e9:.2f}B parameters, {per_token / 1e9:.1f} GFLOPs/token at {seq_len}")
+    print(
+        f"## {args.model}: {config.num_params() / 1e9:.2f}B parameters, {per_token / 1e9:.1f} GFLOPs/token at {seq_len}"
+    )
     print(f"- {args.tokens / 1e12:g}T tokens = {steps:,.0f} steps of {global_batch:,} x {seq_len:,} tokens")
     print(f"- {global_batch / args.gpus:g} sequences per GPU per step on {args.gpus:,} GPUs")
     print(

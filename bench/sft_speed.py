@@ -59,8 +59,10 @@ def make_world(tmp: Path, args):
     save_hf(Phi4ForCausalLM(config), config, tmp / "model", tokenizer)
     conversations = []
     for i in range(args.conversations):
-        messages = [{"role": "user", "content": words(rng, rng.randint(10, 40))},
-                    {"role": "assistant", "content": words(rng, rng.randint(20, 80))}]  # fmt: skip
+        messages = [
+            {"role": "user", "content": words(rng, rng.randint(10, 40))},
+            {"role": "assistant", "content": words(rng, rng.randint(20, 80))},
+        ]
         conversations.append({"id": str(i), "messages": messages, "meta": "{}"})
     return tokenizer, tmp / "model", conversations
 
@@ -72,8 +74,17 @@ def run_phi4(model_dir: Path, conversations: list[dict], tmp: Path, args) -> dic
     schema = pa.schema([("id", pa.string()), ("messages", pa.list_(message)), ("meta", pa.string())])
     with open_output(str(tmp / "chat"), schema) as out:
         out.write_rows(conversations)
-    sets = [f"init_from={model_dir}", f"seq_len={args.seq_len}", f"global_batch={args.rows}", f"micro_batch={args.rows}",
-            "max_steps=100000", "mixed_precision=none", "warmup_steps=0", "lr=0.0", "min_lr=0.0"]  # fmt: skip
+    sets = [
+        f"init_from={model_dir}",
+        f"seq_len={args.seq_len}",
+        f"global_batch={args.rows}",
+        f"micro_batch={args.rows}",
+        "max_steps=100000",
+        "mixed_precision=none",
+        "warmup_steps=0",
+        "lr=0.0",
+        "min_lr=0.0",
+    ]
     config = load_config(REPO / "stages" / "demo" / "sft.toml", sets, SFTConfig)
     tokenizer = resolve_tokenizer(config)
     task = chat_task(config, tokenizer)
@@ -123,10 +134,21 @@ def run_trl(tokenizer, model_dir: Path, conversations: list[dict], tmp: Path, ar
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
     trl_args = TRLConfig(
-        output_dir=str(tmp / "trl"), per_device_train_batch_size=args.rows, num_train_epochs=1,
-        learning_rate=0.0, packing=True, max_length=args.seq_len, use_cpu=True, bf16=False, report_to="none",
-        save_strategy="no", logging_steps=10_000, dataloader_num_workers=0, seed=0, dataset_num_proc=None,
-    )  # fmt: skip
+        output_dir=str(tmp / "trl"),
+        per_device_train_batch_size=args.rows,
+        num_train_epochs=1,
+        learning_rate=0.0,
+        packing=True,
+        max_length=args.seq_len,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10_000,
+        dataloader_num_workers=0,
+        seed=0,
+        dataset_num_proc=None,
+    )
     trainer = Counting(
         model=model,
         args=trl_args,
@@ -151,13 +173,15 @@ def main() -> None:
         phi4 = run_phi4(model_dir, conversations, Path(tmp), args)
         trl = run_trl(tokenizer, model_dir, conversations, Path(tmp), args)
     print(
-        f"tiny (4 x 256), vocab {VOCAB}, {args.conversations} conversations, rows of {args.seq_len}, {args.rows} rows/step, fp32, {args.threads} threads, one epoch"
+        f"tiny (4 x 256), vocab {VOCAB}, {args.conversations} conversations, rows of {args.seq_len}, "
+        f"{args.rows} rows/step, fp32, {args.threads} threads, one epoch"
     )
     print(
         f"phi4 sft       {phi4['tokens'] / phi4['seconds']:9,.0f} tokens/s  ({phi4['targets']:,.0f} targets, mean loss {phi4['loss']:.5f})"
     )
     print(
-        f"TRL SFTTrainer {trl['tokens'] / trl['seconds']:9,.0f} tokens/s  ({trl['targets']:,.0f} targets, mean loss {trl['loss']:.5f}; packing, padding-free)"
+        f"TRL SFTTrainer {trl['tokens'] / trl['seconds']:9,.0f} tokens/s  ({trl['targets']:,.0f} targets, "
+        f"mean loss {trl['loss']:.5f}; packing, padding-free)"
     )
     print(
         f"ratio phi4 / TRL: {(phi4['tokens'] / phi4['seconds']) / (trl['tokens'] / trl['seconds']):.2f}x (goal >= 1.3x)"

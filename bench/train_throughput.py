@@ -51,22 +51,30 @@ def make_batch(batch: int, seq_len: int, docs_per_row: int, seed: int = 0) -> Ba
     base = seq_len // docs_per_row
     doc_lens[:, :docs_per_row] = base
     doc_lens[:, docs_per_row - 1] += seq_len - base * docs_per_row
-    return Batch({"input_ids": input_ids, "doc_lens": doc_lens, "loss_mask": torch.ones_like(input_ids, dtype=torch.int8)})
+    return Batch(
+        {"input_ids": input_ids, "doc_lens": doc_lens, "loss_mask": torch.ones_like(input_ids, dtype=torch.int8)}
+    )
 
 
 def toy_tokenizer(directory: Path) -> str:
     """A 4,096-id toy BPE (what `phi4 tokenizer train` makes for the toy world), trained on random words."""
     generator = random.Random(0)
-    words = ["".join(generator.choice(string.ascii_lowercase) for _ in range(generator.randint(2, 9))) for _ in range(20000)]
+    words = [
+        "".join(generator.choice(string.ascii_lowercase) for _ in range(generator.randint(2, 9))) for _ in range(20000)
+    ]
     return str(write_tokenizer(train_bpe([" ".join(words)], VOCAB), directory / "toy.tiktoken").ranks_path)
 
 
 def phi4_step(args, tokenizer: str, docs_per_row: int, mixed_precision: str):
     overrides = [
-        f"tokenizer={tokenizer}", f"seq_len={args.seq_len}", f"global_batch={args.batch}", f"micro_batch={args.batch}",
-        f"compile={str(args.compile).lower()}", f"model_overrides.max_position_embeddings={args.seq_len}",
+        f"tokenizer={tokenizer}",
+        f"seq_len={args.seq_len}",
+        f"global_batch={args.batch}",
+        f"micro_batch={args.batch}",
+        f"compile={str(args.compile).lower()}",
+        f"model_overrides.max_position_embeddings={args.seq_len}",
         f"mixed_precision={mixed_precision}",
-    ]  # fmt: skip
+    ]
     config = load_config(DEMO_CONFIG, overrides)
     model, _ = build_model(config, ONE_PROCESS)
     optimizer = build_optimizer(model, config)
@@ -89,12 +97,22 @@ def peer_step(args, autocast: bool, weights: dict | None = None):
     logging.set_verbosity_error()  # its config warns about unused token ids
     shape = get_config("tiny", vocab_size=VOCAB)
     config = Phi3Config(
-        vocab_size=VOCAB, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads, max_position_embeddings=args.seq_len,
-        rope_theta=shape.rope_theta, rms_norm_eps=shape.rms_norm_eps, tie_word_embeddings=False,
-        attention_dropout=0.0, resid_pdrop=0.0, embd_pdrop=0.0, sliding_window=None, pad_token_id=None,
-    )  # fmt: skip
+        vocab_size=VOCAB,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        max_position_embeddings=args.seq_len,
+        rope_theta=shape.rope_theta,
+        rms_norm_eps=shape.rms_norm_eps,
+        tie_word_embeddings=False,
+        attention_dropout=0.0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        sliding_window=None,
+        pad_token_id=None,
+    )
     torch.manual_seed(0)
     model = Phi3ForCausalLM._from_config(config, attn_implementation="sdpa").train()
     if weights is not None:  # phi4 keeps the Hugging Face parameter names: the same weights load as they are
@@ -158,8 +176,10 @@ def main() -> None:
     if args.all:
         steps["transformers autocast"] = peer_step(args, autocast=True)
     rates = measure(steps, args)
-    print(f"shape: tiny (4 x 256), vocab {VOCAB}, batch {args.batch} x {args.seq_len} tokens, {args.threads} threads, "
-          f"median of {args.repeats} interleaved repeats of {args.steps} steps")
+    print(
+        f"shape: tiny (4 x 256), vocab {VOCAB}, batch {args.batch} x {args.seq_len} tokens, {args.threads} threads, "
+        f"median of {args.repeats} interleaved repeats of {args.steps} steps"
+    )
     print(f"same first-step loss from the same weights: phi4 {same[0]:.6f}, transformers {same[1]:.6f}")
     print(f"phi4 train_step, fp32               {rates['phi4 fp32']:9,.0f} tokens/s")
     print(f"transformers Phi3 plain loop, fp32  {rates['transformers']:9,.0f} tokens/s")

@@ -43,9 +43,9 @@ from phi4cli.stages.filter import filter_app  # noqa: E402
 from phi4cli.stages.midtrain import midtrain_command  # noqa: E402
 from phi4cli.stages.mix import mix_command  # noqa: E402
 from phi4cli.stages.pretrain import pretrain_command  # noqa: E402
+from phi4cli.stages.pts import pts_command  # noqa: E402
 from phi4cli.stages.rewrite import rewrite_command  # noqa: E402
 from phi4cli.stages.sft import sft_command  # noqa: E402
-from phi4cli.stages.pts import pts_command  # noqa: E402
 from phi4cli.tools.cat import cat_command  # noqa: E402
 from phi4cli.tools.convert import convert_command  # noqa: E402
 from phi4cli.tools.demo_data import demo_data_command  # noqa: E402

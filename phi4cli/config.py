@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 from phi4cli.errors import Phi4Error
 
 
-
 def _recipe_dir(name: str) -> Path:
     """stages/ (settings) or manifests/ (data mixtures): at the top of a source checkout, where users read
     and edit them; an installed package carries copies in phi4cli/recipe/ (setup.py puts them there)."""
@@ -120,7 +119,7 @@ def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
         at = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
         if not at:
             raise Phi4Error(f"{path}: bad TOML: {message}")
-        reason = (message[: at.start()] + message[at.end():]).strip()
+        reason = (message[: at.start()] + message[at.end() :]).strip()
         raise Phi4Error(f"{path}:{at.group(1)}: bad TOML: {reason} (column {at.group(2)})")
 
 

@@ -7,4 +7,3 @@ class Phi4Error(Exception):
     """A user-facing error. The message names the file/field and the problem, on one line."""
 
     exit_code = 2
-

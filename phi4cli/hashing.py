@@ -167,8 +167,9 @@ def minhash_parameters(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray
     return a, b
 
 
-def minhash(shingles: np.ndarray, doc_of_shingle: np.ndarray, n_docs: int, a: np.ndarray, b: np.ndarray,
-            chunk: int = 4096) -> np.ndarray:
+def minhash(
+    shingles: np.ndarray, doc_of_shingle: np.ndarray, n_docs: int, a: np.ndarray, b: np.ndarray, chunk: int = 4096
+) -> np.ndarray:
     """MinHash signatures (n_docs, num_perm) uint32 of the shingle sets of each document.
 
     Each hash function is Dietzfelbinger's multiply-add-shift, (a*x + b) mod 2**64 keeping the top 32

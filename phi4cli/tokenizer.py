@@ -163,7 +163,7 @@ class Tokenizer:
 
 
 def load_tokenizer(spec: str, bpe_file: str | None = None) -> Tokenizer:
-    """"phi4" (or "cl100k_base"), a `.tiktoken` file, or a directory holding a saved tokenizer."""
+    """ "phi4" (or "cl100k_base"), a `.tiktoken` file, or a directory holding a saved tokenizer."""
     return _load_tokenizer(str(spec), bpe_file)
 
 
@@ -333,7 +333,9 @@ def _renumber(ranks: dict[bytes, int]) -> dict[bytes, int]:
     return {token: rank for rank, (token, _) in enumerate(ordered)}
 
 
-def write_tokenizer(ranks: dict[bytes, int], path: str | Path, name: str = "toy", pattern: str = TOY_PATTERN) -> Tokenizer:
+def write_tokenizer(
+    ranks: dict[bytes, int], path: str | Path, name: str = "toy", pattern: str = TOY_PATTERN
+) -> Tokenizer:
     """Write a trained tokenizer (`path` + `path.json`) atomically and load it back."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

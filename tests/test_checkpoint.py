@@ -113,6 +113,7 @@ def test_disk_full_during_a_save_is_one_line(run, monkeypatch, where):
 
         monkeypatch.setattr(ckpt.dcp, "save", full)
     else:
+
         def full(*args, **kwargs):
             raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 704 vs 598")
 

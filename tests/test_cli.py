@@ -112,18 +112,38 @@ def test_bad_inputs_are_one_clear_line(capsys, tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos/holiday.jpg").write_text("not a run")
     cases = [
-        (["pretrain", "x", "-o", str(tmp_path / "run"), "--config", demo, "--set", "lr=nan"],
-         "config: lr must be a finite number, got nan"),
-        (["pretrain", "x", "-o", str(tmp_path / "run"), "--config", demo, "--set", "grad_clip=inf"],
-         "config: grad_clip must be a finite number, got inf"),
-        (["tokenizer", "train", "x", "-o", str(tmp_path / "toy.tiktoken")],
-         f"{tmp_path / 'toy.tiktoken'}: already exists (pass --overwrite to replace it)"),
-        (["tokenizer", "info", "phi4", "--bpe-file", "/nonexistent/cl100k.tiktoken"],
-         "/nonexistent/cl100k.tiktoken: no such file (--bpe-file)"),
-        (["pretrain", str(tmp_path / "x"), "-o", str(tmp_path / "photos"), "--config", demo],
-         f"{tmp_path / 'photos'}: not empty and not a phi4 run directory"),
-        (["filter", "train-classifier", empty_shard(tmp_path / "empty.arrow"), "--label", "meta.label", "-o",
-          str(tmp_path / "q.npz")], "training needs both classes (got 0 good and 0 not-good rows"),
+        (
+            ["pretrain", "x", "-o", str(tmp_path / "run"), "--config", demo, "--set", "lr=nan"],
+            "config: lr must be a finite number, got nan",
+        ),
+        (
+            ["pretrain", "x", "-o", str(tmp_path / "run"), "--config", demo, "--set", "grad_clip=inf"],
+            "config: grad_clip must be a finite number, got inf",
+        ),
+        (
+            ["tokenizer", "train", "x", "-o", str(tmp_path / "toy.tiktoken")],
+            f"{tmp_path / 'toy.tiktoken'}: already exists (pass --overwrite to replace it)",
+        ),
+        (
+            ["tokenizer", "info", "phi4", "--bpe-file", "/nonexistent/cl100k.tiktoken"],
+            "/nonexistent/cl100k.tiktoken: no such file (--bpe-file)",
+        ),
+        (
+            ["pretrain", str(tmp_path / "x"), "-o", str(tmp_path / "photos"), "--config", demo],
+            f"{tmp_path / 'photos'}: not empty and not a phi4 run directory",
+        ),
+        (
+            [
+                "filter",
+                "train-classifier",
+                empty_shard(tmp_path / "empty.arrow"),
+                "--label",
+                "meta.label",
+                "-o",
+                str(tmp_path / "q.npz"),
+            ],
+            "training needs both classes (got 0 good and 0 not-good rows",
+        ),
     ]
     for args, says in cases:
         status, out, err = run_main(capsys, *args)

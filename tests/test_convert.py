@@ -132,8 +132,15 @@ def test_convert_to_hf_writes_what_phi4_ships(phi4, tmp_path):
 def test_an_output_that_cannot_be_written_is_one_line(phi4, tmp_path):
     """--to-hf and --from-hf into a path under a regular file: one error line naming it, no traceback, nothing left."""
     tok = write_tokenizer(train_bpe(TEXTS[:4], vocab_size=360), tmp_path / "toy.tiktoken")
-    config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+    )
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
     save_checkpoint_model_only(model.eval(), tmp_path / "ckpt", tokenizer=tok)

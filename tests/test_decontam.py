@@ -108,9 +108,22 @@ def test_fields_are_auto_detected_for_common_formats(tmp_path):
     assert field_text({"value": "Paris", "aliases": ["paris"]}) == "Paris"  # TriviaQA answer
     assert field_text(3) == ""  # an MMLU answer index is not text
     mmlu = tmp_path / "mmlu.jsonl"
-    mmlu.write_text(json.dumps({"question": "Which gas do plants take in to make their food?", "choices": ["oxygen", "carbon dioxide"], "answer": 1}) + "\n")
+    mmlu.write_text(
+        json.dumps(
+            {
+                "question": "Which gas do plants take in to make their food?",
+                "choices": ["oxygen", "carbon dioxide"],
+                "answer": 1,
+            }
+        )
+        + "\n"
+    )
     benchmarks, texts = load_benchmarks([str(mmlu), str(HUMANEVAL), str(GSM8K)], [])
-    assert [b.fields for b in benchmarks] == [["question", "choices"], ["prompt", "canonical_solution"], ["question", "answer"]]
+    assert [b.fields for b in benchmarks] == [
+        ["question", "choices"],
+        ["prompt", "canonical_solution"],
+        ["question", "answer"],
+    ]
     assert benchmarks[1].items[0] == "HumanEval/0" and benchmarks[2].items[17] == "item 17"
     assert len(texts.text) == 2 + 2 * len(HE) + 2 * len(GSM)
 
@@ -150,7 +163,10 @@ def test_real_items_are_caught_verbatim_embedded_and_perturbed_while_clean_text_
     assert reasons["doc-1"].startswith("benchmark:gsm8k-test:item 40:answer:13-gram '")
     assert reasons["doc-6"].startswith("benchmark:humaneval:HumanEval/10:")
     assert reasons["doc-7"].startswith("benchmark:humaneval:HumanEval/7:canonical_solution:7-gram '")
-    assert reasons["doc-8"] == "benchmark:humaneval:HumanEval/16:canonical_solution:whole 5-word text 'return len set string lower'"
+    assert (
+        reasons["doc-8"]
+        == "benchmark:humaneval:HumanEval/16:canonical_solution:whole 5-word text 'return len set string lower'"
+    )
     assert len(result["kept"]) + len(result["rejected"]) == len(texts + clean)
 
 
@@ -202,7 +218,9 @@ def test_cut_mode_removes_the_span_and_keeps_the_rest(phi4, tmp_path):
     long_doc = f"{filler(rng, 30)}\n{GSM[55]['question']}\n{filler(rng, 30)}"
     short_doc = f"Quiz: {GSM[56]['question']}"
     scattered = "\n".join(f"{filler(rng, 8)}\n{GSM[60 + k]['question']}" for k in range(4)) + filler(rng, 8)
-    result = decontam(phi4, tmp_path, [long_doc, short_doc, scattered], "-b", GSM8K, "--mode", "cut", "--set", "cut_max_spans=3")
+    result = decontam(
+        phi4, tmp_path, [long_doc, short_doc, scattered], "-b", GSM8K, "--mode", "cut", "--set", "cut_max_spans=3"
+    )
     kept = result["kept"]["doc-0"]
     assert GSM[55]["question"][:40] not in kept["text"] and len(kept["text"]) > 0.6 * len(long_doc)
     cuts = json.loads(kept["decontam_cuts"])
@@ -215,10 +233,18 @@ def test_cut_mode_removes_the_span_and_keeps_the_rest(phi4, tmp_path):
 
 def test_report_per_benchmark(phi4, tmp_path):
     rng = random.Random(4)
-    texts = [f"{filler(rng, 3)} {GSM[i]['question']}" for i in (7, 8, 8)] + [HE["HumanEval/3"]["prompt"], filler(rng, 5)]
+    texts = [f"{filler(rng, 3)} {GSM[i]['question']}" for i in (7, 8, 8)] + [
+        HE["HumanEval/3"]["prompt"],
+        filler(rng, 5),
+    ]
     report = decontam(phi4, tmp_path, texts, "-b", f"gsm8k={GSM8K}", "-b", HUMANEVAL)["report"]
     gsm, he = report["benchmarks"]["gsm8k"], report["benchmarks"]["humaneval"]
-    assert (gsm["items"], gsm["items_matched"], gsm["matched_items"], gsm["documents_affected"]) == (len(GSM), 2, ["item 7", "item 8"], 3)
+    assert (gsm["items"], gsm["items_matched"], gsm["matched_items"], gsm["documents_affected"]) == (
+        len(GSM),
+        2,
+        ["item 7", "item 8"],
+        3,
+    )
     assert gsm["texts_by_rule"]["13-grams"] > 2600 and gsm["fields"] == ["question", "answer"]
     assert {e["document"] for e in gsm["examples"]} == {"doc-0", "doc-1", "doc-2"}
     assert all(len(e["ngram"].split()) == e["n"] == 13 for e in gsm["examples"])
@@ -235,7 +261,9 @@ def test_benchmark_file_formats(phi4, tmp_path):
         writer.writerows(GSM[110:120])
     (tmp_path / "gsm-c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GSM[120:130]))
     write_docs(tmp_path / "gsm-d", [r["question"] for r in GSM[130:140]])
-    texts = [f"Exercise. {GSM[i]['question']} Good luck." for i in (101, 111, 121, 131)] + [HE["HumanEval/20"]["prompt"]]
+    texts = [f"Exercise. {GSM[i]['question']} Good luck." for i in (101, 111, 121, 131)] + [
+        HE["HumanEval/20"]["prompt"]
+    ]
     names = ["gsm-a.parquet", "gsm-b.csv", "gsm-c.jsonl", "gsm-d"]
     args = [a for name in names for a in ("-b", tmp_path / name)] + ["-b", HUMANEVAL]
     result = decontam(phi4, tmp_path, texts, *args)
@@ -257,7 +285,18 @@ def test_workers_and_shards_give_the_same_rows(phi4, tmp_path):
     phi4("decontam", tmp_path / "corpus", "-b", GSM8K, "-o", tmp_path / "one", "--rejected", tmp_path / "one-rej")
     phi4("decontam", tmp_path / "corpus", "-b", GSM8K, "-o", tmp_path / "two", "--workers", "2")
     for task in ("0", "1"):
-        phi4("decontam", tmp_path / "corpus", "-b", GSM8K, "-o", tmp_path / "split", "--shard-index", task, "--num-shards", "2")
+        phi4(
+            "decontam",
+            tmp_path / "corpus",
+            "-b",
+            GSM8K,
+            "-o",
+            tmp_path / "split",
+            "--shard-index",
+            task,
+            "--num-shards",
+            "2",
+        )
     one = read_table([str(tmp_path / "one")]).column("id").to_pylist()
     assert len(json.loads((tmp_path / "one" / "_manifest.json").read_text())["shards"]) > 2
     assert one == read_table([str(tmp_path / "two")]).column("id").to_pylist()
@@ -266,7 +305,10 @@ def test_workers_and_shards_give_the_same_rows(phi4, tmp_path):
 
 
 def test_ingested_jsonl_end_to_end(phi4, tmp_path):
-    rows = [{"id": f"page-{i}", "text": f"Forum post {i}. {GSM[i]['question'] if i < 3 else SENTENCES[i % 8]}"} for i in range(8)]
+    rows = [
+        {"id": f"page-{i}", "text": f"Forum post {i}. {GSM[i]['question'] if i < 3 else SENTENCES[i % 8]}"}
+        for i in range(8)
+    ]
     (tmp_path / "pages.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     phi4("ingest", tmp_path / "pages.jsonl", "-o", tmp_path / "pages")
     phi4("decontam", tmp_path / "pages", "-b", GSM8K, "-o", tmp_path / "clean", "--rejected", tmp_path / "dropped")
@@ -320,18 +362,30 @@ def test_resumed_run_reports_every_shard(phi4, tmp_path):
 
 
 def test_huge_document_is_rejected_unread(phi4, tmp_path):
-    result = decontam(phi4, tmp_path, ["x " * 600, GSM[3]["question"]], "-b", GSM8K, "--set", "max_doc_bytes=1000",
-                      "--set", "whitelist_docs=0")
+    result = decontam(
+        phi4,
+        tmp_path,
+        ["x " * 600, GSM[3]["question"]],
+        "-b",
+        GSM8K,
+        "--set",
+        "max_doc_bytes=1000",
+        "--set",
+        "whitelist_docs=0",
+    )
     assert result["rejected"]["doc-0"] == "too_long(1200>1000 bytes)"
     assert "doc-1" in result["rejected"] and not result["kept"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--workers", "0"], "--workers: must be at least 1, not 0"),
-    (["--workers", "-3"], "--workers: must be at least 1, not -3"),
-    (["--num-shards", "0"], "--num-shards: must be at least 1, not 0"),
-    (["--shard-index", "2", "--num-shards", "2"], "--shard-index 2: outside 0..1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--workers", "0"], "--workers: must be at least 1, not 0"),
+        (["--workers", "-3"], "--workers: must be at least 1, not -3"),
+        (["--num-shards", "0"], "--num-shards: must be at least 1, not 0"),
+        (["--shard-index", "2", "--num-shards", "2"], "--shard-index 2: outside 0..1"),
+    ],
+)
 def test_bad_task_flags_are_one_line(phi4, tmp_path, args, message):
     write_docs(tmp_path / "corpus", ["some text"])
     result = phi4("decontam", "corpus", "-b", GSM8K, "-o", "out", *args, check=False)

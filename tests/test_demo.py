@@ -56,7 +56,7 @@ def words(text: str) -> list[str]:
 
 def ngrams(text: str, n: int = 13) -> set[tuple[str, ...]]:
     w = words(text)
-    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+    return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
 
 
 # ------------------------------------------------------------------------------------ determinism
@@ -81,8 +81,12 @@ def test_different_seed_changes_every_source(world, tmp_path):
 
 
 def test_every_source_is_a_complete_dataset_with_its_schema(world):
-    expected = {**{s: DOCUMENTS_SCHEMA for s in DOCUMENT_SOURCES}, "benchmarks": PROBLEMS_SCHEMA, "chat": CHAT_SCHEMA,
-                "practice": PROBLEMS_SCHEMA}
+    expected = {
+        **{s: DOCUMENTS_SCHEMA for s in DOCUMENT_SOURCES},
+        "benchmarks": PROBLEMS_SCHEMA,
+        "chat": CHAT_SCHEMA,
+        "practice": PROBLEMS_SCHEMA,
+    }
     for source, schema in expected.items():
         table = read_table([str(world / source)])
         assert table.schema.equals(schema), source
@@ -120,6 +124,7 @@ def test_kv_recall_items_fit_the_toy_contexts(world, tmp_path):
     """With a toy BPE trained on the world itself: every item and its answer fit the midtrained context
     (stages/demo/midtrain.toml), and some items fit the pretrained one, so `phi4 eval --tasks toy` runs on both."""
     from conftest import REPO
+
     from phi4cli.config import read_toml
     from phi4cli.tokenizer import train_bpe, write_tokenizer
 
@@ -148,12 +153,23 @@ def test_pyfunc_tests_pass_for_the_canonical_body_and_catch_a_wrong_one(world):
 def test_web_has_every_label_and_kind(world):
     metas = [meta(r) for r in rows(world, "web")]
     labels = Counter(m["label"] for m in metas)
-    assert set(labels) == {"good", "spam", "boilerplate", "repeated_lines", "near_duplicate", "non_english",
-                           "contaminated"}
+    assert set(labels) == {
+        "good",
+        "spam",
+        "boilerplate",
+        "repeated_lines",
+        "near_duplicate",
+        "non_english",
+        "contaminated",
+    }
     junk = sum(n for label, n in labels.items() if label not in ("good", "contaminated"))
     assert 0.25 < junk / len(metas) < 0.45
     assert {m["perturbation"] for m in metas if m["label"] == "contaminated"} == {
-        "none", "lowercase", "punctuation", "whitespace"}
+        "none",
+        "lowercase",
+        "punctuation",
+        "whitespace",
+    }
     assert len({m["lang"] for m in metas if m["label"] == "non_english"}) >= 2
     assert all(m["lang"] == "en" for m in metas if m["label"] != "non_english")
 
@@ -172,8 +188,11 @@ def test_junk_is_what_its_label_says(world):
             a, b = ngrams(text, 5), ngrams(original["text"], 5)
             assert 0.7 < len(a & b) / len(a | b) < 1.0
         elif m["label"] == "spam":
-            assert "http://" in text or sum(c.isupper() for c in text) > 0.3 * sum(c.isalpha() for c in text) or \
-                Counter(words(text)).most_common(1)[0][1] >= 10
+            assert (
+                "http://" in text
+                or sum(c.isupper() for c in text) > 0.3 * sum(c.isalpha() for c in text)
+                or Counter(words(text)).most_common(1)[0][1] >= 10
+            )
         elif m["label"] == "non_english":
             assert not {"the", "and", "is"} & set(words(text))
 
@@ -263,7 +282,7 @@ def test_synthetic_and_chat_solutions_add_up(world):
     checked = 0
     for text in solved:
         for match in CHAIN.finditer(text):
-            if text[max(0, match.start() - 2):match.start()] in ("+ ", "- ", "* ", "/ "):
+            if text[max(0, match.start() - 2) : match.start()] in ("+ ", "- ", "* ", "/ "):
                 continue  # the tail of an equation with x in it ("x + 10 = 45 / 5 = 9")
             values = {eval(part.replace("$", "")) for part in match[0].split(" = ")}  # noqa: S307 - digits, operators
             assert len(values) == 1, match[0]
@@ -302,18 +321,22 @@ def test_cli_writes_quietly_and_refuses_to_overwrite(phi4, tmp_path):
     again = phi4("demo-data", "-o", out, "--scale", "0.02", "--seed", "3", check=False)
     assert again.returncode == 2
     assert again.stderr.decode().strip().splitlines() == [
-        f"phi4: error: {out / 'web'}: is already a complete dataset (pass --overwrite to replace it)"]
+        f"phi4: error: {out / 'web'}: is already a complete dataset (pass --overwrite to replace it)"
+    ]
     assert shard_bytes(out) == before
     phi4("demo-data", "-o", out, "--scale", "0.02", "--seed", "3", "--overwrite")
     assert shard_bytes(out) != before
     assert (out / "toy.tiktoken").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--scale", "-1"], "--scale: must be a positive number (got -1.0)"),
-    (["--scale", "0"], "--scale: must be a positive number (got 0.0)"),
-    (["--scale", "nan"], "--scale: must be a positive number (got nan)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scale", "-1"], "--scale: must be a positive number (got -1.0)"),
+        (["--scale", "0"], "--scale: must be a positive number (got 0.0)"),
+        (["--scale", "nan"], "--scale: must be a positive number (got nan)"),
+    ],
+)
 def test_cli_bad_scale_is_one_line_and_writes_nothing(phi4, tmp_path, args, message):
     result = phi4("demo-data", "-o", tmp_path / "demo", *args, check=False)
     assert result.returncode == 2

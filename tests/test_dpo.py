@@ -63,10 +63,18 @@ def toy_pairs(tokenizer, n: int, seed: int = 0) -> list[dict]:
 
 def settings(world: dict, **overrides) -> list[str]:
     values = {
-        "init_from": world["base"], "seq_len": SEQ_LEN, "global_batch": GLOBAL_BATCH, "micro_batch": 2,
-        "max_steps": STEPS, "warmup_steps": 1, "lr": 3e-3, "log_every": 1, "checkpoint_every": 4,
-        "mixed_precision": "none", **overrides,
-    }  # fmt: skip
+        "init_from": world["base"],
+        "seq_len": SEQ_LEN,
+        "global_batch": GLOBAL_BATCH,
+        "micro_batch": 2,
+        "max_steps": STEPS,
+        "warmup_steps": 1,
+        "lr": 3e-3,
+        "log_every": 1,
+        "checkpoint_every": 4,
+        "mixed_precision": "none",
+        **overrides,
+    }
     args = ["--config", str(DEMO)]
     for key, value in values.items():
         args += ["--set", f"{key}={value}"]
@@ -109,11 +117,23 @@ def trl_stand_in(model, beta: float):
         device=torch.device("cpu"), gather=lambda t: t, gather_for_metrics=lambda t: t, autocast=contextlib.nullcontext
     )
     return types.SimpleNamespace(
-        accelerator=accelerator, model=model, ref_model=None, args=types.SimpleNamespace(gradient_checkpointing_kwargs=None),
-        ld_alpha=None, aux_loss_enabled=False, precompute_ref_logps=True, f_divergence_type="reverse_kl",
-        loss_types=["sigmoid"], loss_weights=[1.0], beta=beta, label_smoothing=0.0, use_weighting=False,
-        _metrics={"train": collections.defaultdict(list)}, _total_train_tokens=0, _tp_size=1,
-    )  # fmt: skip
+        accelerator=accelerator,
+        model=model,
+        ref_model=None,
+        args=types.SimpleNamespace(gradient_checkpointing_kwargs=None),
+        ld_alpha=None,
+        aux_loss_enabled=False,
+        precompute_ref_logps=True,
+        f_divergence_type="reverse_kl",
+        loss_types=["sigmoid"],
+        loss_weights=[1.0],
+        beta=beta,
+        label_smoothing=0.0,
+        use_weighting=False,
+        _metrics={"train": collections.defaultdict(list)},
+        _total_train_tokens=0,
+        _tp_size=1,
+    )
 
 
 @pytest.mark.parametrize("kind", ["single-token", "full-response"])

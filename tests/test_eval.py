@@ -7,12 +7,11 @@ import itertools
 import json
 import math
 import os
-import shutil
 
 import pytest
 import torch
-
 from conftest import BENCHMARKS, REPO
+
 from phi4cli.evaluate import answers
 from phi4cli.evaluate.config import load_eval_config
 from phi4cli.evaluate.metrics import mean_and_stderr, pass_at_k
@@ -24,16 +23,27 @@ torch.set_num_threads(1)
 
 GSM8K = BENCHMARKS / "gsm8k-test.jsonl"
 HUMANEVAL = BENCHMARKS / "humaneval.jsonl.gz"
-TEXTS = ["the cat sat on the mat. ", "def f(x):\n    return x + 1\n", "Question: what is 2 + 3?\nAnswer: 5\n\n",
-         "A. red\nB. blue\nC. green\nD. cat\n"] * 30  # fmt: skip
+TEXTS = [
+    "the cat sat on the mat. ",
+    "def f(x):\n    return x + 1\n",
+    "Question: what is 2 + 3?\nAnswer: 5\n\n",
+    "A. red\nB. blue\nC. green\nD. cat\n",
+] * 30
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("model")
     tok = write_tokenizer(train_bpe(TEXTS, vocab_size=400), root / "toy.tiktoken")
-    config = ModelConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    )
     model = Phi4ForCausalLM(config)
     model.init_weights(0)
     save_checkpoint_model_only(model.eval(), root / "ckpt", tokenizer=tok)
@@ -56,8 +66,12 @@ def write_jsonl(path, rows):
 
 def test_gsm8k_reference_answers_score_100_percent(phi4, tmp_path):
     items = read_jsonl(GSM8K)
-    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": f"gsm8k/{i}", "completion": r["answer"]} for i, r in enumerate(items)])
-    result = phi4("eval", "--tasks", "gsm8k", "--data", f"gsm8k={GSM8K}", "--samples", samples, "-o", tmp_path / "r.json")
+    samples = write_jsonl(
+        tmp_path / "s.jsonl", [{"task_id": f"gsm8k/{i}", "completion": r["answer"]} for i, r in enumerate(items)]
+    )
+    result = phi4(
+        "eval", "--tasks", "gsm8k", "--data", f"gsm8k={GSM8K}", "--samples", samples, "-o", tmp_path / "r.json"
+    )
     entry = json.loads((tmp_path / "r.json").read_text())["tasks"]["gsm8k"]
     assert (entry["metric"], entry["value"], entry["n"]) == ("exact_match", 1.0, len(items)) and len(items) == 1319
     assert "| gsm8k | exact_match | 1.0000 | 1319 |" in result.stdout.decode()
@@ -71,12 +85,29 @@ def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail(phi4, tmp_path):
     rows = [{"task_id": r["task_id"], "completion": r["canonical_solution"]} for r in items]
     rows += [{"task_id": r["task_id"], "completion": "    return None\n"} for r in items[:20]]
     samples = write_jsonl(tmp_path / "s.jsonl", rows)
-    phi4("eval", "--tasks", "humaneval", "--data", f"humaneval={HUMANEVAL}", "--samples", samples, "--k", "1,2",
-         "--log-samples", tmp_path / "log.jsonl", "-o", tmp_path / "r.json", "--timeout", "10")  # fmt: skip
+    phi4(
+        "eval",
+        "--tasks",
+        "humaneval",
+        "--data",
+        f"humaneval={HUMANEVAL}",
+        "--samples",
+        samples,
+        "--k",
+        "1,2",
+        "--log-samples",
+        tmp_path / "log.jsonl",
+        "-o",
+        tmp_path / "r.json",
+        "--timeout",
+        "10",
+    )
     entry = json.loads((tmp_path / "r.json").read_text())["tasks"]["humaneval"]
     assert entry["n"] == 164
     logs = {r["id"]: r for r in read_jsonl(tmp_path / "log.jsonl")}
-    assert all(logs[r["task_id"]]["results"][0] == "passed" for r in items), [r["results"] for r in logs.values() if r["results"][0] != "passed"][:3]
+    assert all(logs[r["task_id"]]["results"][0] == "passed" for r in items), [
+        r["results"] for r in logs.values() if r["results"][0] != "passed"
+    ][:3]
     wrong = [logs[r["task_id"]] for r in items[:20]]
     assert all(w["n"] == 2 and w["passed"] == 1 and w["results"][1].startswith("failed") for w in wrong)
     # 20 problems with 1 of 2 right: pass@1 = 0.5 there, 1 elsewhere
@@ -100,7 +131,10 @@ HOSTILE = {
 
 def test_sandbox_survives_hostile_programs(tmp_path):
     target = str(tmp_path / "escaped.txt")
-    sources = [s.format(path=target) for s in HOSTILE.values()] + ["assert sum(range(4)) == 6\n", "open('mine.txt', 'w').write('ok')\n"]
+    sources = [s.format(path=target) for s in HOSTILE.values()] + [
+        "assert sum(range(4)) == 6\n",
+        "open('mine.txt', 'w').write('ok')\n",
+    ]
     results = run_programs(sources, Limits(timeout=2.0, memory_mb=300), workers=4)
     reasons = dict(zip([*HOSTILE, "fine", "own dir"], results))
     for name in HOSTILE:
@@ -137,7 +171,9 @@ def test_answer_extraction():
     assert answers.math_equal(r"\frac12", "0.5") and answers.math_equal(r"\dfrac{2}{4}", r"\frac{1}{2}")
     assert answers.math_equal(r"\left( 3, \frac{\pi}{2} \right)", r"(3,\frac{\pi}{2})")
     assert answers.math_equal(r"10\%", "10") and not answers.math_equal("3", "4")
-    assert answers.exact_match("The Beatles.", ["beatles", "Fab Four"]) and not answers.exact_match("Stones", ["beatles"])
+    assert answers.exact_match("The Beatles.", ["beatles", "Fab Four"]) and not answers.exact_match(
+        "Stones", ["beatles"]
+    )
     assert answers.substring_match("the value is 'abc-12'", ["abc-12"])
 
 
@@ -145,14 +181,34 @@ def test_answer_extraction():
 
 
 def mc_file(tmp_path):
-    rows = [{"question": f"Which one is a colour ({i})?", "choices": ["red", "cat", "mat", "dog"], "answer": i % 4,
-             "subject": "colours"} for i in range(6)]  # fmt: skip
+    rows = [
+        {
+            "question": f"Which one is a colour ({i})?",
+            "choices": ["red", "cat", "mat", "dog"],
+            "answer": i % 4,
+            "subject": "colours",
+        }
+        for i in range(6)
+    ]
     return write_jsonl(tmp_path / "mmlu.jsonl", rows)
 
 
 def test_multiple_choice_picks_the_most_likely_choice(phi4, tmp_path, checkpoint):
-    phi4("eval", "--model", checkpoint, "--tasks", "mmlu,arc", "--data", f"mmlu={mc_file(tmp_path)}",
-         "--data", f"arc={mc_file(tmp_path)}", "--log-samples", tmp_path / "log.jsonl", "-o", tmp_path / "r.json")  # fmt: skip
+    phi4(
+        "eval",
+        "--model",
+        checkpoint,
+        "--tasks",
+        "mmlu,arc",
+        "--data",
+        f"mmlu={mc_file(tmp_path)}",
+        "--data",
+        f"arc={mc_file(tmp_path)}",
+        "--log-samples",
+        tmp_path / "log.jsonl",
+        "-o",
+        tmp_path / "r.json",
+    )
     results = json.loads((tmp_path / "r.json").read_text())["tasks"]
     assert set(results["mmlu"]["metrics"]) == {"acc"} and set(results["arc"]["metrics"]) == {"acc", "acc_norm"}
     assert results["mmlu"]["settings"]["shots"].startswith("5-shot")
@@ -167,9 +223,33 @@ def test_multiple_choice_picks_the_most_likely_choice(phi4, tmp_path, checkpoint
 
 
 def test_generation_tasks_and_kv_recall_run_on_a_checkpoint(phi4, tmp_path, checkpoint):
-    result = phi4("eval", "--model", checkpoint, "--tasks", "gsm8k,kv-recall,humaneval", "--data", f"gsm8k={GSM8K}",
-                  "--data", f"humaneval={HUMANEVAL}", "--limit", "2", "--max-new-tokens", "8", "--lengths", "200,400",
-                  "--num-samples", "2", "--k", "1,2", "--seed", "3", "--num-shots", "gsm8k=1", "-o", tmp_path / "r.json")  # fmt: skip
+    result = phi4(
+        "eval",
+        "--model",
+        checkpoint,
+        "--tasks",
+        "gsm8k,kv-recall,humaneval",
+        "--data",
+        f"gsm8k={GSM8K}",
+        "--data",
+        f"humaneval={HUMANEVAL}",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--lengths",
+        "200,400",
+        "--num-samples",
+        "2",
+        "--k",
+        "1,2",
+        "--seed",
+        "3",
+        "--num-shots",
+        "gsm8k=1",
+        "-o",
+        tmp_path / "r.json",
+    )
     tasks = json.loads((tmp_path / "r.json").read_text())["tasks"]
     assert set(tasks) == {"gsm8k", "kv-recall@200", "kv-recall@400", "humaneval"}
     assert tasks["kv-recall@400"]["metric"] == "subem" and tasks["kv-recall@400"]["n"] == 2
@@ -183,8 +263,21 @@ def test_generation_tasks_and_kv_recall_run_on_a_checkpoint(phi4, tmp_path, chec
 def test_toy_world_families(phi4, tmp_path, checkpoint):
     demo = tmp_path / "demo"
     phi4("demo-data", "-o", demo, "--scale", "0.02")
-    phi4("eval", "--model", checkpoint, "--tasks", "toy", "--data", f"toy={demo / 'benchmarks'}", "--limit", "2",
-         "--max-new-tokens", "8", "-o", tmp_path / "r.json")  # fmt: skip
+    phi4(
+        "eval",
+        "--model",
+        checkpoint,
+        "--tasks",
+        "toy",
+        "--data",
+        f"toy={demo / 'benchmarks'}",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "-o",
+        tmp_path / "r.json",
+    )
     tasks = json.loads((tmp_path / "r.json").read_text())["tasks"]
     assert {"toy/arith", "toy/facts_mc", "toy/kv_recall", "toy/pyfunc"} <= set(tasks)
     assert tasks["toy/facts_mc"]["metric"] == "acc" and tasks["toy/pyfunc"]["metric"] == "pass@1"
@@ -193,7 +286,9 @@ def test_toy_world_families(phi4, tmp_path, checkpoint):
 def test_a_toy_family_that_cannot_run_keeps_its_siblings(phi4, tmp_path, checkpoint):
     """Every kv_recall item is longer than the 1,024-token model: that family fails, arith keeps its result."""
     long_store = json.dumps({f"key-{i}": f"value-{i}" for i in range(600)})
-    rows = [{"id": f"a{i}", "task": "arith", "prompt": f"What is {i} + 1?", "answer": f"#### {i + 1}"} for i in range(2)]
+    rows = [
+        {"id": f"a{i}", "task": "arith", "prompt": f"What is {i} + 1?", "answer": f"#### {i + 1}"} for i in range(2)
+    ]
     kv_prompt = f"JSON data:\n{long_store}\nKey: key-3\nValue:"
     rows.append({"id": "kv-0", "task": "kv_recall", "prompt": kv_prompt, "answer": "value-3"})
     data = write_jsonl(tmp_path / "toy.jsonl", rows)
@@ -221,7 +316,10 @@ def test_bad_input_one_line_errors(phi4, tmp_path, checkpoint):
         (["--tasks", "gsm8k", "--data", f"gsm8k={bad}"], "bad.jsonl:2: invalid JSON"),
         (["--tasks", "gsm8k", "--data", f"gsm8k={nofield}"], "nofield.jsonl:2: missing field 'answer'"),
         (["--model", tmp_path, "--tasks", "gsm8k", "--data", f"gsm8k={GSM8K}"], "not a model"),
-        (["--model", "http://127.0.0.1:9", "--retries", "1", "--tasks", "gsm8k", "--data", f"gsm8k={GSM8K}"], "unreachable after 2 attempts"),
+        (
+            ["--model", "http://127.0.0.1:9", "--retries", "1", "--tasks", "gsm8k", "--data", f"gsm8k={GSM8K}"],
+            "unreachable after 2 attempts",
+        ),
     ]
     for args, message in cases:
         full = ["eval", *args] if "--model" in args else ["eval", "--model", checkpoint, *args]
@@ -235,8 +333,23 @@ def test_a_prompt_longer_than_the_context_fails_that_sample_only(phi4, tmp_path,
     items = read_jsonl(GSM8K)[:3]
     items[1] = {**items[1], "question": "the cat sat on the mat. " * 400}  # far beyond the 1024-token context
     data = write_jsonl(tmp_path / "g.jsonl", items)
-    result = phi4("eval", "--model", checkpoint, "--tasks", "gsm8k", "--data", f"gsm8k={data}", "--num-shots", "gsm8k=0",
-                  "--max-new-tokens", "4", "--log-samples", tmp_path / "log.jsonl", "-o", tmp_path / "r.json")  # fmt: skip
+    result = phi4(
+        "eval",
+        "--model",
+        checkpoint,
+        "--tasks",
+        "gsm8k",
+        "--data",
+        f"gsm8k={data}",
+        "--num-shots",
+        "gsm8k=0",
+        "--max-new-tokens",
+        "4",
+        "--log-samples",
+        tmp_path / "log.jsonl",
+        "-o",
+        tmp_path / "r.json",
+    )
     logs = read_jsonl(tmp_path / "log.jsonl")
     assert "error" in logs[1] and "tokens is longer than the model's context of 1,024 tokens" in logs[1]["error"]
     assert logs[1]["metrics"] == {}  # not scored as a wrong answer
@@ -326,9 +439,26 @@ def test_a_failed_task_keeps_the_others_results(phi4, tmp_path, checkpoint):
     """Results are written as each task finishes; kv-recall at 4,096 tokens cannot fit the 1,024-token model."""
     data = write_jsonl(tmp_path / "g.jsonl", read_jsonl(GSM8K)[:2])
     out = tmp_path / "r.json"
-    result = phi4("eval", "--model", checkpoint, "--tasks", "kv-recall,gsm8k", "--lengths", "4096", "--limit", "2",
-                  "--data", f"gsm8k={data}", "--num-shots", "gsm8k=0", "--max-new-tokens", "4", "-o", out,
-                  check=False)  # fmt: skip
+    result = phi4(
+        "eval",
+        "--model",
+        checkpoint,
+        "--tasks",
+        "kv-recall,gsm8k",
+        "--lengths",
+        "4096",
+        "--limit",
+        "2",
+        "--data",
+        f"gsm8k={data}",
+        "--num-shots",
+        "gsm8k=0",
+        "--max-new-tokens",
+        "4",
+        "-o",
+        out,
+        check=False,
+    )
     err = result.stderr.decode().strip().splitlines()
     assert result.returncode == 2, err
     assert err[-1].startswith("phi4: error: 1 of 2 tasks failed (kv-recall: every sample failed")
@@ -340,21 +470,50 @@ def test_a_failed_task_keeps_the_others_results(phi4, tmp_path, checkpoint):
 
 
 def test_math_triviaqa_mbpp_formats_score_given_completions(phi4, tmp_path):
-    math_rows = [{"problem": "What is 1/2 + 1/4?", "solution": r"It is $\boxed{\frac{3}{4}}$."},
-                 {"problem": "2+2?", "solution": r"$\boxed{4}$"}]  # fmt: skip
-    trivia = [{"question": "Who sang Help?", "answer": {"value": "The Beatles", "aliases": ["Beatles", "Fab Four"]}},
-              {"question": "Capital of France?", "answer": ["Paris"]}]  # fmt: skip
-    mbpp = [{"task_id": 7, "text": "Add one.", "code": "def add_one(x):\n    return x + 1", "test_list": ["assert add_one(1) == 2"]},
-            {"task_id": 8, "text": "Double.", "code": "def double(x):\n    return 2 * x", "test_list": ["assert double(2) == 4"]}]  # fmt: skip
-    samples = [{"task_id": "math/0", "completion": r"So the answer is $\boxed{0.75}$."},
-               {"task_id": "math/1", "completion": "The final answer is $5$."},
-               {"task_id": "triviaqa/0", "completion": " the Beatles"}, {"task_id": "triviaqa/1", "completion": " Lyon"},
-               {"task_id": "7", "completion": "def add_one(x):\n    return x + 1\n"},
-               {"task_id": "8", "completion": "def double(x):\n    return x + x + 1\n"}]  # fmt: skip
+    math_rows = [
+        {"problem": "What is 1/2 + 1/4?", "solution": r"It is $\boxed{\frac{3}{4}}$."},
+        {"problem": "2+2?", "solution": r"$\boxed{4}$"},
+    ]
+    trivia = [
+        {"question": "Who sang Help?", "answer": {"value": "The Beatles", "aliases": ["Beatles", "Fab Four"]}},
+        {"question": "Capital of France?", "answer": ["Paris"]},
+    ]
+    mbpp = [
+        {
+            "task_id": 7,
+            "text": "Add one.",
+            "code": "def add_one(x):\n    return x + 1",
+            "test_list": ["assert add_one(1) == 2"],
+        },
+        {
+            "task_id": 8,
+            "text": "Double.",
+            "code": "def double(x):\n    return 2 * x",
+            "test_list": ["assert double(2) == 4"],
+        },
+    ]
+    samples = [
+        {"task_id": "math/0", "completion": r"So the answer is $\boxed{0.75}$."},
+        {"task_id": "math/1", "completion": "The final answer is $5$."},
+        {"task_id": "triviaqa/0", "completion": " the Beatles"},
+        {"task_id": "triviaqa/1", "completion": " Lyon"},
+        {"task_id": "7", "completion": "def add_one(x):\n    return x + 1\n"},
+        {"task_id": "8", "completion": "def double(x):\n    return x + x + 1\n"},
+    ]
     data = {"math": math_rows, "triviaqa": trivia, "mbpp": mbpp}
-    args = [a for name, rows in data.items() for a in ("--data", f"{name}={write_jsonl(tmp_path / f'{name}.jsonl', rows)}")]
-    phi4("eval", "--tasks", "math,triviaqa,mbpp", *args, "--samples", write_jsonl(tmp_path / "s.jsonl", samples),
-         "-o", tmp_path / "r.json")  # fmt: skip
+    args = [
+        a for name, rows in data.items() for a in ("--data", f"{name}={write_jsonl(tmp_path / f'{name}.jsonl', rows)}")
+    ]
+    phi4(
+        "eval",
+        "--tasks",
+        "math,triviaqa,mbpp",
+        *args,
+        "--samples",
+        write_jsonl(tmp_path / "s.jsonl", samples),
+        "-o",
+        tmp_path / "r.json",
+    )
     tasks = json.loads((tmp_path / "r.json").read_text())["tasks"]
     assert tasks["math"]["value"] == 0.5 and tasks["triviaqa"]["value"] == 0.5 and tasks["mbpp"]["value"] == 0.5
 
@@ -373,11 +532,16 @@ def test_eval_toml_holds_the_papers_protocol():
 
 def test_set_and_flags_override_the_settings(phi4, tmp_path):
     items = read_jsonl(GSM8K)[:3]
-    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": f"gsm8k/{i}", "completion": r["answer"]} for i, r in enumerate(items)])
+    samples = write_jsonl(
+        tmp_path / "s.jsonl", [{"task_id": f"gsm8k/{i}", "completion": r["answer"]} for i, r in enumerate(items)]
+    )
     base = ["eval", "--tasks", "gsm8k", "--data", f"gsm8k={GSM8K}", "--samples", samples, "--limit", "3"]
     phi4(*base, "--set", "shots.gsm8k=2", "--set", "max_new_tokens.gsm8k=64", "-o", tmp_path / "a.json")
     a = json.loads((tmp_path / "a.json").read_text())
-    assert a["tasks"]["gsm8k"]["settings"]["shots"].startswith("2-shot") and a["tasks"]["gsm8k"]["settings"]["max_new_tokens"] == 64
+    assert (
+        a["tasks"]["gsm8k"]["settings"]["shots"].startswith("2-shot")
+        and a["tasks"]["gsm8k"]["settings"]["max_new_tokens"] == 64
+    )
     assert a["config"]["shots"]["gsm8k"] == 2 and a["config"]["shots"]["mmlu"] == 5
     # a config file of one's own, --set on top of it, and a flag on top of both
     own = tmp_path / "mine.toml"
@@ -400,8 +564,19 @@ def test_bad_settings_are_one_line_errors(phi4, tmp_path):
         (["--config", tmp_path / "missing.toml"], "missing.toml: no such config file"),
     ]
     for args, message in cases:
-        result = phi4("eval", "--tasks", "gsm8k", "--data", f"gsm8k={GSM8K}", "--samples", GSM8K, *args, "-o", tmp_path / "out.json",
-                      check=False)  # fmt: skip
+        result = phi4(
+            "eval",
+            "--tasks",
+            "gsm8k",
+            "--data",
+            f"gsm8k={GSM8K}",
+            "--samples",
+            GSM8K,
+            *args,
+            "-o",
+            tmp_path / "out.json",
+            check=False,
+        )
         err = result.stderr.decode().strip().splitlines()
         assert result.returncode == 2 and len(err) == 1 and message in err[0], (args, err)
         assert not (tmp_path / "out.json").exists()

@@ -64,7 +64,10 @@ def fires(name: str, text: str, settings: dict | None = None) -> bool:
 
 def words(n: int, seed: int = 0) -> str:
     rng = random.Random(seed)
-    vocab = [f"{rng.choice('bcdfglmnprst')}{rng.choice('aeiou')}{rng.choice('nrstl')}{rng.choice('aeiou')}" for _ in range(3000)]
+    vocab = [
+        f"{rng.choice('bcdfglmnprst')}{rng.choice('aeiou')}{rng.choice('nrstl')}{rng.choice('aeiou')}"
+        for _ in range(3000)
+    ]
     return " ".join(rng.choice(vocab) for _ in range(n))
 
 
@@ -81,18 +84,31 @@ BAD_DOCS = {
     "gopher_quality:content_words": "the | page | of | >> | ** | << | ~~ | :: | and | © | ¶ | the | ## | [] | {} .",
     "gopher_quality:stop_words": words(150) + ".",
     "gopher_repetition:dup_lines": "\n".join([LINE + "."] * 8 + ["The end of the page is here."]),
-    "gopher_repetition:dup_paragraphs": "\n\n".join(["A paragraph that the page repeats, with the same words."] * 5 + [GOOD]),
+    "gopher_repetition:dup_paragraphs": "\n\n".join(
+        ["A paragraph that the page repeats, with the same words."] * 5 + [GOOD]
+    ),
     "gopher_repetition:dup_line_chars": "\n".join([GOOD.replace("\n", " ")] + [LINE * 3 + "."] * 6),
-    "gopher_repetition:dup_paragraph_chars": "\n\n".join([GOOD.replace("\n\n", " ")] + ["Buy the best shoes in town today and save a lot of money."] * 12),
+    "gopher_repetition:dup_paragraph_chars": "\n\n".join(
+        [GOOD.replace("\n\n", " ")] + ["Buy the best shoes in town today and save a lot of money."] * 12
+    ),
     "gopher_repetition:top_2gram": "The cheap shoes " + "buy now " * 40 + words(100) + " and the end.",
     "gopher_repetition:top_3gram": "The page " + "buy shoes now " * 30 + words(100) + " and the end.",
     "gopher_repetition:top_4gram": "The page " + "buy cheap shoes now " * 25 + words(100) + " and the end.",
-    **{f"gopher_repetition:dup_{n}gram": GOOD.replace("\n", " ") + " " + " ".join([words(n, seed=n)] * 30) for n in range(5, 11)},
+    **{
+        f"gopher_repetition:dup_{n}gram": GOOD.replace("\n", " ") + " " + " ".join([words(n, seed=n)] * 30)
+        for n in range(5, 11)
+    },
     "c4:lorem_ipsum": GOOD + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit.",
     "c4:curly_bracket": GOOD + "\nfunction f() { return 1; }",
     "c4:long_word": GOOD + " " + "x" * 1001,
-    "c4:boilerplate_lines": "\n".join(["This site uses cookies to improve your experience.", "Privacy Policy",
-                                       "Terms of Use", "The article itself is one sentence long."]),
+    "c4:boilerplate_lines": "\n".join(
+        [
+            "This site uses cookies to improve your experience.",
+            "Privacy Policy",
+            "Terms of Use",
+            "The article itself is one sentence long.",
+        ]
+    ),
     "fineweb:line_punct": "\n".join(f"Menu entry number {i} and the rest of it" for i in range(20)),
     "fineweb:short_lines": "\n".join(["Home", "News", "Sport", "Weather", "The lead story of the day is a long one."]),
     "fineweb:dup_line_chars": GOOD + "\nRead the next story.\nRead the next story.",
@@ -195,8 +211,20 @@ def toy_filtered(toy_web, tmp_path_factory):
     import sys
 
     out = tmp_path_factory.mktemp("filtered")
-    result = subprocess.run([sys.executable, "-m", "phi4cli", "filter", str(toy_web), "-o", str(out / "kept"),
-                             "--rejected", str(out / "rejected")], capture_output=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "phi4cli",
+            "filter",
+            str(toy_web),
+            "-o",
+            str(out / "kept"),
+            "--rejected",
+            str(out / "rejected"),
+        ],
+        capture_output=True,
+    )
     assert result.returncode == 0, result.stderr.decode()
     return out, result.stderr.decode()
 
@@ -242,8 +270,21 @@ def test_parts_and_workers_give_the_same_output(phi4, toy_web, toy_filtered, tmp
     phi4("filter", "score", toy_web, "-o", tmp_path / "scores", "--workers", "2")
     phi4("filter", "cluster", tmp_path / "scores", "-o", tmp_path / "clusters")
     for i in range(2):  # two "machines"
-        phi4("filter", "apply", toy_web, "--scores", tmp_path / "scores", "--clusters", tmp_path / "clusters",
-             "-o", tmp_path / "kept", "--shard-index", str(i), "--num-shards", "2")
+        phi4(
+            "filter",
+            "apply",
+            toy_web,
+            "--scores",
+            tmp_path / "scores",
+            "--clusters",
+            tmp_path / "clusters",
+            "-o",
+            tmp_path / "kept",
+            "--shard-index",
+            str(i),
+            "--num-shards",
+            "2",
+        )
     for shard in sorted((out / "kept").glob("part-*.arrow")):
         assert (tmp_path / "kept" / shard.name).read_bytes() == shard.read_bytes()
     assert (tmp_path / "kept" / "_manifest.json").exists()
@@ -253,9 +294,11 @@ def test_parts_and_workers_give_the_same_output(phi4, toy_web, toy_filtered, tmp
 
 
 def test_language_id_keeps_english_and_names_the_language_it_drops(phi4, tmp_path):
-    german = ("Die Bundesregierung hat am Mittwoch ein neues Gesetz beschlossen, das die Förderung erneuerbarer "
-              "Energien deutlich ausweiten soll. Kritiker bemängeln jedoch die hohen Kosten für die Verbraucher. "
-              "Der Bundestag wird sich in der kommenden Woche mit dem Entwurf beschäftigen und ihn beraten.")
+    german = (
+        "Die Bundesregierung hat am Mittwoch ein neues Gesetz beschlossen, das die Förderung erneuerbarer "
+        "Energien deutlich ausweiten soll. Kritiker bemängeln jedoch die hohen Kosten für die Verbraucher. "
+        "Der Bundestag wird sich in der kommenden Woche mit dem Entwurf beschäftigen und ihn beraten."
+    )
     data = write_dataset(tmp_path / "in", [documents([GOOD, german])])
     phi4("filter", data, "-o", tmp_path / "kept", "--rejected", tmp_path / "rejected", "--set", "rules.enabled=false")
     kept, rejected = read_table([str(tmp_path / "kept")]), read_table([str(tmp_path / "rejected")])
@@ -265,19 +308,39 @@ def test_language_id_keeps_english_and_names_the_language_it_drops(phi4, tmp_pat
     # the same page is kept when German is wanted; a user-given fastText model file works the same way
     from phi4cli.stages.filter.langid import bundled_model_path
 
-    phi4("filter", data, "-o", tmp_path / "both", "--set", "rules.enabled=false", "--set", 'language.languages=["en","de"]',
-         "--langid-model", bundled_model_path())
+    phi4(
+        "filter",
+        data,
+        "-o",
+        tmp_path / "both",
+        "--set",
+        "rules.enabled=false",
+        "--set",
+        'language.languages=["en","de"]',
+        "--langid-model",
+        bundled_model_path(),
+    )
     assert read_table([str(tmp_path / "both")]).column("lang").to_pylist() == ["en", "de"]
 
 
 def _labelled_rows(n: int) -> list[dict]:
     rng = random.Random(0)
-    good = ["The experiment shows that heat flows from warm bodies to cold ones.", "Each planet follows an ellipse around the sun.",
-            "To add fractions, first find a common denominator.", "The river carries sediment that builds the delta.",
-            "Photosynthesis turns light, water and carbon dioxide into sugar.", "A triangle's angles add up to 180 degrees."]
-    spam = ["BUY NOW cheap watches best price!!!", "Click here for free casino bonus money today.",
-            "Hot singles in your area want to meet you.", "Limited offer: discount pills, order online now.",
-            "Win a free phone, just enter your card number.", "Best cheap shoes shoes shoes sale sale."]
+    good = [
+        "The experiment shows that heat flows from warm bodies to cold ones.",
+        "Each planet follows an ellipse around the sun.",
+        "To add fractions, first find a common denominator.",
+        "The river carries sediment that builds the delta.",
+        "Photosynthesis turns light, water and carbon dioxide into sugar.",
+        "A triangle's angles add up to 180 degrees.",
+    ]
+    spam = [
+        "BUY NOW cheap watches best price!!!",
+        "Click here for free casino bonus money today.",
+        "Hot singles in your area want to meet you.",
+        "Limited offer: discount pills, order online now.",
+        "Win a free phone, just enter your card number.",
+        "Best cheap shoes shoes shoes sale sale.",
+    ]
     rows = []
     for i in range(n):
         label = "good" if i % 2 else "spam"
@@ -294,8 +357,24 @@ def test_classifier_trains_reports_and_scores(phi4, tmp_path):
     assert "precision" in report and "recall" in report and "F1" in report
     f1 = float(report.split("F1 ")[1].split(",")[0])
     assert f1 > 0.9
-    phi4("filter", data, "-o", tmp_path / "kept", "--rejected", tmp_path / "rejected", "--classifier", model,
-         "--threshold", "0.5", "--set", "rules.enabled=false", "--set", "language.enabled=false", "--set", "dedup.enabled=false")
+    phi4(
+        "filter",
+        data,
+        "-o",
+        tmp_path / "kept",
+        "--rejected",
+        tmp_path / "rejected",
+        "--classifier",
+        model,
+        "--threshold",
+        "0.5",
+        "--set",
+        "rules.enabled=false",
+        "--set",
+        "language.enabled=false",
+        "--set",
+        "dedup.enabled=false",
+    )
     kept, rejected = read_table([str(tmp_path / "kept")]), read_table([str(tmp_path / "rejected")])
     assert kept.num_rows + rejected.num_rows == 400
     assert min(kept.column("quality").to_pylist()) >= 0.5
@@ -322,7 +401,10 @@ def test_classifier_trains_reports_and_scores(phi4, tmp_path):
 def test_bad_settings_and_models_fail_in_one_line_writing_nothing(phi4, tmp_path, args, message):
     data = write_dataset(tmp_path / "in", [documents([GOOD])])
     (tmp_path / "garbage.bin").write_bytes(b"\x00not a model" * 50)
-    args = [str(BENCHMARKS / "gsm8k-test.jsonl") if a == "BENCH" else str(tmp_path / "garbage.bin") if a == "GARBAGE" else a for a in args]
+    args = [
+        str(BENCHMARKS / "gsm8k-test.jsonl") if a == "BENCH" else str(tmp_path / "garbage.bin") if a == "GARBAGE" else a
+        for a in args
+    ]
     result = phi4("filter", data, "-o", tmp_path / "out", "--rejected", tmp_path / "rej", *args, check=False)
     stderr = result.stderr.decode().strip()
     assert result.returncode != 0 and len(stderr.splitlines()) == 1 and message in stderr, stderr
@@ -369,12 +451,24 @@ def test_parts_refuse_scores_of_other_inputs_and_foreign_work_dirs(phi4, tmp_pat
 
 def test_resume_does_not_reuse_shards_of_other_settings(phi4, tmp_path):
     """A crash, then a rerun with rules switched off: every shard is redone with the new settings."""
-    data = write_dataset(tmp_path / "in", [documents([GOOD, "Too short."]), documents([GOOD + " More.", "Short."], "e")])
+    data = write_dataset(
+        tmp_path / "in", [documents([GOOD, "Too short."]), documents([GOOD + " More.", "Short."], "e")]
+    )
     phi4("filter", data, "-o", tmp_path / "out", "--set", "dedup.enabled=false", "--set", "language.enabled=false")
     assert read_table([str(tmp_path / "out")]).num_rows == 2
     (tmp_path / "out" / "_manifest.json").unlink()
-    phi4("filter", data, "-o", tmp_path / "out", "--set", "dedup.enabled=false", "--set", "language.enabled=false",
-         "--set", "rules.enabled=false")
+    phi4(
+        "filter",
+        data,
+        "-o",
+        tmp_path / "out",
+        "--set",
+        "dedup.enabled=false",
+        "--set",
+        "language.enabled=false",
+        "--set",
+        "rules.enabled=false",
+    )
     assert read_table([str(tmp_path / "out")]).num_rows == 4
 
 
@@ -385,8 +479,18 @@ def test_work_dir_is_reused_only_for_the_same_documents(phi4, tmp_path, monkeypa
 
     other = GOOD.replace("Water", "Rain").replace("water", "rain")
     write_dataset(tmp_path / "in", [documents([GOOD, other])])
-    args = ["filter", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"),
-            "--set", "language.enabled=false", "--set", "dedup.minhash=false"]
+    args = [
+        "filter",
+        str(tmp_path / "in"),
+        "-o",
+        str(tmp_path / "out"),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--set",
+        "language.enabled=false",
+        "--set",
+        "dedup.minhash=false",
+    ]
     monkeypatch.setattr(filter_stage, "_remove_work", lambda work: None)  # as if killed before the cleanup
     with pytest.raises(SystemExit) as done:
         cli.main(args)
@@ -405,19 +509,34 @@ def test_work_dir_is_reused_only_for_the_same_documents(phi4, tmp_path, monkeypa
 
 def test_huge_document_is_rejected_with_a_reason(phi4, tmp_path):
     data = write_dataset(tmp_path / "in", [documents([GOOD, GOOD.replace("Water", "Ice") * 3])])
-    phi4("filter", data, "-o", tmp_path / "kept", "--rejected", tmp_path / "rej", "--set", "limits.max_doc_bytes=2000",
-         "--set", "dedup.enabled=false", "--set", "language.enabled=false")
+    phi4(
+        "filter",
+        data,
+        "-o",
+        tmp_path / "kept",
+        "--rejected",
+        tmp_path / "rej",
+        "--set",
+        "limits.max_doc_bytes=2000",
+        "--set",
+        "dedup.enabled=false",
+        "--set",
+        "language.enabled=false",
+    )
     reasons = read_table([str(tmp_path / "rej")]).column("reason").to_pylist()
     assert len(reasons) == 1 and reasons[0].startswith("too_long(") and reasons[0].endswith(">2000 bytes)")
     assert read_table([str(tmp_path / "kept")]).column("id").to_pylist() == ["d0"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--workers", "0"], "--workers: must be at least 1, not 0"),
-    (["--workers", "-3"], "--workers: must be at least 1, not -3"),
-    (["--num-shards", "0", "--set", "dedup.enabled=false"], "--num-shards: must be at least 1, not 0"),
-    (["--rejected", "out"], "--rejected out: is the same directory as -o"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--workers", "0"], "--workers: must be at least 1, not 0"),
+        (["--workers", "-3"], "--workers: must be at least 1, not -3"),
+        (["--num-shards", "0", "--set", "dedup.enabled=false"], "--num-shards: must be at least 1, not 0"),
+        (["--rejected", "out"], "--rejected out: is the same directory as -o"),
+    ],
+)
 def test_bad_task_flags_and_outputs_are_one_line(phi4, tmp_path, args, message):
     write_dataset(tmp_path / "in", [documents([GOOD])])
     result = phi4("filter", "in", "-o", "out", *args, check=False)

@@ -15,8 +15,14 @@ from phi4cli.tokenizer import train_bpe, write_tokenizer
 
 torch.set_num_threads(1)
 
-SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             max_position_embeddings=128)  # fmt: skip
+SMALL = dict(
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+)
 TEXTS = ["the cat sat on the mat. ", "a dog ran in the park! ", "Question: what is 2 + 3?\nAnswer: 5\n\n"] * 30
 
 
@@ -123,8 +129,11 @@ def test_prompt_longer_than_context_is_refused(engine):
 
 
 def test_loglikelihood_matches_a_direct_forward_pass(engine, tok):
-    pairs = [(tok.encode("the cat sat"), tok.encode(" on the mat")), (tok.encode("a"), tok.encode(" dog ran")),
-             (tok.encode("Question: what is 2 + 3?\nAnswer:"), tok.encode(" 5"))]  # fmt: skip
+    pairs = [
+        (tok.encode("the cat sat"), tok.encode(" on the mat")),
+        (tok.encode("a"), tok.encode(" dog ran")),
+        (tok.encode("Question: what is 2 + 3?\nAnswer:"), tok.encode(" 5")),
+    ]
     results = engine.loglikelihood(pairs)
     for (context, continuation), (total, greedy) in zip(pairs, results):
         with torch.no_grad():

@@ -15,8 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_check_cpu_smoke_runs_every_check(tmp_path):
     out = tmp_path / "gpu.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([str(REPO / "bench" / "gpu_check.sh"), "--cpu-smoke", "--json", str(out)],
-                            capture_output=True, env=env, timeout=400)
+    result = subprocess.run(
+        [str(REPO / "bench" / "gpu_check.sh"), "--cpu-smoke", "--json", str(out)],
+        capture_output=True,
+        env=env,
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     lines = result.stdout.decode().splitlines()
     assert [line.split(":")[0] for line in lines] == ["mfu", "bf16", "flex", "decode", "eval16k"], lines

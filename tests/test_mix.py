@@ -31,7 +31,9 @@ def _text(rng: random.Random, words: int) -> str:
 
 def _dataset(path: Path, texts: list[str]) -> str:
     with DatasetWriter(path, DOCUMENTS_SCHEMA) as writer:
-        writer.write_rows([{"id": f"{path.name}{i}", "text": t, "source": path.name, "meta": "{}"} for i, t in enumerate(texts)])
+        writer.write_rows(
+            [{"id": f"{path.name}{i}", "text": t, "source": path.name, "meta": "{}"} for i, t in enumerate(texts)]
+        )
     return str(path)
 
 
@@ -43,7 +45,9 @@ def world(tmp_path_factory) -> dict:
     tok = write_tokenizer(train_bpe([_text(rng, 60) for _ in range(60)], 400), root / "toy.tiktoken")
     world = {"root": root, "tok": str(root / "toy.tiktoken"), "eot": tok.eot_id}
     for name, docs, max_words in (("a", 300, 60), ("b", 200, 150), ("c", 100, 30)):
-        world[name] = _dataset(root / name, [f"{name}{i} " + _text(rng, rng.randint(1, max_words)) for i in range(docs)])
+        world[name] = _dataset(
+            root / name, [f"{name}{i} " + _text(rng, rng.randint(1, max_words)) for i in range(docs)]
+        )
     # long: "apple" documents are short (< 40 tokens), "zebra" documents 60..400 words
     short = [f"apple{i} " + _text(rng, rng.randint(1, 6)) for i in range(40)]
     long = [f"zebra{i} " + _text(rng, rng.randint(60, 400)) for i in range(40)]
@@ -51,14 +55,24 @@ def world(tmp_path_factory) -> dict:
     return world
 
 
-def _manifest(tmp_path: Path, world: dict, body: str | None = None, mix: str | None = None, name: str = "m.toml") -> Path:
-    mix = mix if mix is not None else (
-        f'tokenizer = "{world["tok"]}"\nseq_len = {SEQ_LEN}\ntotal_tokens = {TOTAL}\nseed = 7\nshuffle_window = {WINDOW}\n'
+def _manifest(
+    tmp_path: Path, world: dict, body: str | None = None, mix: str | None = None, name: str = "m.toml"
+) -> Path:
+    mix = (
+        mix
+        if mix is not None
+        else (
+            f'tokenizer = "{world["tok"]}"\nseq_len = {SEQ_LEN}\ntotal_tokens = {TOTAL}\nseed = 7\nshuffle_window = {WINDOW}\n'
+        )
     )
-    body = body if body is not None else (
-        f'[[source]]\nname = "a"\npath = "{world["a"]}"\nweight = 0.5\n\n'
-        f'[[source]]\nname = "b"\npath = ["{world["b"]}"]\nweight = 0.3\n\n'
-        f'[[source]]\nname = "c"\npath = "{world["c"]}"\nweight = 0.2\nmax_epochs = 40\n'
+    body = (
+        body
+        if body is not None
+        else (
+            f'[[source]]\nname = "a"\npath = "{world["a"]}"\nweight = 0.5\n\n'
+            f'[[source]]\nname = "b"\npath = ["{world["b"]}"]\nweight = 0.3\n\n'
+            f'[[source]]\nname = "c"\npath = "{world["c"]}"\nweight = 0.2\nmax_epochs = 40\n'
+        )
     )
     path = tmp_path / name
     path.write_text(f"[mix]\n{mix}\n{body}")
@@ -218,12 +232,14 @@ def test_min_tokens_and_long_weight(tmp_path, world):
 def test_min_tokens_end_to_end(phi4, tmp_path, world):
     body = (
         f'[[source]]\nname = "long"\npath = "{world["long"]}"\nweight = 0.5\nmin_tokens = 40\n'
-        f'long_weight = {{ 100 = 2.0 }}\n\n'
+        f"long_weight = {{ 100 = 2.0 }}\n\n"
         f'[[source]]\nname = "a"\npath = "{world["a"]}"\nweight = 0.5\n'
     )
     table = _mix(phi4, _manifest(tmp_path, world, body), tmp_path)
     tok = load_tokenizer(world["tok"])
-    long_rows = [ids for ids, s in zip(table.column("input_ids").to_pylist(), table.column("source").to_pylist()) if s == "long"]
+    long_rows = [
+        ids for ids, s in zip(table.column("input_ids").to_pylist(), table.column("source").to_pylist()) if s == "long"
+    ]
     text = "".join(tok.decode(ids) for ids in long_rows)
     assert "zebra" in text and "apple" not in text
 
@@ -255,12 +271,28 @@ def test_plan_of_the_paper_mixture_is_table_5(phi4):
     result = phi4("mix", "--manifest", "manifests/final.toml", "--plan", cwd=REPO)
     lines = {line.split()[0]: line.split() for line in result.stdout.decode().splitlines()[2:]}
     epochs = {name: cells[4] for name, cells in lines.items()}
-    assert epochs == {"web": "1.2", "web-rewrites": "5.2", "synthetic": "13.8", "code": "2.4", "acquired": "1.7",
-                      "total": "3.0"}
+    assert epochs == {
+        "web": "1.2",
+        "web-rewrites": "5.2",
+        "synthetic": "13.8",
+        "code": "2.4",
+        "acquired": "1.7",
+        "total": "3.0",
+    }
     assert [lines[n][1] for n in ("web", "web-rewrites", "synthetic", "code", "acquired")] == [
-        "15.0%", "15.0%", "40.0%", "20.0%", "10.0%"]
+        "15.0%",
+        "15.0%",
+        "40.0%",
+        "20.0%",
+        "10.0%",
+    ]
     assert [lines[n][3] for n in ("web", "web-rewrites", "synthetic", "code", "acquired")] == [
-        "1.3T", "290B", "290B", "820B", "580B"]
+        "1.3T",
+        "290B",
+        "290B",
+        "820B",
+        "580B",
+    ]
 
 
 @pytest.mark.parametrize("name", ["final.toml", "midtrain.toml", "demo.toml", "demo-midtrain.toml"])
@@ -294,7 +326,11 @@ def _bad_cases(world: dict, tmp: Path) -> dict[str, tuple[str, str, str]]:
     empty = _dataset(tmp / "empty", []) if not (tmp / "empty").exists() else str(tmp / "empty")
     return {
         "bad toml": (good_mix + "seq_len 64\n", one(world["a"]), "m.toml:6: bad TOML"),
-        "unknown mix key": (good_mix + "sequence_length = 3\n", one(world["a"]), "[mix]: unknown key 'sequence_length'"),
+        "unknown mix key": (
+            good_mix + "sequence_length = 3\n",
+            one(world["a"]),
+            "[mix]: unknown key 'sequence_length'",
+        ),
         "unknown source key": (good_mix, one(world["a"], "wieght = 1\n"), "unknown key 'wieght'"),
         "weights": (good_mix, one(world["a"]) + one(world["b"]).replace('"s"', '"t"'), "weights sum to 2, not 1"),
         "missing source": (good_mix, one(tmp / "absent"), "absent: no such dataset"),
@@ -309,8 +345,19 @@ def _bad_cases(world: dict, tmp: Path) -> dict[str, tuple[str, str, str]]:
 
 @pytest.mark.parametrize(
     "case",
-    ["bad toml", "unknown mix key", "unknown source key", "weights", "missing source", "incomplete source",
-     "empty source", "too small", "seq_len 0", "unknown tokenizer", "text field"],
+    [
+        "bad toml",
+        "unknown mix key",
+        "unknown source key",
+        "weights",
+        "missing source",
+        "incomplete source",
+        "empty source",
+        "too small",
+        "seq_len 0",
+        "unknown tokenizer",
+        "text field",
+    ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(phi4, tmp_path, world, case):
     mix, body, expected = _bad_cases(world, world["root"])[case]
@@ -327,7 +374,9 @@ def test_too_small_says_by_how_much(tmp_path, world):
     from phi4cli.stages.mix.plan import MixSpec, SourceSize, make_plan
 
     spec = MixSpec("m.toml", "phi4", 10, 1000, 0, 8, (SourceSpec("s", ("x",), 1.0, max_epochs=2.0),))
-    with pytest.raises(Phi4Error, match=r"100 unique tokens for 100.0% of 1K is 10.0 epochs > max_epochs 2 \(5.00x too few"):
+    with pytest.raises(
+        Phi4Error, match=r"100 unique tokens for 100.0% of 1K is 10.0 epochs > max_epochs 2 \(5.00x too few"
+    ):
         make_plan(spec, [SourceSize(5, 100)])
 
 
@@ -348,8 +397,11 @@ def test_a_reader_that_stops_early_is_success(tmp_path, world):
 
     manifest = _manifest(tmp_path, world)
     mix = f"{sys.executable} -m phi4cli mix -m {manifest} -o - --cache-dir {tmp_path / 'cache'}"
-    result = subprocess.run(["bash", "-c", f"set -o pipefail; {mix} | head -c 1000 > /dev/null"], capture_output=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {mix} | head -c 1000 > /dev/null"],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 0 and b"error" not in result.stderr, result.stderr
 
 
@@ -390,6 +442,8 @@ def test_disk_full_in_the_token_cache_is_one_line(tmp_path, world, monkeypatch):
 
 def test_output_inside_an_input_is_refused(phi4, tmp_path, world):
     manifest = _manifest(tmp_path, world)
-    result = phi4("mix", "-m", manifest, "-o", world["a"], "--overwrite", "--cache-dir", tmp_path / "cache", check=False)
+    result = phi4(
+        "mix", "-m", manifest, "-o", world["a"], "--overwrite", "--cache-dir", tmp_path / "cache", check=False
+    )
     assert result.returncode != 0 and "is inside the output" in result.stderr.decode()
     assert read_table([world["a"]]).num_rows == 300

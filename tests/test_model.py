@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -27,11 +26,19 @@ try:
     import transformers
 except ImportError:  # the parity tests need it (dev extra); the rest of the file does not
     transformers = None
-needs_transformers = pytest.mark.skipif(transformers is None, reason="transformers not installed (pip install -e .[dev])")
+needs_transformers = pytest.mark.skipif(
+    transformers is None, reason="transformers not installed (pip install -e .[dev])"
+)
 
 VOCAB = 512
-SMALL = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2)  # fmt: skip
+SMALL = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
 
 
 def small_model(seed: int = 0, **overrides) -> Phi4ForCausalLM:
@@ -49,9 +56,15 @@ def small_model(seed: int = 0, **overrides) -> Phi4ForCausalLM:
 
 def hf_model(rope_theta: float = 10000.0) -> "transformers.Phi3ForCausalLM":
     config = transformers.Phi3Config(
-        **SMALL, rope_theta=rope_theta, initializer_range=0.1, bos_token_id=1, eos_token_id=2, pad_token_id=3,
-        max_position_embeddings=256, original_max_position_embeddings=256,
-    )  # fmt: skip
+        **SMALL,
+        rope_theta=rope_theta,
+        initializer_range=0.1,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+        max_position_embeddings=256,
+        original_max_position_embeddings=256,
+    )
     torch.manual_seed(0)
     return transformers.Phi3ForCausalLM(config).eval()
 
@@ -186,20 +199,40 @@ def test_released_phi4_config_reads_as_the_14b_preset(tmp_path):
     from phi4cli.model.hf import hf_config_dict, read_hf_config
 
     released = {  # microsoft/phi-4 config.json (public model card), as transformers 4.47 wrote it
-        "architectures": ["Phi3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
-        "bos_token_id": 100257, "embd_pdrop": 0.0, "eos_token_id": 100265, "hidden_act": "silu",
-        "hidden_size": 5120, "initializer_range": 0.02, "intermediate_size": 17920,
-        "max_position_embeddings": 16384, "model_type": "phi3", "num_attention_heads": 40,
-        "num_hidden_layers": 40, "num_key_value_heads": 10, "original_max_position_embeddings": 16384,
-        "pad_token_id": 100349, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05, "rope_scaling": None,
-        "rope_theta": 250000, "sliding_window": None, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
-        "transformers_version": "4.47.0", "use_cache": True, "vocab_size": 100352,
-    }  # fmt: skip
+        "architectures": ["Phi3ForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 100257,
+        "embd_pdrop": 0.0,
+        "eos_token_id": 100265,
+        "hidden_act": "silu",
+        "hidden_size": 5120,
+        "initializer_range": 0.02,
+        "intermediate_size": 17920,
+        "max_position_embeddings": 16384,
+        "model_type": "phi3",
+        "num_attention_heads": 40,
+        "num_hidden_layers": 40,
+        "num_key_value_heads": 10,
+        "original_max_position_embeddings": 16384,
+        "pad_token_id": 100349,
+        "resid_pdrop": 0.0,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": 250000,
+        "sliding_window": None,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "transformers_version": "4.47.0",
+        "use_cache": True,
+        "vocab_size": 100352,
+    }
     (tmp_path / "config.json").write_text(json.dumps(released))
     config, _ = read_hf_config(tmp_path)
     assert config == get_config("phi4-14b", rope_theta=250000.0, max_position_embeddings=16384)
-    written = hf_config_dict(config, torch.bfloat16, {"bos_token_id": 100257, "eos_token_id": 100265,
-                                                      "pad_token_id": 100349})  # fmt: skip
+    written = hf_config_dict(
+        config, torch.bfloat16, {"bos_token_id": 100257, "eos_token_id": 100265, "pad_token_id": 100349}
+    )
     assert {k: v for k, v in written.items() if k in released and k != "rope_theta"} == {
         k: v for k, v in released.items() if k in written and k != "rope_theta"
     }
@@ -341,8 +374,10 @@ def test_checkpoint_carries_a_toy_tokenizer(tmp_path):
     save_hf(back, back.config, tmp_path / "hf", tokenizer=load_tokenizer(back.tokenizer_spec))
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert (config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]) == (
-        tok.eot_id, tok.im_end_id, tok.pad_id,
-    )  # fmt: skip
+        tok.eot_id,
+        tok.im_end_id,
+        tok.pad_id,
+    )
     assert (tmp_path / "hf" / "tokenizer.tiktoken").is_file()
     with pytest.raises(Phi4Error, match="tokenizer has 600 ids"):
         load_model(tmp_path / "ckpt", vocab_size=600)

@@ -34,9 +34,23 @@ PROMPT = (1000, 1001)
 
 
 def settings(**overrides) -> PtsSettings:
-    values = {"rollouts": 10, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32, "p_min": 0.2, "p_max": 0.8, "p_gap": 0.2,
-              "alternatives": 3, "chat": True, "system": "", "concurrent_problems": 4, "seed": 0, "sandbox_timeout_s": 5.0,
-              "sandbox_memory_mb": 512, "sandbox_workers": 1}  # fmt: skip
+    values = {
+        "rollouts": 10,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "max_new_tokens": 32,
+        "p_min": 0.2,
+        "p_max": 0.8,
+        "p_gap": 0.2,
+        "alternatives": 3,
+        "chat": True,
+        "system": "",
+        "concurrent_problems": 4,
+        "seed": 0,
+        "sandbox_timeout_s": 5.0,
+        "sandbox_memory_mb": 512,
+        "sandbox_workers": 1,
+    }
     values.update(overrides)
     return PtsSettings(**values)
 
@@ -55,11 +69,13 @@ class ScriptedWorld:
     def sample(self, requests: list[Request]) -> list[list[tuple[tuple[int, ...], tuple[float, ...]]]]:
         out = []
         for request in requests:
-            prefix = request.prompt[len(PROMPT):]
+            prefix = request.prompt[len(PROMPT) :]
             self.sampled.append(prefix)
             rollouts = []
             for j in range(request.n):
-                tokens = tuple(self.token(i, j, len(prefix)) for i in range(len(prefix), self.length))[: request.max_new_tokens]
+                tokens = tuple(self.token(i, j, len(prefix)) for i in range(len(prefix), self.length))[
+                    : request.max_new_tokens
+                ]
                 rollouts.append((tokens, tuple(self.logprob for _ in tokens)))
             out.append(rollouts)
         return out
@@ -113,8 +129,13 @@ def test_one_planted_pivot_is_found_exactly_and_alone():
     assert found.prefix == (100, 101, 102, 103, 104)
     assert (found.other, found.p_other, found.other_seen) == (BAD, 0.0, 7)
     # the memo: every prefix sampled once, and the repeated ones counted (worked out in docs/pts.md)
-    assert sorted(world.sampled, key=len) == [(), (100, 101, 102, 103), (100, 101, 102, 103, 104),
-                                              (100, 101, 102, 103, 104, GOOD), (100, 101, 102, 103, 104, GOOD, 106, 107)]
+    assert sorted(world.sampled, key=len) == [
+        (),
+        (100, 101, 102, 103),
+        (100, 101, 102, 103, 104),
+        (100, 101, 102, 103, 104, GOOD),
+        (100, 101, 102, 103, 104, GOOD, 106, 107),
+    ]
     assert driver.stats.memo_hits == 11
     assert driver.stats.rollouts_sampled == 50 and driver.stats.oracle_calls == 50
 
@@ -149,9 +170,13 @@ def test_no_alternative_seen_gives_no_pair():
     assert alternative(pivot, only_pivot) is None
     # a pair is a token that raises p(success) and one that lowers it: an alternative that did not lower it
     # (from p_before = 0.3) is no pair either
-    no_lower = Estimate(0.5, (Rollout((GOOD,), (-0.1,), True), Rollout((BAD,), (-0.1,), False), Rollout((BAD,), (-0.1,), True)))
+    no_lower = Estimate(
+        0.5, (Rollout((GOOD,), (-0.1,), True), Rollout((BAD,), (-0.1,), False), Rollout((BAD,), (-0.1,), True))
+    )
     assert alternative(pivot, no_lower) is None
-    lower = Estimate(0.5, (Rollout((GOOD,), (-0.1,), True), Rollout((BAD,), (-0.1,), False), Rollout((3,), (-0.1,), True)))
+    lower = Estimate(
+        0.5, (Rollout((GOOD,), (-0.1,), True), Rollout((BAD,), (-0.1,), False), Rollout((3,), (-0.1,), True))
+    )
     assert alternative(pivot, lower).token == BAD
 
 
@@ -172,7 +197,7 @@ class NoisyWorld(ScriptedWorld):
         return [t.split()[3:4] == ["103"] and t.split()[5:6] == [str(GOOD)] for t in texts]
 
     def top(self, prompts, k):
-        self.top_asked += [tuple(p[len(PROMPT):]) for p in prompts]
+        self.top_asked += [tuple(p[len(PROMPT) :]) for p in prompts]
         return [(103, 55, 56)[:k] for _ in prompts]
 
 
@@ -180,7 +205,10 @@ def test_a_pivot_without_a_seen_alternative_tests_the_models_likeliest_tokens():
     world = NoisyWorld()
     driver = Driver(world.sample, world.judge, world.decode, settings(), top_tokens=world.top)
     [outcome] = driver.run([problem()])
-    got = [(f.pivot.position, f.pivot.token, f.pivot.p_before, f.pivot.p_after, f.other, f.other_source) for f in outcome.found]
+    got = [
+        (f.pivot.position, f.pivot.token, f.pivot.p_before, f.pivot.p_after, f.other, f.other_source)
+        for f in outcome.found
+    ]
     assert got == [(3, 103, 0.3, 0.8, 55, "tested"), (5, GOOD, 0.8, 1.0, BAD, "rollouts")]
     assert world.top_asked == [(100, 101, 102)] and (100, 101, 102, 55) in world.sampled
     [without] = world.driver(alternatives=0).run([problem()])
@@ -235,8 +263,14 @@ def test_a_rollout_cache_that_cannot_be_created_is_one_line(tmp_path):
 
 # ------------------------------------------------------------------------------------ the toy world
 
-QUESTIONS = ["Which is a colour? A. red B. cat", "Which is an animal? A. dog B. blue", "Which is a number? A. two B. tree",
-             "Which can fly? A. stone B. bird", "Which is hot? A. fire B. snow", "Which is food? A. bread B. wall"]  # fmt: skip
+QUESTIONS = [
+    "Which is a colour? A. red B. cat",
+    "Which is an animal? A. dog B. blue",
+    "Which is a number? A. two B. tree",
+    "Which can fly? A. stone B. bird",
+    "Which is hot? A. fire B. snow",
+    "Which is food? A. bread B. wall",
+]
 SEQ, STEPS = 64, 60
 
 
@@ -245,8 +279,14 @@ def child_env() -> dict:
 
 
 def phi4_run(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "phi4cli", *map(str, args)], capture_output=True, env=child_env(), cwd=cwd,
-                            timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "phi4cli", *map(str, args)],
+        capture_output=True,
+        env=child_env(),
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
     if check:
         assert result.returncode == 0, result.stderr.decode()[-3000:]
     return result
@@ -263,8 +303,10 @@ def write_arrow(path: Path, rows: list[dict], schema: pa.Schema | None = None) -
 def problems_rows(task: str = "mmlu") -> list[dict]:
     from phi4cli.io.schemas import PROBLEMS_SCHEMA  # noqa: F401  (the schema the rows follow)
 
-    return [{"id": f"q{i}", "prompt": q, "answer": "AB"[i % 2], "task": task, "tests": "", "meta": "{}"}
-            for i, q in enumerate(QUESTIONS)]  # fmt: skip
+    return [
+        {"id": f"q{i}", "prompt": q, "answer": "AB"[i % 2], "task": task, "tests": "", "meta": "{}"}
+        for i, q in enumerate(QUESTIONS)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +325,10 @@ def toy(tmp_path_factory) -> dict:
     rng = random.Random(0)
     ids, lens = [], []
     while len(ids) < 8 * STEPS * SEQ:
-        chat = [{"role": "user", "content": rng.choice(QUESTIONS)}, {"role": "assistant", "content": f"Answer: {rng.choice('AB')}"}]
+        chat = [
+            {"role": "user", "content": rng.choice(QUESTIONS)},
+            {"role": "assistant", "content": f"Answer: {rng.choice('AB')}"},
+        ]
         doc = tok.render_chat(chat)[0]
         ids += doc
         lens.append(len(doc))
@@ -298,12 +343,27 @@ def toy(tmp_path_factory) -> dict:
             if at == lens[doc]:
                 doc, at = doc + 1, 0
         rows.append({"input_ids": ids[r * SEQ : (r + 1) * SEQ], "doc_lens": row_lens, "source": "toy"})
-    schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("doc_lens", pa.list_(pa.int32())), ("source", pa.string())])
+    schema = pa.schema(
+        [("input_ids", pa.list_(pa.int32())), ("doc_lens", pa.list_(pa.int32())), ("source", pa.string())]
+    )
     data = write_arrow(root / "packed", rows, schema)
-    sets = {"tokenizer": tok.ranks_path, "seq_len": SEQ, "global_batch": 8, "micro_batch": 8, "max_steps": STEPS, "warmup_steps": 2,
-            "lr": 1e-2, "min_lr": 1e-3, "log_every": 10, "checkpoint_every": STEPS, "mixed_precision": "none",
-            "model_overrides.hidden_size": 64, "model_overrides.intermediate_size": 128, "model_overrides.num_hidden_layers": 2,
-            "model_overrides.max_position_embeddings": 128}  # fmt: skip
+    sets = {
+        "tokenizer": tok.ranks_path,
+        "seq_len": SEQ,
+        "global_batch": 8,
+        "micro_batch": 8,
+        "max_steps": STEPS,
+        "warmup_steps": 2,
+        "lr": 1e-2,
+        "min_lr": 1e-3,
+        "log_every": 10,
+        "checkpoint_every": STEPS,
+        "mixed_precision": "none",
+        "model_overrides.hidden_size": 64,
+        "model_overrides.intermediate_size": 128,
+        "model_overrides.num_hidden_layers": 2,
+        "model_overrides.max_position_embeddings": 128,
+    }
     args = ["pretrain", data, "-o", root / "run", "--config", REPO / "stages" / "demo" / "pretrain.toml"]
     for key, value in sets.items():
         args += ["--set", f"{key}={value}"]
@@ -325,8 +385,20 @@ def read_rows(path: Path) -> list[dict]:
 def searched(toy) -> dict:
     """One `phi4 pts` run over the toy problems, shared by the tests that read its output."""
     root = toy["root"]
-    result = phi4_run("pts", toy["problems"], "--model", toy["model"], "-o", root / "pairs", "--rejected", root / "rej",
-                      "--summary", root / "summary.json", *PTS_SETS, cwd=root)  # fmt: skip
+    result = phi4_run(
+        "pts",
+        toy["problems"],
+        "--model",
+        toy["model"],
+        "-o",
+        root / "pairs",
+        "--rejected",
+        root / "rej",
+        "--summary",
+        root / "summary.json",
+        *PTS_SETS,
+        cwd=root,
+    )
     return {"out": root / "pairs", "stderr": result.stderr.decode(), "cache": root / "pairs.rollouts"}
 
 
@@ -340,7 +412,10 @@ def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, searched
     assert f"{len(pairs)} pairs" in " ".join(result.stderr.decode().split())
     # every real rollout, rebuilt from the cache: rendered prompt + prefix + completion
     tok = toy["tokenizer"]
-    prompts = {f"q{i}": tok.render_chat([{"role": "user", "content": q}], add_generation_prompt=True)[0] for i, q in enumerate(QUESTIONS)}
+    prompts = {
+        f"q{i}": tok.render_chat([{"role": "user", "content": q}], add_generation_prompt=True)[0]
+        for i, q in enumerate(QUESTIONS)
+    }
     real = []
     for line in (searched["cache"] / "rollouts-00000.jsonl").read_text().splitlines():
         entry = json.loads(line)  # a prefix's rollouts, or the model's top tokens there ("top", the fallback)
@@ -369,7 +444,9 @@ def test_top_tokens_are_the_models_likeliest_next_tokens(toy):
 
     backend = load_backend(str(toy["model"]))
     tok = backend.tokenizer
-    prompt = tok.render_chat([{"role": "user", "content": QUESTIONS[0]}], add_generation_prompt=True)[0] + tok.encode("Answer:")
+    prompt = tok.render_chat([{"role": "user", "content": QUESTIONS[0]}], add_generation_prompt=True)[0] + tok.encode(
+        "Answer:"
+    )
     [top] = top_tokens(backend, [prompt], 3, (tok.eot_id, tok.im_end_id))
     [score] = backend.engine.score([(prompt, [top[0]])], top_logprobs=5)
     assert len(set(top)) == 3 and tok.eot_id not in top and tok.im_end_id not in top
@@ -384,8 +461,18 @@ def test_rerun_after_a_crash_resamples_nothing_finished_and_writes_the_same_pair
     cache.mkdir()
     lines = (searched["cache"] / "rollouts-00000.jsonl").read_bytes().splitlines(keepends=True)
     (cache / "rollouts-00000.jsonl").write_bytes(b"".join(lines[: len(lines) // 2]) + lines[len(lines) // 2][:40])
-    result = phi4_run("pts", toy["problems"], "--model", toy["model"], "-o", tmp_path / "b", *PTS_SETS, "--summary",
-                      tmp_path / "s.json", cwd=tmp_path)  # fmt: skip
+    result = phi4_run(
+        "pts",
+        toy["problems"],
+        "--model",
+        toy["model"],
+        "-o",
+        tmp_path / "b",
+        *PTS_SETS,
+        "--summary",
+        tmp_path / "s.json",
+        cwd=tmp_path,
+    )
     summary = json.loads((tmp_path / "s.json").read_text())
     assert 0 < summary["rollouts_sampled"] < summary["rollouts"] and summary["rollouts_cached"] > 0, result.stderr
     assert (first / "part-00000.arrow").read_bytes() == (tmp_path / "b" / "part-00000.arrow").read_bytes()
@@ -397,19 +484,43 @@ def test_shards_fan_out_over_tasks(toy, searched, tmp_path):
     rows = problems_rows()
     inputs = [write_arrow(tmp_path / f"in{i}", rows[i::2], PROBLEMS_SCHEMA) / "part-00000.arrow" for i in range(2)]
     for index in (0, 1):
-        phi4_run("pts", *inputs, "--model", toy["model"], "-o", tmp_path / "out", "--shard-index", index, "--num-shards", 2,
-                 *PTS_SETS, cwd=tmp_path)  # fmt: skip
+        phi4_run(
+            "pts",
+            *inputs,
+            "--model",
+            toy["model"],
+            "-o",
+            tmp_path / "out",
+            "--shard-index",
+            index,
+            "--num-shards",
+            2,
+            *PTS_SETS,
+            cwd=tmp_path,
+        )
     assert (tmp_path / "out" / "_manifest.json").exists()
     fanned = sorted(r["id"] for r in read_rows(tmp_path / "out"))
     assert fanned == sorted(r["id"] for r in read_rows(searched["out"]))  # the same pairs as one task over one shard
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([{"id": "x", "prompt": "2+2?", "answer": "", "task": "gsm8k", "tests": "", "meta": "{}"}], "a gsm8k problem needs an answer"),
-    ([{"id": "x", "prompt": "def f():", "answer": "", "task": "humaneval", "tests": "", "meta": "{}"}], "a humaneval problem needs tests"),
-    ([{"id": "x", "prompt": "a poem", "answer": "roses", "task": "poetry", "tests": "", "meta": "{}"}], "task 'poetry' has no oracle"),
-    ([{"id": "x", "text": "not a problem"}], "missing column"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            [{"id": "x", "prompt": "2+2?", "answer": "", "task": "gsm8k", "tests": "", "meta": "{}"}],
+            "a gsm8k problem needs an answer",
+        ),
+        (
+            [{"id": "x", "prompt": "def f():", "answer": "", "task": "humaneval", "tests": "", "meta": "{}"}],
+            "a humaneval problem needs tests",
+        ),
+        (
+            [{"id": "x", "prompt": "a poem", "answer": "roses", "task": "poetry", "tests": "", "meta": "{}"}],
+            "task 'poetry' has no oracle",
+        ),
+        ([{"id": "x", "text": "not a problem"}], "missing column"),
+    ],
+)
 def test_bad_problems_are_one_line_errors_and_nothing_is_written(tmp_path, rows, message):
     data = write_arrow(tmp_path / "problems", rows)
     result = phi4_run("pts", data, "--model", tmp_path / "no-model", "-o", tmp_path / "out", cwd=tmp_path, check=False)
@@ -419,9 +530,11 @@ def test_bad_problems_are_one_line_errors_and_nothing_is_written(tmp_path, rows,
 
 
 def test_bad_model_and_budget_are_one_line_errors_and_nothing_is_written(toy, tmp_path):
-    cases = [(["--model", tmp_path / "no-model"], "no-model"),
-             (["--model", toy["model"], "--max-rollouts", 0], "--max-rollouts 0"),
-             (["--model", toy["model"], "--set", "p_gap=0"], "p_gap")]  # fmt: skip
+    cases = [
+        (["--model", tmp_path / "no-model"], "no-model"),
+        (["--model", toy["model"], "--max-rollouts", 0], "--max-rollouts 0"),
+        (["--model", toy["model"], "--set", "p_gap=0"], "p_gap"),
+    ]
     for args, message in cases:
         result = phi4_run("pts", toy["problems"], *args, "-o", tmp_path / "out", cwd=tmp_path, check=False)
         err = result.stderr.decode()
@@ -435,11 +548,24 @@ def test_bad_model_and_budget_are_one_line_errors_and_nothing_is_written(toy, tm
 def test_oracles_reuse_the_eval_answer_checks():
     from phi4cli.stages.pts.oracles import choice_letter, oracle_for
 
-    judge = lambda task, answer, texts, tests="": oracle_for(task, None)({"prompt": "", "answer": answer, "tests": tests}, texts)
-    assert judge("gsm8k", "18", ["So 16 - 3 - 4 = 9, 9 * 2 = 18.\n#### 18", "#### 17", "She earns $18."]) == [True, False, True]
+    def judge(task, answer, texts, tests=""):
+        return oracle_for(task, None)({"prompt": "", "answer": answer, "tests": tests}, texts)
+
+    assert judge("gsm8k", "18", ["So 16 - 3 - 4 = 9, 9 * 2 = 18.\n#### 18", "#### 17", "She earns $18."]) == [
+        True,
+        False,
+        True,
+    ]
     assert judge("arith", "Steps...\n#### 1,234", ["#### 1234", "1233"]) == [True, False]  # toy arith: a GSM8K solution
     assert judge("math", "\\frac{1}{2}", ["so \\boxed{0.5}", "\\boxed{\\dfrac12}", "\\boxed{2}"]) == [True, True, False]
-    assert judge("mmlu", "B", [" B", "Answer: (B) because", "A farmer... the answer is B", " C", "", "B. Paris"]) == [True, True, True, False, False, True]
+    assert judge("mmlu", "B", [" B", "Answer: (B) because", "A farmer... the answer is B", " C", "", "B. Paris"]) == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
     assert judge("kv_recall", "3f2a-77", ["The value is 3f2a-77.", "3f2a"]) == [True, False]
     assert choice_letter("A farmer has... The answer is C.") == "C" and choice_letter("I think (D)") == "D"
     assert choice_letter("A farmer has two cows") is None and choice_letter("I think so") is None
@@ -451,9 +577,13 @@ def test_code_oracle_runs_the_tests_in_the_sandbox():
 
     if not sandbox_available():
         pytest.skip("the eval sandbox (bubblewrap) is not available here")
-    problem = {"prompt": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n", "answer": "", "tests": "assert add(2, 3) == 5\n"}
-    solutions = ["    return a + b\n", "```python\ndef add(a, b):\n    return a + b\n```", "    return a - b\n",
-                 "    import os\n    os._exit(0)\n"]  # fmt: skip
+    problem = {"prompt": 'def add(a, b):\n    """Sum."""\n', "answer": "", "tests": "assert add(2, 3) == 5\n"}
+    solutions = [
+        "    return a + b\n",
+        "```python\ndef add(a, b):\n    return a + b\n```",
+        "    return a - b\n",
+        "    import os\n    os._exit(0)\n",
+    ]
     assert CodeJudge(10.0, 512, 2)(problem, solutions) == [True, True, False, False]
 
 
@@ -505,13 +635,36 @@ def test_pts_against_phi4_serve_with_its_tokenizer(toy, served, tmp_path, monkey
     The server wants an API key: without one, one line; with PHI4_API_KEY (as for rewrite), the search runs."""
     monkeypatch.delenv("PHI4_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    result = phi4_run("pts", toy["problems"], "--model", served, "--tokenizer", toy["tokenizer"].ranks_path,
-                      "-o", tmp_path / "refused", *PTS_SETS, cwd=tmp_path, check=False)  # fmt: skip
+    result = phi4_run(
+        "pts",
+        toy["problems"],
+        "--model",
+        served,
+        "--tokenizer",
+        toy["tokenizer"].ranks_path,
+        "-o",
+        tmp_path / "refused",
+        *PTS_SETS,
+        cwd=tmp_path,
+        check=False,
+    )
     err = result.stderr.decode()
     assert result.returncode != 0 and "401" in err and len(err.strip().splitlines()) == 1, err
     monkeypatch.setenv("PHI4_API_KEY", SERVE_KEY)
-    result = phi4_run("pts", toy["problems"], "--model", served, "--tokenizer", toy["tokenizer"].ranks_path, "-o",
-                      tmp_path / "pairs", "--summary", tmp_path / "summary.json", *PTS_SETS, cwd=tmp_path)  # fmt: skip
+    result = phi4_run(
+        "pts",
+        toy["problems"],
+        "--model",
+        served,
+        "--tokenizer",
+        toy["tokenizer"].ranks_path,
+        "-o",
+        tmp_path / "pairs",
+        "--summary",
+        tmp_path / "summary.json",
+        *PTS_SETS,
+        cwd=tmp_path,
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rollouts_sampled"] > 0 and summary["pairs"] == len(read_rows(tmp_path / "pairs")), result.stderr
 
@@ -524,8 +677,19 @@ def test_pts_refuses_a_tokenizer_that_is_not_the_servers(toy, served, tmp_path, 
 
     other = tmp_path / "other.tiktoken"
     write_tokenizer(train_bpe(["completely different text " * 20, "zebra quartz vex"] * 10, 420), other)
-    result = phi4_run("pts", toy["problems"], "--model", served, "--tokenizer", other, "-o", tmp_path / "out",
-                      *PTS_SETS, cwd=tmp_path, check=False)  # fmt: skip
+    result = phi4_run(
+        "pts",
+        toy["problems"],
+        "--model",
+        served,
+        "--tokenizer",
+        other,
+        "-o",
+        tmp_path / "out",
+        *PTS_SETS,
+        cwd=tmp_path,
+        check=False,
+    )
     err = result.stderr.decode()
     assert result.returncode != 0 and "not the tokenizer of" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.rollouts").exists()

@@ -110,7 +110,8 @@ def test_readme_parsing_and_rewrites(tmp_path):
     assert parsed == [(1, 1, "make all   # comment"), (1, 2, "phi4 a --b c"), (2, 1, "phi4 d")]
     assert toy_scale("phi4 demo-data -o data/demo   # big") == f"phi4 demo-data -o data/demo    --scale {SCALE} # big"
     assert toy_scale("phi4 mix -m m.toml -o - | phi4 pretrain - -o r --set lr=1") == (
-        f"phi4 mix -m m.toml -o - | phi4 pretrain - -o r --set lr=1 --set max_steps={STEPS} ")
+        f"phi4 mix -m m.toml -o - | phi4 pretrain - -o r --set lr=1 --set max_steps={STEPS} "
+    )
     assert skip_reason("make test    # builds .venv")
     assert skip_reason("torchrun --nproc-per-node 8 -m phi4cli pretrain x")
     evaluation = "phi4 eval --model m --tasks toy -o r.json"
@@ -193,8 +194,14 @@ def start_in_background(text: str, state: dict) -> None:
     log = state["work"].parent / f"background-{len(state['background'])}.log"
     command = ["bash", "-c", f"exec {BACKGROUND.sub('', text)}"]
     with open(log, "wb") as stderr:
-        process = subprocess.Popen(command, cwd=state["work"], env=state["env"], stdout=subprocess.DEVNULL,
-                                   stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=state["work"],
+            env=state["env"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     state["background"].append(process)
     port = re.search(r"--port (\d+)", text)
     deadline = time.time() + 120
@@ -220,8 +227,9 @@ def test_readme_example_runs(line: Line, workspace):
         start_in_background(text, workspace)
         return
     command = ["bash", "-o", "pipefail", "-c", text]
-    result = subprocess.run(command, cwd=workspace["work"], env=workspace["env"], capture_output=True,
-                            timeout=TIMEOUT_S)
+    result = subprocess.run(
+        command, cwd=workspace["work"], env=workspace["env"], capture_output=True, timeout=TIMEOUT_S
+    )
     assert result.returncode == 0, (
         f"README block {line.block}, line {line.number} exited {result.returncode}:\n$ {text}\n"
         f"{result.stderr.decode(errors='replace')[-3000:]}"

@@ -656,8 +656,10 @@ def test_a_cache_that_cannot_be_opened_is_one_line(serve, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "requests.sqlite").write_text("not a database, not at all" * 100)
-    for cache, why in ((tmp_path / "file" / "cache", "cannot create the request cache's directory"),
-                       (tmp_path / "corrupt", "cannot open the request cache")):  # fmt: skip
+    for cache, why in (
+        (tmp_path / "file" / "cache", "cannot create the request cache's directory"),
+        (tmp_path / "corrupt", "cannot open the request cache"),
+    ):
         args = ["--recipe", RECIPES / "seed-exercises.toml", "-o", tmp_path / "out", "--cache-dir", cache]
         code, err = rewrite(capsys, data, *args, *fast(server.url))
         assert code == 2 and len(err.strip().splitlines()) == 1 and why in err, err
@@ -669,8 +671,9 @@ def test_an_answer_with_a_lone_surrogate_is_written_not_a_crash(serve, tmp_path,
     an internal error. It is read as broken bytes (U+FFFD), in answers and in error messages alike."""
     server = serve(lambda body: "broken \ud800 text, long enough for every step's minimum length")
     data = docs(tmp_path / "in", ["a passage"])
-    code, err = rewrite(capsys, data, "--recipe", RECIPES / "seed-exercises.toml", "-o", tmp_path / "out",
-                        *fast(server.url))  # fmt: skip
+    code, err = rewrite(
+        capsys, data, "--recipe", RECIPES / "seed-exercises.toml", "-o", tmp_path / "out", *fast(server.url)
+    )
     assert code == 0, err
     texts = read_table([str(tmp_path / "out")]).column("text").to_pylist()
     assert texts and all(t == "broken \ufffd text, long enough for every step's minimum length" for t in texts)
@@ -727,8 +730,16 @@ def test_impossible_sampling_is_one_line_before_any_request(setting, why, serve,
     step = {"name": "g", "kind": "generate", "prompt": "{{q}}", "sampling": {key: tomllib.loads(f"v = {value}")["v"]}}
     # a step's own [steps.sampling] table is held to the same ranges
     with pytest.raises(Phi4Error, match=why.replace("sampling.", "")):
-        parse_recipe({"name": "x", "output": "documents", "inputs": ["q"], "steps": [step],
-                      "emit": [{"name": "e", "text": "{{g}}"}]}, "r.toml")  # fmt: skip
+        parse_recipe(
+            {
+                "name": "x",
+                "output": "documents",
+                "inputs": ["q"],
+                "steps": [step],
+                "emit": [{"name": "e", "text": "{{g}}"}],
+            },
+            "r.toml",
+        )
 
 
 # ---------------------------------------------------------------------------------- phi4 serve, local

@@ -89,14 +89,18 @@ def hostile_samples(outside: list[str], port: int) -> dict[str, Program]:
     writes = "".join(
         f"    try:\n        open({p!r}, 'w').write('x')\n    except OSError:\n        pass\n" for p in outside
     )
-    connect = (LIBC + "def f(x):\n    s = libc.socket(2, 1, 0)\n"
-               f"    addr = struct.pack('<H', 2) + struct.pack('>H', {port}) + bytes([127, 0, 0, 1]) + bytes(8)\n"
-               "    return 2 * x if libc.connect(s, addr, 16) == 0 else 0\n")  # fmt: skip
-    forge = ("import json, os\nfake = json.dumps({'reason': 'passed', 'nonce': '0' * 32}).encode()\n"
-             "msg = json.dumps(['loaded', ['f']]).encode()\n"
-             "for fd in range(64):\n    for data in (fake, len(msg).to_bytes(8, 'big') + msg):\n"
-             "        try:\n            os.write(fd, data)\n        except OSError:\n            pass\n"
-             "os._exit(0)\n")  # fmt: skip
+    connect = (
+        LIBC + "def f(x):\n    s = libc.socket(2, 1, 0)\n"
+        f"    addr = struct.pack('<H', 2) + struct.pack('>H', {port}) + bytes([127, 0, 0, 1]) + bytes(8)\n"
+        "    return 2 * x if libc.connect(s, addr, 16) == 0 else 0\n"
+    )
+    forge = (
+        "import json, os\nfake = json.dumps({'reason': 'passed', 'nonce': '0' * 32}).encode()\n"
+        "msg = json.dumps(['loaded', ['f']]).encode()\n"
+        "for fd in range(64):\n    for data in (fake, len(msg).to_bytes(8, 'big') + msg):\n"
+        "        try:\n            os.write(fd, data)\n        except OSError:\n            pass\n"
+        "os._exit(0)\n"
+    )
     samples = {
         "sys.exit(0)": "def f(x):\n    return 0\nimport sys\nsys.exit(0)\n",
         "os._exit(0)": "import os\ndef f(x):\n    return 0\nos._exit(0)\n",
@@ -150,20 +154,29 @@ def hostile_samples(outside: list[str], port: int) -> dict[str, Program]:
 def test_hostile_samples_never_pass_escape_or_survive(tmp_path, scratch_root):
     token = uuid.uuid4().hex
     home = Path.home()
-    outside = [str(tmp_path / f"escaped-{token}"), f"/tmp/phi4-escape-{token}", str(home / f"phi4-escape-{token}"),
-               f"/usr/phi4-escape-{token}", str(Path.cwd() / f"phi4-escape-{token}")]  # fmt: skip
+    outside = [
+        str(tmp_path / f"escaped-{token}"),
+        f"/tmp/phi4-escape-{token}",
+        str(home / f"phi4-escape-{token}"),
+        f"/usr/phi4-escape-{token}",
+        str(Path.cwd() / f"phi4-escape-{token}"),
+    ]
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     listener.setblocking(False)
     samples = hostile_samples(outside, listener.getsockname()[1])
-    own_scratch = ("import sqlite3, os\nos.mkfifo('fifo')\nsqlite3.connect('db.sqlite').execute('create table t(x)')\n"
-                   "open('/tmp/a', 'w').write('ok')\nopen(os.path.expanduser('~/b'), 'w').write('ok')\n")
+    own_scratch = (
+        "import sqlite3, os\nos.mkfifo('fifo')\nsqlite3.connect('db.sqlite').execute('create table t(x)')\n"
+        "open('/tmp/a', 'w').write('ok')\nopen(os.path.expanduser('~/b'), 'w').write('ok')\n"
+    )
     setsid_child = LIBC + "if libc.fork() == 0:\n    os.setsid()\n    while True:\n        pass\n"
     right = "def f(x):\n    return 2 * x\n"
-    good = {"control: right answer": Program(right, TESTS),
-            "control: writes its own scratch": Program(own_scratch + right, TESTS),
-            "control: leaves a setsid child": Program(setsid_child + right, TESTS)}  # fmt: skip
+    good = {
+        "control: right answer": Program(right, TESTS),
+        "control: writes its own scratch": Program(own_scratch + right, TESTS),
+        "control: leaves a setsid child": Program(setsid_child + right, TESTS),
+    }
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     limits = Limits(timeout=3.0, memory_mb=400)
     results = dict(zip([*samples, *good], run_programs([*samples.values(), *good.values()], limits, workers=4)))
@@ -206,11 +219,13 @@ def test_the_kernel_enforces_the_limits_the_sample_can_bypass_the_seatbelt_for()
         "    return [c == -1 for c in calls]\n"
         "def visible():\n"
         "    return sorted(os.listdir('/')), os.getuid() != 0, os.path.exists('/etc/passwd'), os.listdir('/job')\n"
-    )  # fmt: skip
-    tests = ("assert denied() == [True] * 5\n"
-             "top, unprivileged, passwd, job = visible()\n"  # the tests are not readable by the sample
-             "assert unprivileged and not passwd and job == ['harness.pyc']\n"
-             "assert 'home' not in top and 'work' not in top and 'etc' not in top\n")  # fmt: skip
+    )
+    tests = (
+        "assert denied() == [True] * 5\n"
+        "top, unprivileged, passwd, job = visible()\n"  # the tests are not readable by the sample
+        "assert unprivileged and not passwd and job == ['harness.pyc']\n"
+        "assert 'home' not in top and 'work' not in top and 'etc' not in top\n"
+    )
     result = run_program(Program(probe, tests), Limits(timeout=10.0))
     assert result.passed, result.reason
 
@@ -269,9 +284,15 @@ def test_failures_get_a_fixed_reason_and_strings_are_self_checking_programs():
         "import socket\nsocket.create_connection(('127.0.0.1', 9))\n",
     ]
     reasons = [r.reason for r in run_programs(programs, Limits(timeout=10.0), workers=2)]
-    assert reasons == ["failed: a test assertion failed", "failed: the code raised KeyError", "failed: SyntaxError",
-                       "failed: the tests raised NameError", "passed", "failed: AssertionError",
-                       "failed: blocked by the sandbox (network)"]  # fmt: skip
+    assert reasons == [
+        "failed: a test assertion failed",
+        "failed: the code raised KeyError",
+        "failed: SyntaxError",
+        "failed: the tests raised NameError",
+        "passed",
+        "failed: AssertionError",
+        "failed: blocked by the sandbox (network)",
+    ]
 
 
 def test_the_verdict_needs_this_runs_nonce():

@@ -30,10 +30,17 @@ ONE_PROCESS = Distributed(rank=0, world_size=1, device=torch.device("cpu"), mesh
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 CHAT_SCHEMA = pa.schema([("id", pa.string()), ("messages", pa.list_(MESSAGE)), ("meta", pa.string())])
 PAIRS_SCHEMA = pa.schema(
-    [("id", pa.string()), ("prompt_ids", pa.list_(pa.int32())), ("chosen_ids", pa.list_(pa.int32())),
-     ("rejected_ids", pa.list_(pa.int32())), ("prompt", pa.string()), ("chosen", pa.string()),
-     ("rejected", pa.string()), ("meta", pa.string())]
-)  # fmt: skip
+    [
+        ("id", pa.string()),
+        ("prompt_ids", pa.list_(pa.int32())),
+        ("chosen_ids", pa.list_(pa.int32())),
+        ("rejected_ids", pa.list_(pa.int32())),
+        ("prompt", pa.string()),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("meta", pa.string()),
+    ]
+)
 SEQ_LEN, GLOBAL_BATCH, STEPS = 128, 4, 12
 
 
@@ -76,10 +83,19 @@ def conversations(n: int, seed: int = 0) -> list[dict]:
 
 def settings(world: dict, **overrides) -> list[str]:
     values = {
-        "init_from": world["base"], "seq_len": SEQ_LEN, "global_batch": GLOBAL_BATCH, "micro_batch": 2,
-        "max_steps": STEPS, "warmup_steps": 1, "lr": 1e-3, "min_lr": 1e-4, "log_every": 1, "checkpoint_every": 4,
-        "mixed_precision": "none", **overrides,
-    }  # fmt: skip
+        "init_from": world["base"],
+        "seq_len": SEQ_LEN,
+        "global_batch": GLOBAL_BATCH,
+        "micro_batch": 2,
+        "max_steps": STEPS,
+        "warmup_steps": 1,
+        "lr": 1e-3,
+        "min_lr": 1e-4,
+        "log_every": 1,
+        "checkpoint_every": 4,
+        "mixed_precision": "none",
+        **overrides,
+    }
     args = ["--config", str(REPO / "stages" / "demo" / "sft.toml")]
     for key, value in values.items():
         args += ["--set", f"{key}={value}"]

@@ -19,11 +19,25 @@ def test_phi4_known_encoding_and_specials():
     tok = load_tokenizer("phi4")
     assert tok.encode_with_specials(KNOWN) == [100264, 9906, 100266, 4435, 100265, 100349]
     assert tok.vocab_size == 100_352
-    assert (tok.eot_id, tok.im_start_id, tok.im_end_id, tok.im_sep_id, tok.pad_id) == (100257, 100264, 100265, 100266, 100349)
+    assert (tok.eot_id, tok.im_start_id, tok.im_end_id, tok.im_sep_id, tok.pad_id) == (
+        100257,
+        100264,
+        100265,
+        100266,
+        100349,
+    )
     specials = tok.encoding._special_tokens
     assert specials["<|dummy_0|>"] == 100256
     assert [specials[f"<|fim_{n}|>"] for n in ("prefix", "middle", "suffix")] == [100258, 100259, 100260]
-    assert [specials[f"<|dummy_{n}|>"] for n in (1, 2, 3, 4, 12, 13, 87)] == [100261, 100262, 100263, 100267, 100275, 100277, 100351]
+    assert [specials[f"<|dummy_{n}|>"] for n in (1, 2, 3, 4, 12, 13, 87)] == [
+        100261,
+        100262,
+        100263,
+        100267,
+        100275,
+        100277,
+        100351,
+    ]
     assert specials["<|endofprompt|>"] == 100276
     assert sorted(specials.values()) == list(range(100256, 100352))
     # special-token text inside ordinary text stays text
@@ -34,7 +48,9 @@ def test_phi4_without_the_bpe_file_says_how_to_fix(tmp_path, monkeypatch):
     from phi4cli import tokenizer
 
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(tokenizer.tiktoken.load, "load_tiktoken_bpe", lambda *a, **k: (_ for _ in ()).throw(OSError("no network")))
+    monkeypatch.setattr(
+        tokenizer.tiktoken.load, "load_tiktoken_bpe", lambda *a, **k: (_ for _ in ()).throw(OSError("no network"))
+    )
     tokenizer._load_tokenizer.cache_clear()
     with pytest.raises(Phi4Error, match="TIKTOKEN_CACHE_DIR.*--bpe-file"):
         load_tokenizer("phi4")
@@ -89,7 +105,7 @@ def test_toy_tokenizer_round_trip_and_layout(tmp_path):
     for text in ("def f(x):\n    return x * 2\n", "Natalia sold 48 clips, 12345 of them!", "ünïcødé ✓ 漢字"):
         assert tok.decode(tok.encode(text)) == text
     assert [tok.decode([i]) for i in tok.encode("12345")] == list("12345"), "digits are one token each"
-    assert tok.encode_with_specials("<|im_start|>user<|im_sep|>") [0] == tok.im_start_id == 2048 - NUM_SPECIALS + 8
+    assert tok.encode_with_specials("<|im_start|>user<|im_sep|>")[0] == tok.im_start_id == 2048 - NUM_SPECIALS + 8
     assert tok.pad_id == 2047 - 2  # <|dummy_85|> keeps its place among the 96 specials
     # deterministic: same text, same ranks
     assert train_bpe(texts, vocab_size=2048) == ranks

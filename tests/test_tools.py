@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-
 from conftest import BENCHMARKS, REPO
 
 ROWS = [
@@ -129,12 +128,20 @@ def _big_dataset(phi4, tmp_path, rows: int = 3000) -> None:
     phi4("ingest", "big.jsonl", "-o", "big")
 
 
-@pytest.mark.parametrize("command", ["phi4 cat big | head -1", "phi4 ingest big.jsonl -o - | head -c 100",
-                                     "phi4 ingest big.jsonl -o - | phi4 cat - | head -1"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "phi4 cat big | head -1",
+        "phi4 ingest big.jsonl -o - | head -c 100",
+        "phi4 ingest big.jsonl -o - | phi4 cat - | head -1",
+    ],
+)
 def test_a_closed_stdout_is_success(phi4, tmp_path, command):
     _big_dataset(phi4, tmp_path)
     script = f"set -o pipefail; {command.replace('phi4', f'{sys.executable} -m phi4cli')} >/dev/null"
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     assert result.returncode == 0 and result.stderr.decode().count("error") == 0, result.stderr
 
 
@@ -148,7 +155,11 @@ def test_cat_writes_parquet_and_refuses_unknown_or_existing_files(phi4, tmp_path
     phi4("cat", "ds", "-o", "out.parquet", "--limit", "1", "--overwrite")
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 1
     odd = phi4("cat", "ds", "-o", "out.csv", check=False)
-    assert odd.returncode != 0 and "out.csv: unknown output format" in odd.stderr.decode() and not (tmp_path / "out.csv").exists()
+    assert (
+        odd.returncode != 0
+        and "out.csv: unknown output format" in odd.stderr.decode()
+        and not (tmp_path / "out.csv").exists()
+    )
 
 
 def test_cat_parquet_of_inputs_with_other_columns_is_one_line(phi4, tmp_path):
@@ -190,7 +201,10 @@ def test_ingest_rows_per_shard_and_refusals(phi4, tmp_path):
 def test_tokenizer_commands(phi4, tmp_path):
     ids = json.loads(phi4("tokenizer", "encode", "<|im_start|>Hello<|im_sep|> World<|im_end|><|dummy_85|>").stdout)
     assert ids == [100264, 9906, 100266, 4435, 100265, 100349]
-    assert phi4("tokenizer", "decode", json.dumps(ids)).stdout.decode().strip() == "<|im_start|>Hello<|im_sep|> World<|im_end|><|dummy_85|>"
+    assert (
+        phi4("tokenizer", "decode", json.dumps(ids)).stdout.decode().strip()
+        == "<|im_start|>Hello<|im_sep|> World<|im_end|><|dummy_85|>"
+    )
     info = json.loads(phi4("tokenizer", "info").stdout)
     assert info["vocab_size"] == 100352 and info["pad"] == 100349 and len(info["special_tokens"]) == 96
     rows = [{"text": open(p).read()} for p in sorted((REPO / "phi4cli").rglob("*.py"))]
@@ -199,5 +213,11 @@ def test_tokenizer_commands(phi4, tmp_path):
     phi4("tokenizer", "train", "code", "-o", "toy.tiktoken", "--vocab-size", "1024")
     toy = json.loads(phi4("tokenizer", "info", "toy.tiktoken").stdout)
     assert toy["vocab_size"] == 1024 and toy["special_tokens"]["<|im_start|>"] == 1024 - 96 + 8
-    text = phi4("tokenizer", "decode", phi4("tokenizer", "encode", "def main(): return 42", "-t", "toy.tiktoken").stdout.decode(), "-t", "toy.tiktoken")
+    text = phi4(
+        "tokenizer",
+        "decode",
+        phi4("tokenizer", "encode", "def main(): return 42", "-t", "toy.tiktoken").stdout.decode(),
+        "-t",
+        "toy.tiktoken",
+    )
     assert text.stdout.decode().strip() == "def main(): return 42"

@@ -26,8 +26,8 @@ from phi4cli.tokenizer import train_bpe, write_tokenizer
 from phi4cli.train.config import load_config, to_toml
 from phi4cli.train.data import DataFeed
 from phi4cli.train.parallel import Distributed
-from phi4cli.train.task import CausalLM
 from phi4cli.train.schedule import lr_at
+from phi4cli.train.task import CausalLM
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -75,10 +75,19 @@ def stream_bytes(rows: list[dict], schema: pa.Schema = PACKED_SCHEMA) -> bytes:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     """A toy tokenizer and a dataset of STEPS global batches, shared by the tests of this file."""
+    return make_world(tmp_path_factory)
+
+
+def make_world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("train")
     tokenizer = write_tokenizer(train_bpe(["count up: 1 2 3 4"] * 4, 360), root / "toy.tiktoken")
     rows = packed_rows(STEPS * GLOBAL_BATCH)
-    return {"root": root, "tokenizer": str(tokenizer.ranks_path), "rows": rows, "data": write_dataset(root / "data", rows)}
+    return {
+        "root": root,
+        "tokenizer": str(tokenizer.ranks_path),
+        "rows": rows,
+        "data": write_dataset(root / "data", rows),
+    }
 
 
 SHAPE = {
@@ -125,7 +134,9 @@ def child_env() -> dict:
 
 
 def run(*args: str, ranks: int = 1, input: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(phi4_command(*args, ranks=ranks), input=input, capture_output=True, env=child_env(), cwd=cwd, timeout=300)
+    return subprocess.run(
+        phi4_command(*args, ranks=ranks), input=input, capture_output=True, env=child_env(), cwd=cwd, timeout=300
+    )
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -165,7 +176,9 @@ def reference(world) -> Path:
 
 
 def test_config_loads_the_demo_toml_and_overrides_with_types():
-    config = load_config(DEMO_CONFIG, ["lr=1e-3", "model=phi4-1b", "betas=[0.8, 0.9]", "model_overrides.rope_theta=5e5"])
+    config = load_config(
+        DEMO_CONFIG, ["lr=1e-3", "model=phi4-1b", "betas=[0.8, 0.9]", "model_overrides.rope_theta=5e5"]
+    )
     assert (config.lr, config.model, config.betas) == (1e-3, "phi4-1b", [0.8, 0.9])
     assert config.model_overrides == {"max_position_embeddings": 256, "rope_theta": 5e5}
     assert load_config(DEMO_CONFIG, ["lr=1"]).lr == 1.0 and isinstance(load_config(DEMO_CONFIG, ["lr=1"]).lr, float)
@@ -206,7 +219,9 @@ def test_config_toml_round_trip(tmp_path):
 
 
 def test_config_missing_key(tmp_path):
-    (tmp_path / "c.toml").write_text("\n".join(l for l in DEMO_CONFIG.read_text().splitlines() if not l.startswith("lr ")))
+    (tmp_path / "c.toml").write_text(
+        "\n".join(line for line in DEMO_CONFIG.read_text().splitlines() if not line.startswith("lr "))
+    )
     with pytest.raises(Phi4Error, match="missing key 'lr'"):
         load_config(tmp_path / "c.toml")
 
@@ -244,7 +259,9 @@ def test_feed_cuts_global_batches_and_skips_to_the_resume_position(world):
 def test_feed_reads_loss_mask(tmp_path):
     schema = PACKED_SCHEMA.append(pa.field("loss_mask", pa.list_(pa.int8())))
     rows = [{**r, "loss_mask": [i % 2 for i in range(SEQ_LEN)]} for r in packed_rows(4)]
-    feed = DataFeed([str(write_dataset(tmp_path / "d", rows, schema))], CausalLM(SEQ_LEN), global_batch=4, dist_ctx=ONE_PROCESS)
+    feed = DataFeed(
+        [str(write_dataset(tmp_path / "d", rows, schema))], CausalLM(SEQ_LEN), global_batch=4, dist_ctx=ONE_PROCESS
+    )
     assert feed.next().loss_mask.tolist() == [r["loss_mask"] for r in rows]
 
 
@@ -252,7 +269,10 @@ def test_feed_reads_loss_mask(tmp_path):
     "rows, message",
     [
         (packed_rows(8, seq_len=16), "input_ids rows hold 16 tokens but seq_len is 32"),
-        ([{"input_ids": [1] * SEQ_LEN, "doc_lens": [10, 10], "source": "x"}] * 8, "row 0: doc_lens must be positive and sum to seq_len 32"),
+        (
+            [{"input_ids": [1] * SEQ_LEN, "doc_lens": [10, 10], "source": "x"}] * 8,
+            "row 0: doc_lens must be positive and sum to seq_len 32",
+        ),
         ([{"input_ids": [1] * SEQ_LEN, "doc_lens": [40, -8], "source": "x"}] * 8, "doc_lens must be positive"),
         ([], "no rows"),
     ],
@@ -267,7 +287,9 @@ def test_feed_rejects_bad_data(tmp_path, rows, message):
 def test_feed_needs_the_columns(tmp_path):
     schema = pa.schema([("text", pa.string())])
     data = write_dataset(tmp_path / "d", [{"text": "hi"}], schema)
-    with pytest.raises(Phi4Error, match=r"reads packed sequences, this is documents \(tokenize and pack them with phi4 mix\)"):
+    with pytest.raises(
+        Phi4Error, match=r"reads packed sequences, this is documents \(tokenize and pack them with phi4 mix\)"
+    ):
         DataFeed([str(data)], CausalLM(SEQ_LEN), global_batch=1, dist_ctx=ONE_PROCESS).next()
     data = write_dataset(tmp_path / "e", [{"input_ids": [1]}], pa.schema([("input_ids", pa.list_(pa.int32()))]))
     with pytest.raises(Phi4Error, match="missing column 'doc_lens'"):
@@ -291,11 +313,15 @@ def test_loss_is_the_mean_over_predicted_tokens_and_checkpointing_changes_nothin
         model, _ = build_model(config, ONE_PROCESS)
         with torch.no_grad():
             logits = model(batch.input_ids.long(), doc_lens=batch.doc_lens)
-            expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch.input_ids[:, 1:].flatten().long())
+            expected = torch.nn.functional.cross_entropy(
+                logits[:, :-1].flatten(0, 1), batch.input_ids[:, 1:].flatten().long()
+            )
         optimizer = build_optimizer(model, config)
         optimizer.step = lambda: None  # keep the gradients to compare them
         optimizer.zero_grad = lambda set_to_none=True: None
-        loss = train_step(model, optimizer, batch, CausalLM(SEQ_LEN), config, ONE_PROCESS, 1e-3, step=1, run_dir=world["root"]).loss
+        loss = train_step(
+            model, optimizer, batch, CausalLM(SEQ_LEN), config, ONE_PROCESS, 1e-3, step=1, run_dir=world["root"]
+        ).loss
         assert loss == pytest.approx(expected.item(), rel=1e-6)
         gradients.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(gradients[0], gradients[1])
@@ -312,7 +338,17 @@ def test_bf16_autocast_on_cpu_stays_close_to_fp32(world):
     for precision in ("none", "bf16"):
         config = load_config(DEMO_CONFIG, settings(world, mixed_precision=precision)[3::2])
         model, _ = build_model(config, ONE_PROCESS)
-        result[precision] = train_step(model, build_optimizer(model, config), batch, CausalLM(SEQ_LEN), config, ONE_PROCESS, 1e-3, step=1, run_dir=world["root"]).loss
+        result[precision] = train_step(
+            model,
+            build_optimizer(model, config),
+            batch,
+            CausalLM(SEQ_LEN),
+            config,
+            ONE_PROCESS,
+            1e-3,
+            step=1,
+            run_dir=world["root"],
+        ).loss
         assert all(p.dtype == torch.float32 for p in model.parameters())
     assert result["bf16"] == pytest.approx(result["none"], rel=2e-2)
 
@@ -365,9 +401,11 @@ def test_kill_9_then_resume_continues_exactly(world, reference, tmp_path):
     run_dir = tmp_path / "run"
     rows, schema = world["rows"], PACKED_SCHEMA
     process = subprocess.Popen(
-        phi4_command("pretrain", "-", "-o", run_dir, *settings(world)), stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=child_env(),
-    )  # fmt: skip
+        phi4_command("pretrain", "-", "-o", run_dir, *settings(world)),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
     writer = pa.ipc.new_stream(process.stdin, schema)
     writer.write_batch(pa.RecordBatch.from_pylist(rows[: 9 * GLOBAL_BATCH], schema=schema))
     process.stdin.flush()
@@ -378,7 +416,9 @@ def test_kill_9_then_resume_continues_exactly(world, reference, tmp_path):
     process.stdin.close()
     assert max(losses(run_dir)) >= 8
 
-    resumed = ok(run("pretrain", "-", "-o", run_dir, *settings(world), "--resume", input=stream_bytes(rows[8 * GLOBAL_BATCH :])))
+    resumed = ok(
+        run("pretrain", "-", "-o", run_dir, *settings(world), "--resume", input=stream_bytes(rows[8 * GLOBAL_BATCH :]))
+    )
     assert "must start at sequence 64" in resumed.stderr.decode()
     expected, got = losses(reference), losses(run_dir)
     assert sorted(got) == list(range(1, STEPS + 1))
@@ -392,8 +432,10 @@ def test_sigterm_checkpoints_and_exits_143(world, tmp_path):
     rows = world["rows"]
     process = subprocess.Popen(
         phi4_command("pretrain", "-", "-o", run_dir, *settings(world, checkpoint_every=100)),
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(),
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
     writer = pa.ipc.new_stream(process.stdin, PACKED_SCHEMA)
     writer.write_batch(pa.RecordBatch.from_pylist(rows[: 3 * GLOBAL_BATCH], schema=PACKED_SCHEMA))
     process.stdin.flush()
@@ -424,7 +466,9 @@ def train_in_process(world: dict, data, run_dir: Path, resume: bool = False, **o
 
 
 def test_non_finite_loss_stops_naming_the_step(world, tmp_path):
-    with pytest.raises(Phi4Error, match=r"step 2: loss .*diverged; stopped without saving \(last good checkpoint: none\)"):
+    with pytest.raises(
+        Phi4Error, match=r"step 2: loss .*diverged; stopped without saving \(last good checkpoint: none\)"
+    ):
         train_in_process(world, world["data"], tmp_path / "run", lr=1e30, warmup_steps=0)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -434,8 +478,12 @@ def test_non_finite_loss_stops_naming_the_step(world, tmp_path):
 
 def test_bad_input_fails_in_one_line_and_writes_nothing(world, tmp_path):
     out = tmp_path / "run"
-    assert "unknown key 'lr_peak'" in one_error_line(run("pretrain", world["data"], "-o", out, *settings(world), "--set", "lr_peak=1"))
-    assert "seq_len must be an integer" in one_error_line(run("pretrain", world["data"], "-o", out, *settings(world, seq_len="long")))
+    assert "unknown key 'lr_peak'" in one_error_line(
+        run("pretrain", world["data"], "-o", out, *settings(world), "--set", "lr_peak=1")
+    )
+    assert "seq_len must be an integer" in one_error_line(
+        run("pretrain", world["data"], "-o", out, *settings(world, seq_len="long"))
+    )
     assert "-: no rows" in one_error_line(run("pretrain", "-", "-o", out, *settings(world), input=stream_bytes([])))
     with pytest.raises(Phi4Error, match="input_ids rows hold 32 tokens but seq_len is 16"):
         train_in_process(world, world["data"], out, seq_len=16)
@@ -464,9 +512,15 @@ def test_midtrain_continues_a_pretrain_run_with_longer_context(world, reference,
     data = write_dataset(tmp_path / "long", long_rows)
     out = tmp_path / "mid"
     overrides = {
-        "init_from": reference, "model": "", "tokenizer": "", "seq_len": 4 * SEQ_LEN, "global_batch": 4,
-        "max_steps": 2, "model_overrides.rope_theta": 250000.0, "model_overrides.max_position_embeddings": 4 * SEQ_LEN,
-    }  # fmt: skip
+        "init_from": reference,
+        "model": "",
+        "tokenizer": "",
+        "seq_len": 4 * SEQ_LEN,
+        "global_batch": 4,
+        "max_steps": 2,
+        "model_overrides.rope_theta": 250000.0,
+        "model_overrides.max_position_embeddings": 4 * SEQ_LEN,
+    }
     ok(run("midtrain", data, "-o", out, *settings(world, shape=False, **overrides)))
     model = load_model(str(out))
     assert model.config.rope_theta == 250000.0 and model.config.max_position_embeddings == 4 * SEQ_LEN

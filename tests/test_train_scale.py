@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from test_train import (  # noqa: F401  (world is a fixture)
-    ONE_PROCESS,
-    REPO,
-    child_env,
-    settings,
-    world,
-)
+from test_train import ONE_PROCESS, REPO, child_env, make_world, settings
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """test_train.py's toy tokenizer and packed dataset."""
+    return make_world(tmp_path_factory)
+
 
 BROKEN_FEED = '''
 import sys
@@ -45,8 +45,9 @@ train(config, [sys.argv[2]], sys.argv[2] + "-run", task=BrokenFeed(config.seq_le
 
 def torchrun(script: Path, *args: str, ranks: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)]
-    return subprocess.run([*launcher, str(script), *map(str, args)], capture_output=True, env=child_env(),
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [*launcher, str(script), *map(str, args)], capture_output=True, env=child_env(), timeout=timeout, cwd=REPO
+    )
 
 
 def test_a_rank_failing_outside_phi4_errors_ends_every_rank_fast(world, tmp_path):
@@ -61,8 +62,9 @@ def test_a_rank_failing_outside_phi4_errors_ends_every_rank_fast(world, tmp_path
     stderr = result.stderr.decode()
     assert result.returncode != 0
     ours = [line for line in stderr.splitlines() if line.startswith("phi4: error:")]
-    assert ours == ["phi4: error: internal error: OSError: the data disk went away "
-                    "(rerun with --debug for the traceback)"], stderr[-3000:]
+    assert ours == [
+        "phi4: error: internal error: OSError: the data disk went away (rerun with --debug for the traceback)"
+    ], stderr[-3000:]
     assert "phi4cli/" not in stderr, stderr[-3000:]  # no traceback through our code (torchrun prints its own)
     assert elapsed < 90, elapsed  # the gloo/NCCL collective timeout is 10-30 minutes
 
@@ -91,7 +93,7 @@ def test_async_saves_keep_the_newest_and_report_size_and_time(world, tmp_path):
 
 
 def _config_and_batch(world, **overrides):
-    from test_train import DEMO_CONFIG, GLOBAL_BATCH, SEQ_LEN
+    from test_train import DEMO_CONFIG, GLOBAL_BATCH
 
     from phi4cli.train.config import load_config
     from phi4cli.train.data import DataFeed
@@ -200,8 +202,14 @@ def test_init_from_a_hugging_face_directory_loads_by_shards_on_two_ranks(world, 
     from phi4cli.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(world["tokenizer"])
-    config = get_config("tiny", vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
-                        num_hidden_layers=2, max_position_embeddings=128)
+    config = get_config(
+        "tiny",
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=128,
+    )
     model = Phi4ForCausalLM(config)
     model.init_weights(7)
     hf_dir = save_hf(model, config, tmp_path / "hf", tokenizer, max_shard_bytes=20_000)  # several files
@@ -237,9 +245,16 @@ def test_gradients_are_reduced_on_the_last_micro_batch_only(world, monkeypatch):
 
     def recording(model, enabled):
         parallel.gradient_sync(model, enabled)
-        seen.append((enabled, all(m._get_fsdp_state()._fsdp_param_group.reduce_grads == enabled
-                                  for m in model.modules() if isinstance(m, parallel.FSDPModule)
-                                  and m._get_fsdp_state()._fsdp_param_group is not None)))
+        seen.append(
+            (
+                enabled,
+                all(
+                    m._get_fsdp_state()._fsdp_param_group.reduce_grads == enabled
+                    for m in model.modules()
+                    if isinstance(m, parallel.FSDPModule) and m._get_fsdp_state()._fsdp_param_group is not None
+                ),
+            )
+        )
 
     monkeypatch.setattr(loop, "gradient_sync", recording)
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)

@@ -48,7 +48,7 @@ Section = tuple[str, list[str]]  # (heading, paragraphs)
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _geography_sections(rng: random.Random) -> list[Section]:
@@ -62,32 +62,42 @@ def _geography_sections(rng: random.Random) -> list[Section]:
 
 def _chemistry_sections(rng: random.Random) -> list[Section]:
     elements = sorted(rng.sample(ELEMENTS, rng.randint(12, 24)), key=lambda e: e.number)
-    return [(f"Elements {part[0].number} to {part[-1].number}",
-             [" ".join(element_sentences(e, rng)) for e in part]) for part in _chunks(elements, 4)]
+    return [
+        (f"Elements {part[0].number} to {part[-1].number}", [" ".join(element_sentences(e, rng)) for e in part])
+        for part in _chunks(elements, 4)
+    ]
 
 
 def _astronomy_sections(rng: random.Random) -> list[Section]:
     inner, outer = PLANETS[:4], PLANETS[4:]
-    return [("The inner planets", [" ".join(planet_sentences(p, rng)) for p in inner]),
-            ("The outer planets", [" ".join(planet_sentences(p, rng)) for p in outer])]
+    return [
+        ("The inner planets", [" ".join(planet_sentences(p, rng)) for p in inner]),
+        ("The outer planets", [" ".join(planet_sentences(p, rng)) for p in outer]),
+    ]
 
 
 def _history_sections(rng: random.Random) -> list[Section]:
     events = sorted(rng.sample(EVENTS, rng.randint(14, 26)), key=lambda e: e.year)
-    return [(f"From {part[0].year} to {part[-1].year}", [" ".join(event_sentence(e, rng) for e in part)])
-            for part in _chunks(events, 5)]
+    return [
+        (f"From {part[0].year} to {part[-1].year}", [" ".join(event_sentence(e, rng) for e in part)])
+        for part in _chunks(events, 5)
+    ]
 
 
 def _science_people_sections(rng: random.Random) -> list[Section]:
     people = rng.sample(PEOPLE, rng.randint(10, 20))
-    return [("Pioneers and their discoveries", [" ".join(person_sentence(p, rng) for p in part)])
-            for part in _chunks(people, 4)]
+    return [
+        ("Pioneers and their discoveries", [" ".join(person_sentence(p, rng) for p in part)])
+        for part in _chunks(people, 4)
+    ]
 
 
 def _animal_sections(rng: random.Random) -> list[Section]:
     animals = rng.sample(ANIMALS, rng.randint(15, 28))
-    return [("Animals and their groups", [" ".join(s for a in part for s in animal_sentences(a, rng))])
-            for part in _chunks(animals, 5)]
+    return [
+        ("Animals and their groups", [" ".join(s for a in part for s in animal_sentences(a, rng))])
+        for part in _chunks(animals, 5)
+    ]
 
 
 def _math_sections(rng: random.Random) -> list[Section]:
@@ -99,34 +109,69 @@ def _math_sections(rng: random.Random) -> list[Section]:
             examples.append(f"Example. {p.question} {' '.join(p.steps)} The answer is {p.answer}.")
         sections.append((f"Worked examples: {family}", examples))
     word_problems = [arith_problem(rng, held_out=False) for _ in range(rng.randint(2, 4))]
-    sections.append(("Problems in words",
-                     [f"Example. {p.question} {' '.join(p.steps)} The answer is {p.answer}." for p in word_problems]))
+    sections.append(
+        (
+            "Problems in words",
+            [f"Example. {p.question} {' '.join(p.steps)} The answer is {p.answer}." for p in word_problems],
+        )
+    )
     return sections
 
 
 # theme -> (book title, the concepts a chapter explains, the builder of its knowledge-base sections)
 THEMES: dict[str, tuple[str, list[str], Callable[[random.Random], list[Section]]]] = {
-    "geography": ("Countries of the World", ["Weather and climate", "Volcanoes and moving plates"],
-                  _geography_sections),
+    "geography": (
+        "Countries of the World",
+        ["Weather and climate", "Volcanoes and moving plates"],
+        _geography_sections,
+    ),
     "chemistry": ("The Chemical Elements", ["Atoms", "Chemical reactions", "States of matter"], _chemistry_sections),
-    "astronomy": ("The Solar System", ["The Solar System", "The seasons", "Phases of the Moon", "Gravity"],
-                  _astronomy_sections),
-    "history": ("A Short History of the Modern World", ["The printing press", "The Industrial Revolution",
-                                                         "The Roman Empire", "Ancient Egypt"], _history_sections),
-    "science": ("Pioneers of Science", ["The scientific method", "Energy", "Electric circuits", "Light and colour",
-                                        "Sound"], _science_people_sections),
-    "biology": ("The Living World", ["Cells", "Photosynthesis", "Food chains", "Digestion", "The immune system"],
-                _animal_sections),
-    "mathematics": ("Numbers and Shapes", ["Fractions", "Percentages", "Prime numbers", "The Pythagorean theorem",
-                                           "Area and perimeter", "Binary numbers and algorithms"], _math_sections),
+    "astronomy": (
+        "The Solar System",
+        ["The Solar System", "The seasons", "Phases of the Moon", "Gravity"],
+        _astronomy_sections,
+    ),
+    "history": (
+        "A Short History of the Modern World",
+        ["The printing press", "The Industrial Revolution", "The Roman Empire", "Ancient Egypt"],
+        _history_sections,
+    ),
+    "science": (
+        "Pioneers of Science",
+        ["The scientific method", "Energy", "Electric circuits", "Light and colour", "Sound"],
+        _science_people_sections,
+    ),
+    "biology": (
+        "The Living World",
+        ["Cells", "Photosynthesis", "Food chains", "Digestion", "The immune system"],
+        _animal_sections,
+    ),
+    "mathematics": (
+        "Numbers and Shapes",
+        [
+            "Fractions",
+            "Percentages",
+            "Prime numbers",
+            "The Pythagorean theorem",
+            "Area and perimeter",
+            "Binary numbers and algorithms",
+        ],
+        _math_sections,
+    ),
 }
 CONCEPT_BY_TITLE = {c.title: c for c in CONCEPTS}
 
 
 def _review_questions(rng: random.Random, theme: str) -> str:
-    subjects = {"geography": {"geography", "economics"}, "history": {"history"}, "science": {"history of science"},
-                "chemistry": {"chemistry"}, "astronomy": {"astronomy"}, "biology": {"biology"},
-                "mathematics": {"mathematics"}}[theme]
+    subjects = {
+        "geography": {"geography", "economics"},
+        "history": {"history"},
+        "science": {"history of science"},
+        "chemistry": {"chemistry"},
+        "astronomy": {"astronomy"},
+        "biology": {"biology"},
+        "mathematics": {"mathematics"},
+    }[theme]
     pool = [q for q in training_questions() if q.subject in subjects]
     chosen = rng.sample(pool, min(len(pool), rng.randint(3, 6)))
     questions = "\n".join(f"{i + 1}. {q.question}" for i, q in enumerate(chosen))
@@ -137,8 +182,10 @@ def _review_questions(rng: random.Random, theme: str) -> str:
 def book_chapter(rng: random.Random, number: int, theme: str | None = None) -> str:
     theme = theme or rng.choice(sorted(THEMES))
     book_title, concept_titles, build_sections = THEMES[theme]
-    sections: list[Section] = [(t, [concept_paragraph(CONCEPT_BY_TITLE[t], rng, min_sentences=5)])
-                               for t in rng.sample(concept_titles, rng.randint(2, len(concept_titles)))]
+    sections: list[Section] = [
+        (t, [concept_paragraph(CONCEPT_BY_TITLE[t], rng, min_sentences=5)])
+        for t in rng.sample(concept_titles, rng.randint(2, len(concept_titles)))
+    ]
     sections += build_sections(rng)
     parts = [f"Chapter {number}: {book_title}"]
     for i, (heading, paragraphs) in enumerate(sections):
@@ -161,17 +208,20 @@ def _pendulum(rng: random.Random) -> dict:
     rows, estimates = [], []
     for length in lengths:
         period = _noisy(rng, 2 * math.pi * math.sqrt(length / G))
-        estimate = 4 * math.pi ** 2 * length / period ** 2
+        estimate = 4 * math.pi**2 * length / period**2
         estimates.append(estimate)
         rows.append(f"{length:.2f} | {period:.3f} | {estimate:.2f}")
     return {
         "title": "Measuring the acceleration due to gravity with a simple pendulum",
         "law": "For small swings, the period T of a simple pendulum of length L is T = 2π√(L/g), so g = 4π²L/T².",
         "method": "A small metal bob was hung from a light string. For each length, the time for ten swings was "
-                  "measured with a stopwatch and divided by ten to give the period.",
-        "header": "length L (m) | period T (s) | g estimate (m/s²)", "rows": rows,
-        "quantity": "the acceleration due to gravity", "estimate": sum(estimates) / len(estimates),
-        "accepted": G, "unit": "m/s²",
+        "measured with a stopwatch and divided by ten to give the period.",
+        "header": "length L (m) | period T (s) | g estimate (m/s²)",
+        "rows": rows,
+        "quantity": "the acceleration due to gravity",
+        "estimate": sum(estimates) / len(estimates),
+        "accepted": G,
+        "unit": "m/s²",
     }
 
 
@@ -180,16 +230,19 @@ def _free_fall(rng: random.Random) -> dict:
     rows, estimates = [], []
     for height in heights:
         t = _noisy(rng, math.sqrt(2 * height / G))
-        estimates.append(2 * height / t ** 2)
+        estimates.append(2 * height / t**2)
         rows.append(f"{height:.2f} | {t:.3f} | {estimates[-1]:.2f}")
     return {
         "title": "Timing a falling ball to find g",
         "law": "An object dropped from rest falls a height h in a time t with h = g t² / 2, so g = 2h / t².",
         "method": "A steel ball was released from an electromagnet and its fall was timed with a light gate "
-                  "at several heights. Each time is the average of five drops.",
-        "header": "height h (m) | time t (s) | g estimate (m/s²)", "rows": rows,
-        "quantity": "the acceleration due to gravity", "estimate": sum(estimates) / len(estimates),
-        "accepted": G, "unit": "m/s²",
+        "at several heights. Each time is the average of five drops.",
+        "header": "height h (m) | time t (s) | g estimate (m/s²)",
+        "rows": rows,
+        "quantity": "the acceleration due to gravity",
+        "estimate": sum(estimates) / len(estimates),
+        "accepted": G,
+        "unit": "m/s²",
     }
 
 
@@ -203,11 +256,14 @@ def _ohms_law(rng: random.Random) -> dict:
     return {
         "title": f"Checking Ohm's law for a {resistance} ohm resistor",
         "law": "Ohm's law states that the voltage V across a resistor equals the current I times its resistance "
-               "R, so R = V / I.",
+        "R, so R = V / I.",
         "method": "The resistor was connected in series with an ammeter to an adjustable power supply, and a "
-                  "voltmeter was connected across it. The voltage was raised one volt at a time.",
-        "header": "voltage V (V) | current I (mA) | R estimate (ohm)", "rows": rows,
-        "quantity": "the resistance", "estimate": sum(estimates) / len(estimates), "accepted": resistance,
+        "voltmeter was connected across it. The voltage was raised one volt at a time.",
+        "header": "voltage V (V) | current I (mA) | R estimate (ohm)",
+        "rows": rows,
+        "quantity": "the resistance",
+        "estimate": sum(estimates) / len(estimates),
+        "accepted": resistance,
         "unit": "ohm",
     }
 
@@ -219,17 +275,20 @@ def _density(rng: random.Random) -> dict:
     metal = rng.choice(sorted(DENSITIES))
     rows, estimates = [], []
     for side in (1.0, 1.5, 2.0, 2.5, 3.0)[: rng.randint(3, 5)]:
-        mass = _noisy(rng, DENSITIES[metal] * side ** 3)
-        estimates.append(mass / side ** 3)
-        rows.append(f"{side:.1f} | {side ** 3:.2f} | {mass:.1f} | {estimates[-1]:.2f}")
+        mass = _noisy(rng, DENSITIES[metal] * side**3)
+        estimates.append(mass / side**3)
+        rows.append(f"{side:.1f} | {side**3:.2f} | {mass:.1f} | {estimates[-1]:.2f}")
     return {
         "title": "Identifying a metal from its density",
         "law": "Density is mass divided by volume. Each pure metal has its own density, so measuring density "
-               "can identify the metal.",
+        "can identify the metal.",
         "method": "Cubes of an unknown metal were measured with a ruler and weighed on a balance.",
-        "header": "side (cm) | volume (cm³) | mass (g) | density (g/cm³)", "rows": rows,
-        "quantity": f"the density, which matches {metal}", "estimate": sum(estimates) / len(estimates),
-        "accepted": DENSITIES[metal], "unit": "g/cm³",
+        "header": "side (cm) | volume (cm³) | mass (g) | density (g/cm³)",
+        "rows": rows,
+        "quantity": f"the density, which matches {metal}",
+        "estimate": sum(estimates) / len(estimates),
+        "accepted": DENSITIES[metal],
+        "unit": "g/cm³",
     }
 
 
@@ -245,34 +304,43 @@ def _hookes_law(rng: random.Random) -> dict:
         "title": "Measuring the stiffness of a spring",
         "law": "Hooke's law says that the extension of a spring is proportional to the force on it: F = k x.",
         "method": "Slotted masses were hung from the spring one at a time and the extension was read from a "
-                  "metre rule behind it.",
-        "header": "mass (g) | force (N) | extension (cm) | k estimate (N/m)", "rows": rows,
-        "quantity": "the spring constant", "estimate": sum(estimates) / len(estimates), "accepted": k,
+        "metre rule behind it.",
+        "header": "mass (g) | force (N) | extension (cm) | k estimate (N/m)",
+        "rows": rows,
+        "quantity": "the spring constant",
+        "estimate": sum(estimates) / len(estimates),
+        "accepted": k,
         "unit": "N/m",
     }
 
 
 EXPERIMENTS = [_pendulum, _free_fall, _ohms_law, _density, _hookes_law]
-ERROR_SOURCES = ["reaction time when starting and stopping the timer", "reading the scale by eye",
-                 "the precision of the instruments"]
+ERROR_SOURCES = [
+    "reaction time when starting and stopping the timer",
+    "reading the scale by eye",
+    "the precision of the instruments",
+]
 
 
 def lab_report(rng: random.Random) -> str:
     e = rng.choice(EXPERIMENTS)(rng)
     authors = ", ".join(rng.sample([n for n, _, _ in NAMES], 3))
     error = 100 * abs(e["estimate"] - e["accepted"]) / e["accepted"]
-    return "\n\n".join([
-        e["title"], f"Authors: {authors}",
-        f"Abstract\n\nWe measured {e['quantity']} and found {e['estimate']:.2f} {e['unit']}, within "
-        f"{error:.1f}% of the expected value of {e['accepted']} {e['unit']}.",
-        f"1. Introduction\n\n{e['law']} {concept_paragraph(CONCEPT_BY_TITLE['The scientific method'], rng)}",
-        f"2. Method\n\n{e['method']} Every measurement was repeated to reduce random error.",
-        "3. Results\n\n" + "\n".join([e["header"], *e["rows"]]),
-        f"4. Discussion\n\nThe mean of our estimates is {e['estimate']:.2f} {e['unit']}. The expected value is "
-        f"{e['accepted']} {e['unit']}, so the percentage error is {error:.1f}%. The largest source of error was "
-        f"{rng.choice(ERROR_SOURCES)}.",
-        "5. Conclusion\n\nThe measurements agree with the law within experimental error.",
-    ])
+    return "\n\n".join(
+        [
+            e["title"],
+            f"Authors: {authors}",
+            f"Abstract\n\nWe measured {e['quantity']} and found {e['estimate']:.2f} {e['unit']}, within "
+            f"{error:.1f}% of the expected value of {e['accepted']} {e['unit']}.",
+            f"1. Introduction\n\n{e['law']} {concept_paragraph(CONCEPT_BY_TITLE['The scientific method'], rng)}",
+            f"2. Method\n\n{e['method']} Every measurement was repeated to reduce random error.",
+            "3. Results\n\n" + "\n".join([e["header"], *e["rows"]]),
+            f"4. Discussion\n\nThe mean of our estimates is {e['estimate']:.2f} {e['unit']}. The expected value is "
+            f"{e['accepted']} {e['unit']}, so the percentage error is {error:.1f}%. The largest source of error was "
+            f"{rng.choice(ERROR_SOURCES)}.",
+            "5. Conclusion\n\nThe measurements agree with the law within experimental error.",
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------ forum threads
@@ -282,8 +350,11 @@ def _forum_exchange(rng: random.Random, first: bool) -> tuple[str, str, str]:
     """(question, answer, thanks) for one round of a homework thread."""
     opener = "Can someone check my working?" if first else "I have another one, if that's OK."
     if rng.random() < 0.6:
-        p = arith_problem(rng, held_out=False) if rng.random() < 0.6 else MATH_FAMILIES[
-            rng.choice(sorted(MATH_FAMILIES))](rng)
+        p = (
+            arith_problem(rng, held_out=False)
+            if rng.random() < 0.6
+            else MATH_FAMILIES[rng.choice(sorted(MATH_FAMILIES))](rng)
+        )
         answer = "Here is how I would do it:\n" + "\n".join(p.steps) + f"\nSo the answer is {p.answer}."
         thanks = f"Thanks! I got {p.answer + rng.choice([1, 2, 10])} because I mixed up one step. Now it makes sense."
         return f"{opener} {p.question}", answer, thanks

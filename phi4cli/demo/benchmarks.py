@@ -31,14 +31,26 @@ from phi4cli.demo.problems import arith_problem, kv_json, kv_store, pyfunc
 
 ARITH_ITEMS = 500  # at scale 1 (GSM8K has 1,319): the standard error of an exact match near 0.5 is 0.022
 KV_ITEMS = 40
-KV_SIZES = (1, 4, 8, 11)  # pairs per store, cycled: about 150, 360, 650 and 860 toy tokens (stages/demo contexts: 256, 1,024)
+KV_SIZES = (
+    1,
+    4,
+    8,
+    11,
+)  # pairs per store, cycled: about 150, 360, 650 and 860 toy tokens (stages/demo contexts: 256, 1,024)
 PYFUNC_ITEMS = 60  # HumanEval has 164
 KV_INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below."
 
 
 def _row(task: str, index: int, prompt: str, answer: str, text: str, tests: str = "", **meta: object) -> dict:
-    return {"id": f"{task}-{index:04d}", "prompt": prompt, "answer": answer, "task": task, "tests": tests,
-            "text": text, "meta": meta_json(**meta)}
+    return {
+        "id": f"{task}-{index:04d}",
+        "prompt": prompt,
+        "answer": answer,
+        "task": task,
+        "tests": tests,
+        "text": text,
+        "meta": meta_json(**meta),
+    }
 
 
 def _unique(make: Callable[[], tuple[str, object]], count: int, max_tries: int) -> list:
@@ -79,8 +91,9 @@ def arith_items(seed: int, scale: float) -> list[dict]:
     rows = []
     for i, p in enumerate(problems):
         solution = gsm8k_annotate(p.solution)
-        rows.append(_row("arith", i, p.question, solution, f"{p.question}\n{solution}", final_answer=p.answer,
-                         structure=p.key))
+        rows.append(
+            _row("arith", i, p.question, solution, f"{p.question}\n{solution}", final_answer=p.answer, structure=p.key)
+        )
     return rows
 
 
@@ -90,8 +103,19 @@ def facts_mc_items(seed: int) -> list[dict]:
     rows = []
     for i, q in enumerate(held_out_questions()):
         prompt, letter, choices = render_mc(q, rng)
-        rows.append(_row("facts_mc", i, prompt, letter, f"{prompt} {letter}", subject=q.subject, key=q.key,
-                         choices=choices, answer_text=q.answer))
+        rows.append(
+            _row(
+                "facts_mc",
+                i,
+                prompt,
+                letter,
+                f"{prompt} {letter}",
+                subject=q.subject,
+                key=q.key,
+                choices=choices,
+                answer_text=q.answer,
+            )
+        )
     return rows
 
 
@@ -104,8 +128,17 @@ def kv_recall_items(seed: int, scale: float) -> list[dict]:
         position = rng.randrange(n_pairs)
         key = list(store)[position]
         prompt = f'{KV_INSTRUCTION}\n\nJSON data:\n{kv_json(store)}\n\nKey: "{key}"\nCorresponding value:'
-        rows.append(_row("kv_recall", i, prompt, store[key], f"{prompt} {store[key]}", n_pairs=n_pairs,
-                         depth=round(position / max(1, n_pairs - 1), 3)))
+        rows.append(
+            _row(
+                "kv_recall",
+                i,
+                prompt,
+                store[key],
+                f"{prompt} {store[key]}",
+                n_pairs=n_pairs,
+                depth=round(position / max(1, n_pairs - 1), 3),
+            )
+        )
     return rows
 
 
@@ -118,11 +151,12 @@ def pyfunc_items(seed: int, scale: float) -> list[dict]:
         return f.name + f.description, f
 
     funcs = _unique(make, count, max_tries=count * 20)
-    return [_row("pyfunc", i, f.prompt, f.body, f.prompt + f.body, tests=f.tests, entry_point=f.name,
-                 family=f.family) for i, f in enumerate(funcs)]
+    return [
+        _row("pyfunc", i, f.prompt, f.body, f.prompt + f.body, tests=f.tests, entry_point=f.name, family=f.family)
+        for i, f in enumerate(funcs)
+    ]
 
 
 def build(seed: int, scale: float) -> list[dict]:
     """All benchmark items, task by task; small enough to hold in memory."""
-    return [*arith_items(seed, scale), *facts_mc_items(seed), *kv_recall_items(seed, scale),
-            *pyfunc_items(seed, scale)]
+    return [*arith_items(seed, scale), *facts_mc_items(seed), *kv_recall_items(seed, scale), *pyfunc_items(seed, scale)]

@@ -26,16 +26,29 @@ from phi4cli.demo.problems import MATH_FAMILIES, Problem, arith_problem, pyfunc
 
 CONVERSATIONS = 8000  # at scale 1: about 2.2 MB
 KIND_SHARES = {
-    "arith": 0.33, "math": 0.1, "facts": 0.14, "mc": 0.08, "code": 0.12, "multi_turn": 0.15,
-    "identity": 0.03, "safety": 0.03, "unknown": 0.02,
+    "arith": 0.33,
+    "math": 0.1,
+    "facts": 0.14,
+    "mc": 0.08,
+    "code": 0.12,
+    "multi_turn": 0.15,
+    "identity": 0.03,
+    "safety": 0.03,
+    "unknown": 0.02,
 }
 SYSTEM_PROMPTS = [
     "You are a helpful assistant.",
     "You are a careful tutor. Explain your reasoning step by step.",
     "You are a concise assistant. Answer accurately.",
 ]
-IDENTITY_QUESTIONS = ["Who are you?", "What is your name?", "Who made you?", "Are you a human?",
-                      "What can you do?", "Tell me about yourself."]
+IDENTITY_QUESTIONS = [
+    "Who are you?",
+    "What is your name?",
+    "Who made you?",
+    "Are you a human?",
+    "What can you do?",
+    "Tell me about yourself.",
+]
 IDENTITY_ANSWERS = [
     "I am a small language model trained with phi4, an open-source toolchain that follows the Phi-4 training "
     "recipe. I can help with arithmetic word problems, simple facts and short Python functions.",
@@ -72,8 +85,10 @@ def _system(rng: random.Random) -> list[dict]:
 def _solve(problem: Problem, rng: random.Random) -> list[dict]:
     ask = rng.choice(["{q}", "Can you help me solve this? {q}", "{q} Please show your work.", "Solve: {q}"])
     lead = rng.choice(["Let's solve it step by step.", "Here is the working.", "Step by step:"])
-    return [{"role": "user", "content": ask.format(q=problem.question)},
-            {"role": "assistant", "content": f"{lead}\n{problem.solution}"}]
+    return [
+        {"role": "user", "content": ask.format(q=problem.question)},
+        {"role": "assistant", "content": f"{lead}\n{problem.solution}"},
+    ]
 
 
 def _fact(q: FactQuestion) -> list[dict]:
@@ -83,17 +98,23 @@ def _fact(q: FactQuestion) -> list[dict]:
 def _mc(q: FactQuestion, rng: random.Random) -> list[dict]:
     prompt, letter, _ = render_mc(q, rng)
     question = prompt.removesuffix("Answer:").rstrip() + "\nAnswer with the letter of the correct choice."
-    return [{"role": "user", "content": question},
-            {"role": "assistant", "content": f"The answer is {letter}. {q.statement}"}]
+    return [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": f"The answer is {letter}. {q.statement}"},
+    ]
 
 
 def _code(rng: random.Random, with_tests: bool) -> list[dict]:
     func = pyfunc(rng, held_out=False)
-    turns = [{"role": "user", "content": f"Write a Python function `{func.name}`. {func.description}"},
-             {"role": "assistant", "content": f"Here is the function:\n\n```python\n{func.code}```"}]
+    turns = [
+        {"role": "user", "content": f"Write a Python function `{func.name}`. {func.description}"},
+        {"role": "assistant", "content": f"Here is the function:\n\n```python\n{func.code}```"},
+    ]
     if with_tests:
-        turns += [{"role": "user", "content": "Can you add some tests for it?"},
-                  {"role": "assistant", "content": f"Sure. These asserts check it:\n\n```python\n{func.tests}```"}]
+        turns += [
+            {"role": "user", "content": "Can you add some tests for it?"},
+            {"role": "assistant", "content": f"Sure. These asserts check it:\n\n```python\n{func.tests}```"},
+        ]
     return turns
 
 
@@ -102,8 +123,11 @@ def _country_follow_ups(rng: random.Random) -> list[dict]:
     allowed = {q.key: q for q in training_questions()}
     while True:
         country = rng.choice(COUNTRIES).name
-        asked = [allowed[k] for k in (f"{rel}:{country}" for rel in ("capital", "continent", "language", "currency"))
-                 if k in allowed]
+        asked = [
+            allowed[k]
+            for k in (f"{rel}:{country}" for rel in ("capital", "continent", "language", "currency"))
+            if k in allowed
+        ]
         if len(asked) >= 2:
             break
     turns = _fact(asked[0])
@@ -126,11 +150,17 @@ def _multi_turn(rng: random.Random) -> list[dict]:
 
 def _unknown(rng: random.Random) -> list[dict]:
     place = rng.choice(FICTIONAL_PLACES)
-    question = rng.choice([f"What is the capital of {place}?", f"Which currency is used in {place}?",
-                           f"How many people live in {place}?"])
-    return [{"role": "user", "content": question},
-            {"role": "assistant", "content": f"I don't know of any country or place called {place}. It may be "
-             "fictional, or I may not have reliable information about it, so I would rather not guess."}]
+    question = rng.choice(
+        [f"What is the capital of {place}?", f"Which currency is used in {place}?", f"How many people live in {place}?"]
+    )
+    return [
+        {"role": "user", "content": question},
+        {
+            "role": "assistant",
+            "content": f"I don't know of any country or place called {place}. It may be "
+            "fictional, or I may not have reliable information about it, so I would rather not guess.",
+        },
+    ]
 
 
 def conversation(kind: str, rng: random.Random) -> list[dict]:
@@ -147,11 +177,15 @@ def conversation(kind: str, rng: random.Random) -> list[dict]:
     if kind == "multi_turn":
         return _multi_turn(rng)
     if kind == "identity":
-        return [{"role": "user", "content": rng.choice(IDENTITY_QUESTIONS)},
-                {"role": "assistant", "content": rng.choice(IDENTITY_ANSWERS)}]
+        return [
+            {"role": "user", "content": rng.choice(IDENTITY_QUESTIONS)},
+            {"role": "assistant", "content": rng.choice(IDENTITY_ANSWERS)},
+        ]
     if kind == "safety":
-        return [{"role": "user", "content": rng.choice(HARMFUL_REQUESTS)},
-                {"role": "assistant", "content": rng.choice(REFUSALS)}]
+        return [
+            {"role": "user", "content": rng.choice(HARMFUL_REQUESTS)},
+            {"role": "assistant", "content": rng.choice(REFUSALS)},
+        ]
     return _unknown(rng)
 
 

@@ -20,8 +20,18 @@ from phi4cli.demo.common import document, scaled, source_rng
 
 FILES = 260  # at scale 1: about 4 MB of source (the 3.11 stdlib offers about 630 files, 10 MB)
 MAX_FILE_BYTES = 150_000  # a few generated tables (pydoc_data/topics.py, ...) are not code anyone writes
-SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3",
-             "ensurepip", "turtledemo", "pydoc_data"}
+SKIP_DIRS = {
+    "test",
+    "tests",
+    "idle_test",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "lib2to3",
+    "ensurepip",
+    "turtledemo",
+    "pydoc_data",
+}
 
 
 def stdlib_root() -> Path:
@@ -76,6 +86,14 @@ def generate(seed: int, scale: float) -> Iterator[dict]:
         if text is None:
             continue
         relative = path.relative_to(root)
-        yield document(f"code-{count:06d}", text, "code", path=relative.as_posix(), module=module_name(relative),
-                       python=python, lines=text.count("\n") + 1, lang="python")
+        yield document(
+            f"code-{count:06d}",
+            text,
+            "code",
+            path=relative.as_posix(),
+            module=module_name(relative),
+            python=python,
+            lines=text.count("\n") + 1,
+            lang="python",
+        )
         count += 1

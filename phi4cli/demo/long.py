@@ -21,8 +21,12 @@ DOCUMENTS = 40  # at scale 1, half of each kind: about 2.6 MB
 MIN_CHARS = 40_000  # ~10K tokens of a 4K-vocabulary toy BPE (about 4 characters per token on prose)
 MAX_CHARS = 100_000
 BOOK_TITLES = {
-    "geography": "An Atlas in Words", "chemistry": "A Chemistry Reader", "astronomy": "Notes on the Sky",
-    "history": "Moments that Shaped the World", "science": "The Story of Science", "biology": "Life on Earth",
+    "geography": "An Atlas in Words",
+    "chemistry": "A Chemistry Reader",
+    "astronomy": "Notes on the Sky",
+    "history": "Moments that Shaped the World",
+    "science": "The Story of Science",
+    "biology": "Life on Earth",
     "mathematics": "Everyday Mathematics",
 }
 
@@ -32,13 +36,16 @@ def kv_document(rng: random.Random) -> tuple[str, dict]:
     store = kv_store(rng, n_pairs)
     keys = list(store)
     asked = rng.sample(range(n_pairs), rng.randint(8, 20))
-    questions = "\n\n".join(f'What value is stored under the key "{keys[i]}"?\nThe value is "{store[keys[i]]}".'
-                            for i in asked)
-    intro = rng.choice([
-        f"The following JSON object is a key-value store with {n_pairs} entries.",
-        f"Here is a database export: {n_pairs} records, each mapping a UUID to another UUID.",
-        f"Configuration snapshot ({n_pairs} entries):",
-    ])
+    questions = "\n\n".join(
+        f'What value is stored under the key "{keys[i]}"?\nThe value is "{store[keys[i]]}".' for i in asked
+    )
+    intro = rng.choice(
+        [
+            f"The following JSON object is a key-value store with {n_pairs} entries.",
+            f"Here is a database export: {n_pairs} records, each mapping a UUID to another UUID.",
+            f"Configuration snapshot ({n_pairs} entries):",
+        ]
+    )
     text = f"{intro}\n\n{kv_json(store, indent=rng.choice([None, 1]))}\n\nLookups in this store:\n\n{questions}"
     return text, {"n_pairs": n_pairs, "questions": len(asked)}
 

@@ -30,6 +30,12 @@ def generate(seed: int, scale: float) -> Iterator[dict]:
         if p.key in seen:
             continue
         seen.add(p.key)
-        yield {"id": f"practice-arith-{len(seen) - 1:05d}", "prompt": p.question, "answer": p.solution,
-               "task": "arith", "tests": "", "text": f"{p.question}\n{p.solution}",
-               "meta": meta_json(final_answer=p.answer, structure=p.key)}
+        yield {
+            "id": f"practice-arith-{len(seen) - 1:05d}",
+            "prompt": p.question,
+            "answer": p.solution,
+            "task": "arith",
+            "tests": "",
+            "text": f"{p.question}\n{p.solution}",
+            "meta": meta_json(final_answer=p.answer, structure=p.key),
+        }

@@ -24,7 +24,9 @@ from phi4cli.demo.words import PEOPLE
 LESSONS = 4200  # at scale 1: about 5 MB
 KIND_SHARES = {"word_problems": 0.36, "math_practice": 0.18, "code_exercises": 0.2, "quiz": 0.13, "dialogue": 0.13}
 CONCEPT_FOR = {  # the explanation that opens a math_practice lesson
-    "percent": "Percentages", "fractions": "Fractions", "geometry": "Area and perimeter",
+    "percent": "Percentages",
+    "fractions": "Fractions",
+    "geometry": "Area and perimeter",
 }
 
 
@@ -34,11 +36,13 @@ def _exercise(number: int, problem: Problem) -> str:
 
 def word_problems(rng: random.Random) -> str:
     problems = [arith_problem(rng, held_out=False) for _ in range(rng.randint(3, 7))]
-    intro = rng.choice([
-        "Read each problem carefully, decide which operations are needed, and write down every step.",
-        "These exercises practise problems that need more than one step. Check each answer by estimating first.",
-        "Word problems describe a situation in words. Turn the words into calculations one step at a time.",
-    ])
+    intro = rng.choice(
+        [
+            "Read each problem carefully, decide which operations are needed, and write down every step.",
+            "These exercises practise problems that need more than one step. Check each answer by estimating first.",
+            "Word problems describe a situation in words. Turn the words into calculations one step at a time.",
+        ]
+    )
     title = rng.choice(["Multi-step word problems", "Everyday arithmetic", "Problem solving practice"])
     return f"Lesson: {title}\n\n{intro}\n\n" + "\n\n".join(_exercise(i + 1, p) for i, p in enumerate(problems))
 
@@ -46,8 +50,13 @@ def word_problems(rng: random.Random) -> str:
 def math_practice(rng: random.Random) -> str:
     family = rng.choice(sorted(MATH_FAMILIES))
     problems = [MATH_FAMILIES[family](rng) for _ in range(rng.randint(4, 8))]
-    title = {"units": "Converting units", "algebra": "Solving linear equations", "percent": "Percentages",
-             "fractions": "Fractions of a number", "geometry": "Area and perimeter"}[family]
+    title = {
+        "units": "Converting units",
+        "algebra": "Solving linear equations",
+        "percent": "Percentages",
+        "fractions": "Fractions of a number",
+        "geometry": "Area and perimeter",
+    }[family]
     parts = [f"Lesson: {title}"]
     concept = next((c for c in CONCEPTS if c.title == CONCEPT_FOR.get(family)), None)
     if concept:
@@ -57,13 +66,17 @@ def math_practice(rng: random.Random) -> str:
 
 
 def _write_function(func: PyFunc) -> str:
-    return (f"Write a Python function `{func.name}`. {func.description}\n\nSolution:\n```python\n{func.code}```\n\n"
-            f"Tests:\n```python\n{func.tests}```")
+    return (
+        f"Write a Python function `{func.name}`. {func.description}\n\nSolution:\n```python\n{func.code}```\n\n"
+        f"Tests:\n```python\n{func.tests}```"
+    )
 
 
 def _fill_in_the_middle(func: PyFunc) -> str:
-    return (f"Fill in the missing body of this function.\n\n```python\n{func.prompt}    # missing code\n```\n\n"
-            f"Answer:\n```python\n{func.body}```")
+    return (
+        f"Fill in the missing body of this function.\n\n```python\n{func.prompt}    # missing code\n```\n\n"
+        f"Answer:\n```python\n{func.body}```"
+    )
 
 
 def _explain_code(func: PyFunc) -> str:
@@ -91,8 +104,11 @@ def quiz(rng: random.Random) -> str:
 
 def dialogue(rng: random.Random) -> str:
     student = rng.choice(PEOPLE)[0]
-    problem = arith_problem(rng, held_out=False) if rng.random() < 0.6 else MATH_FAMILIES[
-        rng.choice(sorted(MATH_FAMILIES))](rng)
+    problem = (
+        arith_problem(rng, held_out=False)
+        if rng.random() < 0.6
+        else MATH_FAMILIES[rng.choice(sorted(MATH_FAMILIES))](rng)
+    )
     opening = rng.choice(["Let us go step by step.", "What do we know first?", "Start with what the problem gives us."])
     turns = [f"{student}: Can you help me with this problem? {problem.question}", f"Teacher: Of course. {opening}"]
     for step in problem.steps:
@@ -103,8 +119,13 @@ def dialogue(rng: random.Random) -> str:
     return "A conversation between a student and a teacher.\n\n" + "\n".join(turns)
 
 
-KINDS = {"word_problems": word_problems, "math_practice": math_practice, "code_exercises": code_exercises,
-         "quiz": quiz, "dialogue": dialogue}
+KINDS = {
+    "word_problems": word_problems,
+    "math_practice": math_practice,
+    "code_exercises": code_exercises,
+    "quiz": quiz,
+    "dialogue": dialogue,
+}
 
 
 def generate(seed: int, scale: float) -> Iterator[dict]:

@@ -66,8 +66,13 @@ from phi4cli.demo.words import (
 PAGES = 3000  # at scale 1: about 5.6 MB
 # share of pages per label; junk (everything but good and contaminated) is about 35%
 LABEL_SHARES = {
-    "good": 0.62, "spam": 0.07, "boilerplate": 0.08, "repeated_lines": 0.05, "near_duplicate": 0.07,
-    "non_english": 0.08, "contaminated": 0.03,
+    "good": 0.62,
+    "spam": 0.07,
+    "boilerplate": 0.08,
+    "repeated_lines": 0.05,
+    "near_duplicate": 0.07,
+    "non_english": 0.08,
+    "contaminated": 0.03,
 }
 PERTURBATIONS = ("none", "lowercase", "punctuation", "whitespace")
 PLANT_TASKS = ("arith", "facts_mc", "pyfunc")  # kv_recall items are too long to hide in a page
@@ -107,15 +112,22 @@ def _countries(rng: random.Random) -> tuple[str, str, list[str]]:
     pool = [c for c in COUNTRIES if c.continent == continent]
     chosen = rng.sample(pool, min(len(pool), rng.randint(2, 5)))
     names = [c.name for c in chosen]
-    title = rng.choice([f"Countries of {continent}", f"A short guide to {continent}",
-                        f"Facts about {', '.join(names[:-1])} and {names[-1]}", f"Geography notes: {continent}"])
+    title = rng.choice(
+        [
+            f"Countries of {continent}",
+            f"A short guide to {continent}",
+            f"Facts about {', '.join(names[:-1])} and {names[-1]}",
+            f"Geography notes: {continent}",
+        ]
+    )
     return title, f"the countries of {continent}", [" ".join(country_sentences(c, rng)) for c in chosen]
 
 
 def _elements(rng: random.Random) -> tuple[str, str, list[str]]:
     chosen = rng.sample(ELEMENTS, rng.randint(3, 6))
-    title = rng.choice(["Meet the elements", "Chemistry notes: " + ", ".join(e.name for e in chosen),
-                        "Elements you should know"])
+    title = rng.choice(
+        ["Meet the elements", "Chemistry notes: " + ", ".join(e.name for e in chosen), "Elements you should know"]
+    )
     return title, "the chemical elements", [" ".join(element_sentences(e, rng)) for e in chosen]
 
 
@@ -127,8 +139,9 @@ def _planets(rng: random.Random) -> tuple[str, str, list[str]]:
 
 def _history(rng: random.Random) -> tuple[str, str, list[str]]:
     chosen = sorted(rng.sample(EVENTS, rng.randint(4, 8)), key=lambda e: e.year)
-    title = rng.choice(["A timeline of history", f"From {chosen[0].year} to {chosen[-1].year}",
-                        "Important dates to remember"])
+    title = rng.choice(
+        ["A timeline of history", f"From {chosen[0].year} to {chosen[-1].year}", "Important dates to remember"]
+    )
     split = len(chosen) // 2
     paragraphs = [" ".join(event_sentence(e, rng) for e in part) for part in (chosen[:split], chosen[split:])]
     return title, "history", paragraphs
@@ -163,8 +176,14 @@ def _math(rng: random.Random) -> tuple[str, str, list[str]]:
     for _ in range(rng.randint(1, 3)):
         problem = arith_problem(rng, held_out=False) if family == "arith" else MATH_FAMILIES[family](rng)
         examples.append(worked_example(problem, rng))
-    topic = {"arith": "word problems", "units": "units of measurement", "algebra": "simple equations",
-             "percent": "percentages", "fractions": "fractions", "geometry": "area and perimeter"}[family]
+    topic = {
+        "arith": "word problems",
+        "units": "units of measurement",
+        "algebra": "simple equations",
+        "percent": "percentages",
+        "fractions": "fractions",
+        "geometry": "area and perimeter",
+    }[family]
     return rng.choice([f"Practice with {topic}", f"How to solve {topic}", f"Maths help: {topic}"]), topic, examples
 
 
@@ -200,13 +219,20 @@ def spam_page(rng: random.Random) -> tuple[str, str]:
         variants = [f"{adj} {product}" for adj in ("cheap", "best", "buy", "discount", "top", "online", "free")]
         lines = [" ".join(rng.choice(variants) for _ in range(rng.randint(15, 40))) for _ in range(rng.randint(2, 6))]
     elif kind == "all_caps":
-        lines = [f"{rng.choice(SPAM_SHOUTS)}!!! {product.upper()} ONLY ${rng.randint(1, 99)}.99 "
-                 f"{rng.randint(50, 95)}% OFF!!!" for _ in range(rng.randint(5, 15))]
+        lines = [
+            f"{rng.choice(SPAM_SHOUTS)}!!! {product.upper()} ONLY ${rng.randint(1, 99)}.99 "
+            f"{rng.randint(50, 95)}% OFF!!!"
+            for _ in range(rng.randint(5, 15))
+        ]
     elif kind == "seo_filler":
-        sentences = [f"Are you looking for the best {product}?", "Then you are in the right place.",
-                     f"Our {product} is the best {product} you can buy.",
-                     f"Buy {product} now and get the best {product} at the lowest price.",
-                     f"Everyone wants {product}, and {product} is what we sell.", f"{product} {product} {product}."]
+        sentences = [
+            f"Are you looking for the best {product}?",
+            "Then you are in the right place.",
+            f"Our {product} is the best {product} you can buy.",
+            f"Buy {product} now and get the best {product} at the lowest price.",
+            f"Everyone wants {product}, and {product} is what we sell.",
+            f"{product} {product} {product}.",
+        ]
         lines = [" ".join(rng.choice(sentences) for _ in range(rng.randint(4, 9))) for _ in range(rng.randint(2, 5))]
     else:
         lines = [_url(rng) for _ in range(rng.randint(10, 30))]
@@ -269,7 +295,8 @@ def non_english_page(rng: random.Random) -> tuple[str, str]:
     sentences = rng.sample(bank, min(len(bank), rng.randint(6, 14)))
     for _ in range(rng.randint(1, 3)):
         sentence = rng.choice(FOREIGN_TEMPLATES[lang]).format(
-            name=rng.choice(FOREIGN_NAMES[lang]), city=rng.choice(FOREIGN_CITIES[lang]), n=rng.randint(2, 30))
+            name=rng.choice(FOREIGN_NAMES[lang]), city=rng.choice(FOREIGN_CITIES[lang]), n=rng.randint(2, 30)
+        )
         sentences.insert(rng.randint(0, len(sentences)), sentence)
     sep = "" if lang == "ja" else " "
     cut = len(sentences) // 2
@@ -294,8 +321,14 @@ def perturb(text: str, how: str) -> str:
 def contaminated_page(rng: random.Random, item: dict, how: str) -> tuple[str, str]:
     text, topic = good_page(rng)
     paragraphs = text.split("\n\n")
-    lead = rng.choice(["Practice question:", "Here is a question from last year's test.", "Try this one yourself:",
-                       "A reader sent us this problem:"])
+    lead = rng.choice(
+        [
+            "Practice question:",
+            "Here is a question from last year's test.",
+            "Try this one yourself:",
+            "A reader sent us this problem:",
+        ]
+    )
     paragraphs.insert(rng.randint(1, len(paragraphs)), f"{lead}\n{perturb(item['text'], how)}")
     return "\n\n".join(paragraphs), topic
 
@@ -318,14 +351,16 @@ def generate(seed: int, scale: float, benchmark_rows: list[dict]) -> Iterator[di
             yield document(doc_id, text, "web", label=label, lang="en", topic=topic)
         elif label == "near_duplicate":
             original_id, original = rng.choice(good)
-            yield document(doc_id, near_duplicate(original, rng), "web", label=label, lang="en",
-                           duplicate_of=original_id)
+            yield document(
+                doc_id, near_duplicate(original, rng), "web", label=label, lang="en", duplicate_of=original_id
+            )
         elif label == "contaminated":
             item, how = plants[planted % len(plants)], PERTURBATIONS[planted % len(PERTURBATIONS)]
             planted += 1
             text, topic = contaminated_page(rng, item, how)
-            yield document(doc_id, text, "web", label=label, lang="en", topic=topic, benchmark_id=item["id"],
-                           perturbation=how)
+            yield document(
+                doc_id, text, "web", label=label, lang="en", topic=topic, benchmark_id=item["id"], perturbation=how
+            )
         elif label == "non_english":
             text, lang = non_english_page(rng)
             yield document(doc_id, text, "web", label=label, lang=lang)

@@ -68,7 +68,20 @@ def math_answer(text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-_LATEX_DROP = ["\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "$", "\\%", "%", "^\\circ", "^{\\circ}", "\\displaystyle"]
+_LATEX_DROP = [
+    "\\left",
+    "\\right",
+    "\\!",
+    "\\,",
+    "\\;",
+    "\\:",
+    "$",
+    "\\%",
+    "%",
+    "^\\circ",
+    "^{\\circ}",
+    "\\displaystyle",
+]
 
 
 def normalize_math(text: str) -> str:

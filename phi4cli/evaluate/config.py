@@ -77,10 +77,19 @@ class EvalConfig:
             (self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples}"),
             (bool(self.k) and min(self.k) >= 1, f"k must be a non-empty list of positive integers, got {self.k}"),
             (min(shots.values()) >= 0, f"shots must be >= 0, got {shots}"),
-            (self.shots.humaneval == 0, "shots.humaneval: only 0-shot HumanEval is built (the prompt is the function to complete)"),
+            (
+                self.shots.humaneval == 0,
+                "shots.humaneval: only 0-shot HumanEval is built (the prompt is the function to complete)",
+            ),
             (min(dataclasses.asdict(self.max_new_tokens).values()) >= 1, "max_new_tokens must be >= 1 for every task"),
-            (self.sandbox.timeout_s > 0 and self.sandbox.memory_mb >= 64, "sandbox: timeout_s must be > 0 and memory_mb >= 64"),
-            (bool(self.kv_recall.lengths) and min(self.kv_recall.lengths) >= 1, "kv_recall.lengths must be positive token counts"),
+            (
+                self.sandbox.timeout_s > 0 and self.sandbox.memory_mb >= 64,
+                "sandbox: timeout_s must be > 0 and memory_mb >= 64",
+            ),
+            (
+                bool(self.kv_recall.lengths) and min(self.kv_recall.lengths) >= 1,
+                "kv_recall.lengths must be positive token counts",
+            ),
             (self.kv_recall.items >= 1, "kv_recall.items must be >= 1"),
         ]
         for ok, message in checks:

@@ -512,27 +512,102 @@ _REASON = re.compile(
 # Python program never needs: debugging other processes, mounts, namespaces, modules, keys, bpf, perf,
 # io_uring. Syscall numbers from the kernel's unistd_64.h (x86_64) and asm-generic/unistd.h (aarch64);
 # on other architectures there is no filter (the namespaces, uid and rlimits still hold).
-_DENIED = ("ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root", "chroot", "swapon",
-           "swapoff", "reboot", "sethostname", "setdomainname", "init_module", "finit_module", "delete_module",
-           "kexec_load", "kexec_file_load", "acct", "quotactl", "keyctl", "add_key", "request_key", "bpf",
-           "perf_event_open", "userfaultfd", "unshare", "setns", "open_by_handle_at", "name_to_handle_at",
-           "lookup_dcookie", "syslog", "move_pages", "migrate_pages", "kcmp", "fanotify_init", "io_uring_setup",
-           "io_uring_enter", "io_uring_register", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount",
-           "mount_setattr")  # fmt: skip
+_DENIED = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "sethostname",
+    "setdomainname",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "acct",
+    "quotactl",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "unshare",
+    "setns",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "lookup_dcookie",
+    "syslog",
+    "move_pages",
+    "migrate_pages",
+    "kcmp",
+    "fanotify_init",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "open_tree",
+    "move_mount",
+    "mount_setattr",
+)
 _SYSCALLS = {  # name -> (x86_64, aarch64)
-    "ptrace": (101, 117), "process_vm_readv": (310, 270), "process_vm_writev": (311, 271), "mount": (165, 40),
-    "umount2": (166, 39), "pivot_root": (155, 41), "chroot": (161, 51), "swapon": (167, 224), "swapoff": (168, 225),
-    "reboot": (169, 142), "sethostname": (170, 161), "setdomainname": (171, 162), "init_module": (175, 105),
-    "finit_module": (313, 273), "delete_module": (176, 106), "kexec_load": (246, 104), "kexec_file_load": (320, 294),
-    "acct": (163, 89), "quotactl": (179, 60), "keyctl": (250, 219), "add_key": (248, 217), "request_key": (249, 218),
-    "bpf": (321, 280), "perf_event_open": (298, 241), "userfaultfd": (323, 282), "unshare": (272, 97),
-    "setns": (308, 268), "open_by_handle_at": (304, 265), "name_to_handle_at": (303, 264), "lookup_dcookie": (212, 18),
-    "syslog": (103, 116), "move_pages": (279, 239), "migrate_pages": (256, 238), "kcmp": (312, 272),
-    "fanotify_init": (300, 262), "io_uring_setup": (425, 425), "io_uring_enter": (426, 426),
-    "io_uring_register": (427, 427), "fsopen": (430, 430), "fsconfig": (431, 431), "fsmount": (432, 432),
-    "fspick": (433, 433), "open_tree": (428, 428), "move_mount": (429, 429), "mount_setattr": (442, 442),
-    "clone": (56, 220), "clone3": (435, 435),
-}  # fmt: skip
+    "ptrace": (101, 117),
+    "process_vm_readv": (310, 270),
+    "process_vm_writev": (311, 271),
+    "mount": (165, 40),
+    "umount2": (166, 39),
+    "pivot_root": (155, 41),
+    "chroot": (161, 51),
+    "swapon": (167, 224),
+    "swapoff": (168, 225),
+    "reboot": (169, 142),
+    "sethostname": (170, 161),
+    "setdomainname": (171, 162),
+    "init_module": (175, 105),
+    "finit_module": (313, 273),
+    "delete_module": (176, 106),
+    "kexec_load": (246, 104),
+    "kexec_file_load": (320, 294),
+    "acct": (163, 89),
+    "quotactl": (179, 60),
+    "keyctl": (250, 219),
+    "add_key": (248, 217),
+    "request_key": (249, 218),
+    "bpf": (321, 280),
+    "perf_event_open": (298, 241),
+    "userfaultfd": (323, 282),
+    "unshare": (272, 97),
+    "setns": (308, 268),
+    "open_by_handle_at": (304, 265),
+    "name_to_handle_at": (303, 264),
+    "lookup_dcookie": (212, 18),
+    "syslog": (103, 116),
+    "move_pages": (279, 239),
+    "migrate_pages": (256, 238),
+    "kcmp": (312, 272),
+    "fanotify_init": (300, 262),
+    "io_uring_setup": (425, 425),
+    "io_uring_enter": (426, 426),
+    "io_uring_register": (427, 427),
+    "fsopen": (430, 430),
+    "fsconfig": (431, 431),
+    "fsmount": (432, 432),
+    "fspick": (433, 433),
+    "open_tree": (428, 428),
+    "move_mount": (429, 429),
+    "mount_setattr": (442, 442),
+    "clone": (56, 220),
+    "clone3": (435, 435),
+}
 _ARCHES = {"x86_64": (0xC000003E, 0), "aarch64": (0xC00000B7, 1)}  # machine -> (AUDIT_ARCH_*, column)
 _CLONE_NAMESPACES = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 
@@ -592,16 +667,20 @@ def _runtime() -> _Runtime:
         if _RUNTIME is None:
             bwrap = shutil.which("bwrap")
             if bwrap is None:
-                raise Phi4Error("the code sandbox needs bubblewrap: no 'bwrap' on PATH "
-                                "(apt-get install bubblewrap; `make setup` installs it when run as root)")  # fmt: skip
+                raise Phi4Error(
+                    "the code sandbox needs bubblewrap: no 'bwrap' on PATH "
+                    "(apt-get install bubblewrap; `make setup` installs it when run as root)"
+                )
             python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
             runtime = _Runtime(bwrap, python, os.path.realpath(sys.base_prefix), os.geteuid() == 0, seccomp_filter())
             probe = _run(runtime, Program("def f(x):\n    return 6 * x\n", "assert f(7) == 42"), Limits(timeout=30.0))
             if not probe.passed:
                 first = probe.output.decode("utf-8", "replace").strip().splitlines()[:1]
-                raise Phi4Error(f"the code sandbox cannot start here ({probe.reason}"
-                                f"{': ' + first[0][:200] if first else ''}); it needs bubblewrap with namespaces "
-                                "(root, or unprivileged user namespaces)")  # fmt: skip
+                raise Phi4Error(
+                    f"the code sandbox cannot start here ({probe.reason}"
+                    f"{': ' + first[0][:200] if first else ''}); it needs bubblewrap with namespaces "
+                    "(root, or unprivileged user namespaces)"
+                )
             _RUNTIME = runtime
     return _RUNTIME
 
@@ -642,8 +721,20 @@ _UIDS = _Uids()
 
 
 def _bwrap_args(rt: _Runtime, work: Path, fds: dict[str, int], uid: int, limits: Limits) -> list[str]:
-    args = [rt.bwrap, "--info-fd", str(fds["info"]), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]  # fmt: skip
+    args = [
+        rt.bwrap,
+        "--info-fd",
+        str(fds["info"]),
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
     if "seccomp" in fds:
         args += ["--seccomp", str(fds["seccomp"])]  # bwrap also sets no_new_privs
     if rt.privileged:
@@ -661,11 +752,42 @@ def _bwrap_args(rt: _Runtime, work: Path, fds: dict[str, int], uid: int, limits:
             for parent in reversed(Path(path).parents[:-1]):  # bwrap would make missing parents 0700
                 args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", str(limits.scratch_mb * 1024 * 1024),
-             "--tmpfs", "/tmp", "--ro-bind", str(work / "job"), "/job", "--chdir", "/", "--clearenv",
-             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
-             "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
-             "--setenv", "OMP_NUM_THREADS", "1"]  # fmt: skip
+    args += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--perms",
+        "01777",
+        "--size",
+        str(limits.scratch_mb * 1024 * 1024),
+        "--tmpfs",
+        "/tmp",
+        "--ro-bind",
+        str(work / "job"),
+        "/job",
+        "--chdir",
+        "/",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--setenv",
+        "HOME",
+        "/tmp",
+        "--setenv",
+        "TMPDIR",
+        "/tmp",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+        "--setenv",
+        "PYTHONHASHSEED",
+        "0",
+        "--setenv",
+        "OMP_NUM_THREADS",
+        "1",
+    ]
     mb = 1024 * 1024
     rlimits = [
         int(limits.timeout) + 1,
@@ -674,8 +796,19 @@ def _bwrap_args(rt: _Runtime, work: Path, fds: dict[str, int], uid: int, limits:
         limits.open_files,
         limits.max_processes,
     ]
-    return args + [rt.python, "-I", "-S", "-B", "-u", "/job/harness.pyc", str(fds["job"]), str(fds["nonce"]),
-                   str(fds["verdict"]), str(uid), *map(str, rlimits)]  # fmt: skip
+    return args + [
+        rt.python,
+        "-I",
+        "-S",
+        "-B",
+        "-u",
+        "/job/harness.pyc",
+        str(fds["job"]),
+        str(fds["nonce"]),
+        str(fds["verdict"]),
+        str(uid),
+        *map(str, rlimits),
+    ]
 
 
 @functools.cache
@@ -731,8 +864,14 @@ def _run(rt: _Runtime, program: Program | str, limits: Limits) -> SandboxResult:
         if rt.seccomp:
             child["seccomp"], seccomp_w = pipe(rt.seccomp)
             close(seccomp_w)
-        process = subprocess.Popen(_bwrap_args(rt, work, child, uid, limits), stdin=subprocess.DEVNULL, stdout=out_w,
-                                   stderr=out_w, pass_fds=tuple(child.values()), start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            _bwrap_args(rt, work, child, uid, limits),
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=out_w,
+            pass_fds=tuple(child.values()),
+            start_new_session=True,
+        )
         close(*child.values(), out_w)  # the sandbox holds them now; ours are the read ends of what it writes
         read, timed_out = _collect(
             {out_r: OUTPUT_LIMIT, verdict_r: VERDICT_LIMIT, info_r: 4096}, start + limits.timeout

@@ -76,8 +76,15 @@ class TaskResult:
             value, stderr = mean_and_stderr([r["metrics"][name] for r in scored if name in r["metrics"]])
             metrics[name] = {"value": value, "stderr": stderr}
         head = metrics.get(self.primary, {"value": float("nan"), "stderr": float("nan")})
-        return {"metric": self.primary, "value": head["value"], "stderr": head["stderr"], "n": len(scored),
-                "n_failed": len(self.records) - len(scored), "metrics": metrics, "settings": self.settings}
+        return {
+            "metric": self.primary,
+            "value": head["value"],
+            "stderr": head["stderr"],
+            "n": len(scored),
+            "n_failed": len(self.records) - len(scored),
+            "metrics": metrics,
+            "settings": self.settings,
+        }
 
 
 def failed_summary(error: str) -> dict:
@@ -152,8 +159,15 @@ class Choice:
     shot_text: str  # the question with its answer, as a shot
 
 
-def run_multiple_choice(name: str, questions: list[Choice], k: int, opts: Options, header: Callable[[int], str],
-                        pool: list[Choice], own: bool) -> list[dict]:  # fmt: skip
+def run_multiple_choice(
+    name: str,
+    questions: list[Choice],
+    k: int,
+    opts: Options,
+    header: Callable[[int], str],
+    pool: list[Choice],
+    own: bool,
+) -> list[dict]:
     """Score each choice's log-likelihood after the few-shot prompt; acc and acc_norm (per byte).
     `own`: the pool is the evaluated file (questions = its first rows), so item i is never its own shot."""
     candidates = shot_indices(len(pool), k, opts.seed)
@@ -173,8 +187,16 @@ def run_multiple_choice(name: str, questions: list[Choice], k: int, opts: Option
         pick = max(range(len(lls)), key=lambda c: lls[c])
         normed = [ll / max(1, len(c.strip().encode())) for ll, c in zip(lls, q.choices)]
         pick_norm = max(range(len(lls)), key=lambda c: normed[c])
-        records.append({"id": q.id, "query": q.query, "choices": q.choices, "gold": q.gold, "loglikelihoods": lls,
-                        "metrics": {"acc": float(pick == q.gold), "acc_norm": float(pick_norm == q.gold)}})  # fmt: skip
+        records.append(
+            {
+                "id": q.id,
+                "query": q.query,
+                "choices": q.choices,
+                "gold": q.gold,
+                "loglikelihoods": lls,
+                "metrics": {"acc": float(pick == q.gold), "acc_norm": float(pick_norm == q.gold)},
+            }
+        )
     return records
 
 
@@ -196,8 +218,9 @@ def mmlu_choice(row: dict, i: int, where: str) -> Choice:
         raise Phi4Error(f"{where}: 'choices' must be a list of at least two answers (or columns A, B, C, D)")
     gold = _answer_index(row["answer"], len(choices), where)
     body = row["question"].strip() + "\n" + "".join(f"{LETTERS[c]}. {t}\n" for c, t in enumerate(choices)) + "Answer:"
-    return Choice(str(row.get("id", i)), body, [f" {LETTERS[c]}" for c in range(len(choices))], gold,
-                  f"{body} {LETTERS[gold]}")  # fmt: skip
+    return Choice(
+        str(row.get("id", i)), body, [f" {LETTERS[c]}" for c in range(len(choices))], gold, f"{body} {LETTERS[gold]}"
+    )
 
 
 def arc_choice(row: dict, i: int, where: str) -> Choice:
@@ -231,7 +254,14 @@ def mmlu_task(path: str, opts: Options) -> list[TaskResult]:
     records = run_multiple_choice("mmlu", questions, k, opts, header, pool, own)
     for r in records:
         r["metrics"].pop("acc_norm")  # the letters have equal length: acc_norm is acc
-    return [TaskResult("mmlu", "acc", records, {"shots": shots_note(k, own, opts, "mmlu"), "scoring": "log-likelihood of ' A'..' D'"})]
+    return [
+        TaskResult(
+            "mmlu",
+            "acc",
+            records,
+            {"shots": shots_note(k, own, opts, "mmlu"), "scoring": "log-likelihood of ' A'..' D'"},
+        )
+    ]
 
 
 def arc_task(path: str, opts: Options) -> list[TaskResult]:
@@ -242,7 +272,10 @@ def arc_task(path: str, opts: Options) -> list[TaskResult]:
     pool = [arc_choice(r, i, f"{where}:{i + 1}") for i, r in enumerate(pool_rows)]
     k = opts.config.shots_for("arc")
     records = run_multiple_choice("arc", questions, k, opts, lambda i: "", pool, own)
-    settings = {"shots": shots_note(k, own, opts, "arc"), "scoring": "log-likelihood of each answer text; acc_norm per byte"}
+    settings = {
+        "shots": shots_note(k, own, opts, "arc"),
+        "scoring": "log-likelihood of each answer text; acc_norm per byte",
+    }
     return [TaskResult("arc", "acc", records, settings)]
 
 
@@ -251,8 +284,12 @@ def arc_task(path: str, opts: Options) -> list[TaskResult]:
 
 def sampling(opts: Options, task: str, stop: list[str]) -> SamplingParams:
     """The task's decoding settings (stages/eval.toml: max_new_tokens.TASK, temperature)."""
-    return SamplingParams(max_new_tokens=opts.config.max_new_tokens_for(task), temperature=opts.config.temperature,
-                          stop=stop, seed=opts.seed)  # fmt: skip
+    return SamplingParams(
+        max_new_tokens=opts.config.max_new_tokens_for(task),
+        temperature=opts.config.temperature,
+        stop=stop,
+        seed=opts.seed,
+    )
 
 
 def complete(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams) -> list[str | Exception]:
@@ -314,8 +351,14 @@ def _length_error(n: int, context: int) -> Phi4Error | None:
     return None
 
 
-def run_generation(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams,
-                   score: Callable[[int, str], dict], metric: str) -> list[dict]:  # fmt: skip
+def run_generation(
+    opts: Options,
+    ids: list[str],
+    prompts: list[str],
+    params: SamplingParams,
+    score: Callable[[int, str], dict],
+    metric: str,
+) -> list[dict]:
     records = []
     for i, (id_, prompt, completion) in enumerate(zip(ids, prompts, complete(opts, ids, prompts, params))):
         if isinstance(completion, Exception):
@@ -342,8 +385,16 @@ def qa_prompt(question: str, answer: str | None = None) -> str:
     return f"Question: {question.strip()}\nAnswer:" + (f" {answer.strip()}" if answer is not None else "")
 
 
-def few_shot_prompts(task: str, items: list[dict], opts: Options, k: int, required: tuple[str, ...],
-                     shot: Callable[[dict], str], query: Callable[[dict], str], sep: str = "\n\n") -> tuple[list[str], str]:  # fmt: skip
+def few_shot_prompts(
+    task: str,
+    items: list[dict],
+    opts: Options,
+    k: int,
+    required: tuple[str, ...],
+    shot: Callable[[dict], str],
+    query: Callable[[dict], str],
+    sep: str = "\n\n",
+) -> tuple[list[str], str]:
     pool, own = few_shot_pool(task, opts, items, required)
     candidates = shot_indices(len(pool), k, opts.seed)
     prompts = []
@@ -357,8 +408,15 @@ def gsm8k_task(path: str, opts: Options) -> list[TaskResult]:
     required = ("question", "answer")
     items = load_items(path, "gsm8k", required, opts.limit)
     k = opts.config.shots_for("gsm8k")
-    prompts, note = few_shot_prompts("gsm8k", items, opts, k, required,
-                                     lambda r: qa_prompt(r["question"], r["answer"]), lambda r: qa_prompt(r["question"]))  # fmt: skip
+    prompts, note = few_shot_prompts(
+        "gsm8k",
+        items,
+        opts,
+        k,
+        required,
+        lambda r: qa_prompt(r["question"], r["answer"]),
+        lambda r: qa_prompt(r["question"]),
+    )
     ids = [str(r.get("id", f"gsm8k/{i}")) for i, r in enumerate(items)]
 
     def score(i: int, completion: str) -> dict:
@@ -367,8 +425,19 @@ def gsm8k_task(path: str, opts: Options) -> list[TaskResult]:
 
     params = sampling(opts, "gsm8k", ["\n\n", "Question:"])
     records = run_generation(opts, ids, prompts, params, score, "exact_match")
-    return [TaskResult("gsm8k", "exact_match", records, {"shots": note, "extraction": "number after '####', else the last number",
-                                                          "max_new_tokens": params.max_new_tokens, "temperature": params.temperature})]  # fmt: skip
+    return [
+        TaskResult(
+            "gsm8k",
+            "exact_match",
+            records,
+            {
+                "shots": note,
+                "extraction": "number after '####', else the last number",
+                "max_new_tokens": params.max_new_tokens,
+                "temperature": params.temperature,
+            },
+        )
+    ]
 
 
 def math_reference(row: dict) -> str | None:
@@ -379,18 +448,32 @@ def math_task(path: str, opts: Options) -> list[TaskResult]:
     required = ("problem", "solution")
     items = load_items(path, "math", required, opts.limit)
     k = opts.config.shots_for("math")
-    prompts, note = few_shot_prompts("math", items, opts, k, required,
-                                     lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n{r['solution'].strip()}",
-                                     lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n")  # fmt: skip
+    prompts, note = few_shot_prompts(
+        "math",
+        items,
+        opts,
+        k,
+        required,
+        lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n{r['solution'].strip()}",
+        lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n",
+    )
     ids = [str(r.get("id", r.get("unique_id", f"math/{i}"))) for i, r in enumerate(items)]
 
     def score(i: int, completion: str) -> dict:
         predicted, target = answers.math_answer(completion), math_reference(items[i])
-        return {"predicted": predicted, "target": target, "metrics": {"exact_match": float(answers.math_equal(predicted, target))}}
+        return {
+            "predicted": predicted,
+            "target": target,
+            "metrics": {"exact_match": float(answers.math_equal(predicted, target))},
+        }
 
     params = sampling(opts, "math", ["\n\nProblem:", "Problem:"])
     records = run_generation(opts, ids, prompts, params, score, "exact_match")
-    settings = {"shots": note, "extraction": "last \\boxed{}, else 'final answer is'", "equivalence": "normalised string or sympy"}
+    settings = {
+        "shots": note,
+        "extraction": "last \\boxed{}, else 'final answer is'",
+        "equivalence": "normalised string or sympy",
+    }
     return [TaskResult("math", "exact_match", records, settings)]
 
 
@@ -409,16 +492,28 @@ def triviaqa_task(path: str, opts: Options) -> list[TaskResult]:
     items = load_items(path, "triviaqa", ("question",), opts.limit)
     refs = [trivia_answers(r, f"{path}:{i + 1}") for i, r in enumerate(items)]
     k = opts.config.shots_for("triviaqa")
-    prompts, note = few_shot_prompts("triviaqa", items, opts, k, ("question",),
-                                     lambda r: qa_prompt(r["question"], trivia_answers(r, "shot")[0]), lambda r: qa_prompt(r["question"]),
-                                     sep="\n")  # fmt: skip
+    prompts, note = few_shot_prompts(
+        "triviaqa",
+        items,
+        opts,
+        k,
+        ("question",),
+        lambda r: qa_prompt(r["question"], trivia_answers(r, "shot")[0]),
+        lambda r: qa_prompt(r["question"]),
+        sep="\n",
+    )
     ids = [str(r.get("id", r.get("question_id", f"triviaqa/{i}"))) for i, r in enumerate(items)]
 
     def score(i: int, completion: str) -> dict:
-        return {"target": refs[i][:5], "metrics": {"exact_match": float(answers.exact_match(completion.strip(), refs[i]))}}
+        return {
+            "target": refs[i][:5],
+            "metrics": {"exact_match": float(answers.exact_match(completion.strip(), refs[i]))},
+        }
 
     records = run_generation(opts, ids, prompts, sampling(opts, "triviaqa", ["\n", "Question:"]), score, "exact_match")
-    return [TaskResult("triviaqa", "exact_match", records, {"shots": note, "metric": "normalised exact match over aliases"})]
+    return [
+        TaskResult("triviaqa", "exact_match", records, {"shots": note, "metric": "normalised exact match over aliases"})
+    ]
 
 
 # ------------------------------------------------------------------------------------------- code
@@ -427,8 +522,15 @@ def triviaqa_task(path: str, opts: Options) -> list[TaskResult]:
 HUMANEVAL_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 
 
-def code_results(name: str, opts: Options, ids: list[str], prompts: list[str], programs: Callable[[int, str], Program],
-                 params: SamplingParams, settings: dict) -> list[TaskResult]:  # fmt: skip
+def code_results(
+    name: str,
+    opts: Options,
+    ids: list[str],
+    prompts: list[str],
+    programs: Callable[[int, str], Program],
+    params: SamplingParams,
+    settings: dict,
+) -> list[TaskResult]:
     """n completions per problem -> sandbox -> per-problem pass@k for every k <= n."""
     completions = _code_completions(opts, ids, prompts, params)
     flat = [(i, c) for i, cs in enumerate(completions) for c in cs]
@@ -447,14 +549,24 @@ def code_results(name: str, opts: Options, ids: list[str], prompts: list[str], p
     records = [_code_record(opts, ids[i], prompts[i], completions[i], results) for i, results in enumerate(per_problem)]
     report_failures(records)
     primary = f"pass@{min(opts.config.k)}"
-    settings = {**settings, "samples_per_problem": max(len(p) for p in per_problem), "temperature": params.temperature,
-                "sandbox": {"timeout_s": opts.sandbox.timeout, "memory_mb": opts.sandbox.memory_mb, "network": network_isolation()}}  # fmt: skip
+    settings = {
+        **settings,
+        "samples_per_problem": max(len(p) for p in per_problem),
+        "temperature": params.temperature,
+        "sandbox": {
+            "timeout_s": opts.sandbox.timeout,
+            "memory_mb": opts.sandbox.memory_mb,
+            "network": network_isolation(),
+        },
+    }
     if opts.samples is not None:
         settings["completions"] = "from --samples"
     return [TaskResult(name, primary, records, settings)]
 
 
-def _code_record(opts: Options, id_: str, prompt: str, completions: list, results: list[tuple[bool | None, str]]) -> dict:
+def _code_record(
+    opts: Options, id_: str, prompt: str, completions: list, results: list[tuple[bool | None, str]]
+) -> dict:
     """pass@k of one problem over its samples that ran; a problem none of whose samples ran is failed."""
     texts = [x if isinstance(x, str) else str(x) for x in completions]
     record = {"id": id_, "prompt": prompt, "completions": texts, "results": [reason for _, reason in results]}
@@ -463,8 +575,13 @@ def _code_record(opts: Options, id_: str, prompt: str, completions: list, result
         return {**record, "error": results[0][1], "metrics": {}}
     n, c = len(ran), sum(ran)
     ks = [k for k in opts.config.k if k <= n] or [1]
-    return {**record, "passed": c, "n": n, "failed_samples": len(results) - n,
-            "metrics": {f"pass@{k}": pass_at_k(n, c, k) for k in ks}}
+    return {
+        **record,
+        "passed": c,
+        "n": n,
+        "failed_samples": len(results) - n,
+        "metrics": {f"pass@{k}": pass_at_k(n, c, k) for k in ks},
+    }
 
 
 def _code_completions(opts: Options, ids: list[str], prompts: list[str], params: SamplingParams) -> list[list]:
@@ -474,7 +591,9 @@ def _code_completions(opts: Options, ids: list[str], prompts: list[str], params:
     # one sample: the protocol's (greedy) temperature; several, for pass@k: a sampling temperature
     params.temperature = opts.config.temperature if n == 1 else opts.config.sampled_temperature
     all_prompts = [p for p in prompts for _ in range(n)]
-    all_params = [SamplingParams(**{**params.__dict__, "seed": opts.seed * 1_000_003 + j}) for j in range(len(all_prompts))]
+    all_params = [
+        SamplingParams(**{**params.__dict__, "seed": opts.seed * 1_000_003 + j}) for j in range(len(all_prompts))
+    ]
     flat = generate_each(opts, all_prompts, all_params)
     return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
@@ -488,13 +607,23 @@ def humaneval_task(path: str, opts: Options) -> list[TaskResult]:
     items = load_items(path, "humaneval", ("task_id", "prompt", "test", "entry_point"), opts.limit)
     ids = [str(r["task_id"]) for r in items]
     params = sampling(opts, "humaneval", HUMANEVAL_STOP)
-    return code_results("humaneval", opts, ids, [r["prompt"] for r in items], lambda i, c: humaneval_program(items[i], c),
-                        params, {"shots": "0-shot", "stop": HUMANEVAL_STOP})  # fmt: skip
+    return code_results(
+        "humaneval",
+        opts,
+        ids,
+        [r["prompt"] for r in items],
+        lambda i, c: humaneval_program(items[i], c),
+        params,
+        {"shots": "0-shot", "stop": HUMANEVAL_STOP},
+    )
 
 
 def mbpp_shot(row: dict, with_code: bool) -> str:
     tests = "\n".join(row["test_list"])
-    head = f"You are an expert Python programmer, and here is your task: {row['text'].strip()} Your code should pass these tests:\n\n{tests}\n[BEGIN]\n"
+    head = (
+        f"You are an expert Python programmer, and here is your task: {row['text'].strip()} "
+        f"Your code should pass these tests:\n\n{tests}\n[BEGIN]\n"
+    )
     return head + (f"{row['code'].strip()}\n[DONE]" if with_code else "")
 
 
@@ -502,7 +631,9 @@ def mbpp_task(path: str, opts: Options) -> list[TaskResult]:
     required = ("text", "code", "test_list")
     items = load_items(path, "mbpp", required, opts.limit)
     k = opts.config.shots_for("mbpp")
-    prompts, note = few_shot_prompts("mbpp", items, opts, k, required, lambda r: mbpp_shot(r, True), lambda r: mbpp_shot(r, False))
+    prompts, note = few_shot_prompts(
+        "mbpp", items, opts, k, required, lambda r: mbpp_shot(r, True), lambda r: mbpp_shot(r, False)
+    )
     ids = [str(r.get("task_id", f"mbpp/{i}")) for i, r in enumerate(items)]
 
     def program(i: int, completion: str) -> Program:
@@ -529,9 +660,14 @@ def kv_recall_task(path: str | None, opts: Options) -> list[TaskResult]:
         ids = [f"kv-recall@{length}/{i}" for i in range(count)]
 
         def score(i: int, completion: str, items=items) -> dict:
-            return {"target": items[i]["answer"], "metrics": {"subem": float(answers.substring_match(completion, [items[i]["answer"]]))}}
+            return {
+                "target": items[i]["answer"],
+                "metrics": {"subem": float(answers.substring_match(completion, [items[i]["answer"]]))},
+            }
 
-        records = run_generation(opts, ids, [it["prompt"] for it in items], sampling(opts, "kv-recall", ["\n"]), score, "subem")
+        records = run_generation(
+            opts, ids, [it["prompt"] for it in items], sampling(opts, "kv-recall", ["\n"]), score, "subem"
+        )
         settings = {"length_tokens": length, "pairs": [it["pairs"] for it in items][:1], "depths": "evenly spread 0..1"}
         results.append(TaskResult(f"kv-recall@{length}", "subem", records, settings))
     return results
@@ -555,7 +691,9 @@ def kv_item(rng: random.Random, length: int, tokenizer, depth: float) -> dict:
     """A JSON object of UUID pairs filling about `length` tokens, one key asked at relative depth."""
     probe = json.dumps({_uuid(rng): _uuid(rng) for _ in range(8)}, indent=0)
     per_pair = len(tokenizer.encode(probe)) / 8
-    frame = len(tokenizer.encode(f"{KV_INSTRUCTION}\n\nJSON data:\n{{}}\n\nKey: \"{_uuid(rng)}\"\nCorresponding value:")) + 48
+    frame = (
+        len(tokenizer.encode(f'{KV_INSTRUCTION}\n\nJSON data:\n{{}}\n\nKey: "{_uuid(rng)}"\nCorresponding value:')) + 48
+    )
     pairs = max(2, int((length - frame) / per_pair))
     store = {_uuid(rng): _uuid(rng) for _ in range(pairs)}
     key = list(store)[round(depth * (pairs - 1))]
@@ -607,14 +745,23 @@ def _meta(row: dict) -> dict:
 
 def _toy_arith(name: str, items: list[dict], opts: Options) -> TaskResult:
     k = opts.config.shots_for(name)
-    prompts, note = few_shot_prompts(name, items, opts, k, ("prompt", "answer"),
-                                     lambda r: qa_prompt(r["prompt"], r["answer"]), lambda r: qa_prompt(r["prompt"]))  # fmt: skip
+    prompts, note = few_shot_prompts(
+        name,
+        items,
+        opts,
+        k,
+        ("prompt", "answer"),
+        lambda r: qa_prompt(r["prompt"], r["answer"]),
+        lambda r: qa_prompt(r["prompt"]),
+    )
 
     def score(i: int, completion: str) -> dict:
         predicted, target = answers.gsm8k_answer(completion), answers.gsm8k_answer(items[i]["answer"])
         return {"predicted": predicted, "target": target, "metrics": {"exact_match": float(predicted == target)}}
 
-    records = run_generation(opts, [r["id"] for r in items], prompts, sampling(opts, name, ["\n\n", "Question:"]), score, "exact_match")
+    records = run_generation(
+        opts, [r["id"] for r in items], prompts, sampling(opts, name, ["\n\n", "Question:"]), score, "exact_match"
+    )
     return TaskResult(name, "exact_match", records, {"shots": note, "format": "GSM8K"})
 
 
@@ -634,9 +781,14 @@ def _toy_mc(name: str, items: list[dict], opts: Options) -> TaskResult:
 
 def _toy_kv(name: str, items: list[dict], opts: Options) -> TaskResult:
     def score(i: int, completion: str) -> dict:
-        return {"target": items[i]["answer"], "metrics": {"subem": float(answers.substring_match(completion, [items[i]["answer"]]))}}
+        return {
+            "target": items[i]["answer"],
+            "metrics": {"subem": float(answers.substring_match(completion, [items[i]["answer"]]))},
+        }
 
-    records = run_generation(opts, [r["id"] for r in items], [r["prompt"] for r in items], sampling(opts, name, ["\n"]), score, "subem")
+    records = run_generation(
+        opts, [r["id"] for r in items], [r["prompt"] for r in items], sampling(opts, name, ["\n"]), score, "subem"
+    )
     return TaskResult(name, "subem", records, {"format": "HELMET JSON KV", "shots": "0-shot"})
 
 
@@ -645,7 +797,9 @@ def _toy_code(name: str, items: list[dict], opts: Options) -> TaskResult:
         return Program(f"{items[i]['prompt']}{completion}\n", f"{items[i]['tests']}\n")
 
     params = sampling(opts, name, HUMANEVAL_STOP)
-    return code_results(name, opts, [r["id"] for r in items], [r["prompt"] for r in items], program, params, {"shots": "0-shot"})[0]
+    return code_results(
+        name, opts, [r["id"] for r in items], [r["prompt"] for r in items], program, params, {"shots": "0-shot"}
+    )[0]
 
 
 # --------------------------------------------------------------------------------------- registry
@@ -671,5 +825,6 @@ TASKS: dict[str, TaskSpec] = {
     "toy": TaskSpec(toy_task, True, "data/demo/benchmarks", kind="toy world"),
 }
 for _family in TOY_FAMILIES:
-    TASKS[f"toy/{_family}"] = TaskSpec(lambda path, opts, f=_family: toy_task(path, opts, f), True,
-                                       "data/demo/benchmarks", kind="toy world")  # fmt: skip
+    TASKS[f"toy/{_family}"] = TaskSpec(
+        lambda path, opts, f=_family: toy_task(path, opts, f), True, "data/demo/benchmarks", kind="toy world"
+    )

@@ -6,4 +6,13 @@ Importing this package does not import torch; `Engine` and `LocalBackend` do whe
 from phi4cli.generate.backends import Backend, LocalBackend, OpenAIBackend, is_url, load_backend
 from phi4cli.generate.types import Generation, SamplingParams, Score
 
-__all__ = ["Backend", "Generation", "LocalBackend", "OpenAIBackend", "SamplingParams", "Score", "is_url", "load_backend"]
+__all__ = [
+    "Backend",
+    "Generation",
+    "LocalBackend",
+    "OpenAIBackend",
+    "SamplingParams",
+    "Score",
+    "is_url",
+    "load_backend",
+]

@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, Sequence
 
 from phi4cli.errors import Phi4Error
+from phi4cli.generate.types import Generation, SamplingParams, Score
 
 API_KEY_VARS = ("PHI4_API_KEY", "OPENAI_API_KEY")  # where a server's key is read from when none is given
 
@@ -46,10 +47,16 @@ API_KEY_VARS = ("PHI4_API_KEY", "OPENAI_API_KEY")  # where a server's key is rea
 def api_key_from_env() -> str | None:
     """The API key of $PHI4_API_KEY, else $OPENAI_API_KEY (what the openai client reads), else None."""
     return next((os.environ[name] for name in API_KEY_VARS if os.environ.get(name)), None)
-from phi4cli.generate.types import Generation, SamplingParams, Score
 
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
-          "fp16": "float16"}  # fmt: skip
+
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
 TOKEN_ID_PREFIX = "token_id:"  # how vLLM spells a token with return_tokens_as_token_ids
 
 
@@ -123,8 +130,16 @@ class LocalBackend:
         self.name = name
 
     @classmethod
-    def from_path(cls, path: str, *, max_batch_size: int = 32, device: str = "cpu", tokenizer: str | None = None,
-                  dtype: str | None = None, max_context: int | None = None) -> "LocalBackend":  # fmt: skip
+    def from_path(
+        cls,
+        path: str,
+        *,
+        max_batch_size: int = 32,
+        device: str = "cpu",
+        tokenizer: str | None = None,
+        dtype: str | None = None,
+        max_context: int | None = None,
+    ) -> "LocalBackend":
         import torch
 
         from phi4cli.generate.engine import Engine
@@ -186,8 +201,17 @@ class OpenAIBackend:
     `phi4 serve` do) and sums the logprobs of the tokens starting at or after the context's end.
     """
 
-    def __init__(self, base_url: str, *, model_name: str | None = None, api_key: str | None = None,
-                 concurrency: int = 8, timeout: float = 120.0, retries: int = 4, backoff: float = 0.5):  # fmt: skip
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model_name: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+    ):
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.name = base_url
@@ -314,8 +338,10 @@ class OpenAIBackend:
 
     def _token_id(self, token: str) -> int:
         if not isinstance(token, str) or not token.startswith(TOKEN_ID_PREFIX):
-            raise Phi4Error(f"{self.base_url}/completions: the server returned token text, not token ids "
-                            "(it must support vLLM's return_tokens_as_token_ids)")  # fmt: skip
+            raise Phi4Error(
+                f"{self.base_url}/completions: the server returned token text, not token ids "
+                "(it must support vLLM's return_tokens_as_token_ids)"
+            )
         return int(token[len(TOKEN_ID_PREFIX) :])
 
     def score(self, pairs):

@@ -67,8 +67,17 @@ SCORE_CHUNK_BYTES = 256 << 20  # fp32 logits materialised at once when scoring (
 class Engine:
     """Batched generation and scoring over a Phi4ForCausalLM and its tokenizer."""
 
-    def __init__(self, model, tokenizer, *, max_batch_size: int = 32, max_context: int | None = None, seed: int = 0,
-                 max_batch_tokens: int | None = None, share_prefixes: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        max_batch_size: int = 32,
+        max_context: int | None = None,
+        seed: int = 0,
+        max_batch_tokens: int | None = None,
+        share_prefixes: bool = True,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size

@@ -407,8 +407,16 @@ class KVCache:
     is how n samples of one prompt share a single prefill.
     """
 
-    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, *, capacity: int | None = None,
-                 device=None, dtype=torch.float32):  # fmt: skip
+    def __init__(
+        self,
+        config: ModelConfig,
+        batch_size: int,
+        max_len: int,
+        *,
+        capacity: int | None = None,
+        device=None,
+        dtype=torch.float32,
+    ):
         capacity = max_len if capacity is None else max(1, min(capacity, max_len))
         shape = (batch_size, config.num_key_value_heads, capacity, config.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]

@@ -20,30 +20,68 @@ from phi4cli.log import console
 
 def eval_command(
     files: list[Path] = typer.Argument(None, help="With --compare: results files to put side by side."),
-    model: str = typer.Option(None, "--model", "-m", help="phi4 checkpoint, run directory, HF directory, or http(s):// URL of an OpenAI-compatible server."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="phi4 checkpoint, run directory, HF directory, or http(s):// URL of an OpenAI-compatible server.",
+    ),
     tasks: str = typer.Option(None, "--tasks", "-t", help="Comma-separated tasks (see the list above)."),
     out: Path = typer.Option(None, "-o", "--out", help="results.json to write."),
-    data: list[str] = typer.Option([], "--data", help="TASK=PATH: the task's data file (JSONL[.gz/.zst], Parquet, CSV, Arrow dataset). Repeatable."),
-    shots: list[str] = typer.Option([], "--shots", help="TASK=PATH: few-shot examples (default: the data file itself, the item left out)."),
-    num_shots: list[str] = typer.Option([], "--num-shots", help="TASK=K: override the shot count (= --set shots.TASK=K)."),
-    samples: Path = typer.Option(None, "--samples", help="Score completions produced elsewhere: JSONL of {task_id, completion} (one task)."),
+    data: list[str] = typer.Option(
+        [], "--data", help="TASK=PATH: the task's data file (JSONL[.gz/.zst], Parquet, CSV, Arrow dataset). Repeatable."
+    ),
+    shots: list[str] = typer.Option(
+        [], "--shots", help="TASK=PATH: few-shot examples (default: the data file itself, the item left out)."
+    ),
+    num_shots: list[str] = typer.Option(
+        [], "--num-shots", help="TASK=K: override the shot count (= --set shots.TASK=K)."
+    ),
+    samples: Path = typer.Option(
+        None, "--samples", help="Score completions produced elsewhere: JSONL of {task_id, completion} (one task)."
+    ),
     limit: int = typer.Option(None, "--limit", min=1, help="Evaluate the first N items of each task."),
     seed: int = typer.Option(0, "--seed", help="Chooses the few-shot examples and the sampling seeds."),
-    log_samples: Path = typer.Option(None, "--log-samples", help="JSONL file for per-sample records (prompt, output, score)."),
-    num_samples: int = typer.Option(None, "--num-samples", "-n", min=1, help="Code tasks: completions per problem (= --set num_samples=N)."),
+    log_samples: Path = typer.Option(
+        None, "--log-samples", help="JSONL file for per-sample records (prompt, output, score)."
+    ),
+    num_samples: int = typer.Option(
+        None, "--num-samples", "-n", min=1, help="Code tasks: completions per problem (= --set num_samples=N)."
+    ),
     ks: str = typer.Option(None, "--k", help="Code tasks: comma-separated k for pass@k (= --set k=[1,10])."),
-    temperature: float = typer.Option(None, "--temperature", min=0.0, help="Every task's temperature (= --set temperature=T --set sampled_temperature=T)."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="Every task's generation budget (= --set max_new_tokens.TASK=N for all)."),
-    lengths: str = typer.Option(None, "--lengths", help="kv-recall: comma-separated context lengths in tokens (= --set kv_recall.lengths=[...])."),
+    temperature: float = typer.Option(
+        None,
+        "--temperature",
+        min=0.0,
+        help="Every task's temperature (= --set temperature=T --set sampled_temperature=T).",
+    ),
+    max_new_tokens: int = typer.Option(
+        None, "--max-new-tokens", min=1, help="Every task's generation budget (= --set max_new_tokens.TASK=N for all)."
+    ),
+    lengths: str = typer.Option(
+        None,
+        "--lengths",
+        help="kv-recall: comma-separated context lengths in tokens (= --set kv_recall.lengths=[...]).",
+    ),
     workers: int = typer.Option(4, "--workers", min=1, help="Sandbox processes at once."),
-    timeout: float = typer.Option(None, "--timeout", min=0.1, help="Sandbox wall-clock seconds per program (= --set sandbox.timeout_s=S)."),
-    memory_mb: int = typer.Option(None, "--memory-mb", min=64, help="Sandbox address-space limit per program (= --set sandbox.memory_mb=M)."),
+    timeout: float = typer.Option(
+        None, "--timeout", min=0.1, help="Sandbox wall-clock seconds per program (= --set sandbox.timeout_s=S)."
+    ),
+    memory_mb: int = typer.Option(
+        None, "--memory-mb", min=64, help="Sandbox address-space limit per program (= --set sandbox.memory_mb=M)."
+    ),
     config: Path = typer.Option(None, "--config", help="Protocol settings (TOML). Default: stages/eval.toml."),
-    sets: list[str] = typer.Option([], "--set", help="Override a setting: --set shots.gsm8k=4 --set k=[1,10] (repeatable; flags win)."),
+    sets: list[str] = typer.Option(
+        [], "--set", help="Override a setting: --set shots.gsm8k=4 --set k=[1,10] (repeatable; flags win)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Local model: sequences per forward."),
-    tokenizer: str = typer.Option(None, "--tokenizer", help="Local model: tokenizer spec when the checkpoint names none."),
+    tokenizer: str = typer.Option(
+        None, "--tokenizer", help="Local model: tokenizer spec when the checkpoint names none."
+    ),
     device: str = typer.Option("cpu", "--device", help="Local model: cpu or cuda."),
-    dtype: str = typer.Option("auto", "--dtype", help="Local model: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16."),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="Local model: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16."
+    ),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Server: requests in flight."),
     retries: int = typer.Option(4, "--retries", min=0, help="Server: retries per request (exponential backoff)."),
     compare: bool = typer.Option(False, "--compare", help="Print a side-by-side table of the results FILES and exit."),
@@ -89,18 +127,40 @@ def eval_command(
     paths = _data_paths(names, data_paths, TASKS)
     given = _read_samples(samples, names) if samples else None
     if given is not None and any(TASKS[n].kind not in ("generation", "code") for n in names):
-        raise Phi4Error("--samples: scores completions of generation and code tasks (gsm8k, math, triviaqa, humaneval, mbpp)")
+        raise Phi4Error(
+            "--samples: scores completions of generation and code tasks (gsm8k, math, triviaqa, humaneval, mbpp)"
+        )
     if given is None and not model:
         raise Phi4Error("--model: give a checkpoint or server URL (or --samples to score given completions)")
-    options = Options(backend=None, config=settings, seed=seed, limit=limit, shots_files=_pairs(shots, "--shots"),
-                      workers=workers, samples=given)
+    options = Options(
+        backend=None,
+        config=settings,
+        seed=seed,
+        limit=limit,
+        shots_files=_pairs(shots, "--shots"),
+        workers=workers,
+        samples=given,
+    )
     if given is None:
         from phi4cli.generate import load_backend
 
-        options.backend = load_backend(model, max_batch_size=batch_size, tokenizer=tokenizer, device=device, dtype=dtype, concurrency=concurrency,
-                                       retries=retries)
-    results = {"model": model or str(samples), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "seed": seed, "limit": limit, "config": settings.to_dict(), "tasks": {}}  # fmt: skip
+        options.backend = load_backend(
+            model,
+            max_batch_size=batch_size,
+            tokenizer=tokenizer,
+            device=device,
+            dtype=dtype,
+            concurrency=concurrency,
+            retries=retries,
+        )
+    results = {
+        "model": model or str(samples),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "limit": limit,
+        "config": settings.to_dict(),
+        "tasks": {},
+    }
     logged: list[dict] = []
     failed: list[str] = []
     for name in names:
@@ -155,12 +215,23 @@ def _task_names(tasks: str | None, registry: dict) -> list[str]:
     return names
 
 
-def _flag_overrides(num_shots: list[str], num_samples: int | None, ks: str | None, temperature: float | None,
-                    max_new_tokens: int | None, lengths: str | None, timeout: float | None, memory_mb: int | None) -> list[str]:  # fmt: skip
+def _flag_overrides(
+    num_shots: list[str],
+    num_samples: int | None,
+    ks: str | None,
+    temperature: float | None,
+    max_new_tokens: int | None,
+    lengths: str | None,
+    timeout: float | None,
+    memory_mb: int | None,
+) -> list[str]:
     """The convenience flags as `--set` items (applied after --set, so a flag wins)."""
     from phi4cli.evaluate.config import MaxNewTokens, field_name
 
-    items = [f"shots.{field_name(task)}={_int(k, f'--num-shots {task}')}" for task, k in _pairs(num_shots, "--num-shots").items()]
+    items = [
+        f"shots.{field_name(task)}={_int(k, f'--num-shots {task}')}"
+        for task, k in _pairs(num_shots, "--num-shots").items()
+    ]
     if num_samples is not None:
         items.append(f"num_samples={num_samples}")
     if ks is not None:
@@ -231,7 +302,7 @@ def _read_samples(path: Path, names: list[str]) -> dict[str, list[str]]:
     for number, row in enumerate(iter_jsonl(path), 1):
         task_id, completion = row.get("task_id", row.get("id")), row.get("completion")
         if task_id is None or not isinstance(completion, str):
-            raise Phi4Error(f"{path}:{number}: expected {{\"task_id\": ..., \"completion\": \"...\"}}")
+            raise Phi4Error(f'{path}:{number}: expected {{"task_id": ..., "completion": "..."}}')
         completions.setdefault(str(task_id), []).append(completion)
     if not completions:
         raise Phi4Error(f"{path}: no samples")

@@ -50,11 +50,22 @@ def demo_data_command(
     for column in ("source", "rows", "shards", "text MB", "~toy tokens", "disk MB"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for s in summaries:
-        table.add_row(s.name, f"{s.rows:,}", str(s.shards), f"{s.chars / 1e6:.2f}",
-                      f"{s.chars // CHARS_PER_TOKEN:,}", f"{s.disk_bytes / 1e6:.2f}")
+        table.add_row(
+            s.name,
+            f"{s.rows:,}",
+            str(s.shards),
+            f"{s.chars / 1e6:.2f}",
+            f"{s.chars // CHARS_PER_TOKEN:,}",
+            f"{s.disk_bytes / 1e6:.2f}",
+        )
     chars = sum(s.chars for s in summaries)
-    table.add_row("total", f"{sum(s.rows for s in summaries):,}", str(sum(s.shards for s in summaries)),
-                  f"{chars / 1e6:.2f}", f"{chars // CHARS_PER_TOKEN:,}",
-                  f"{sum(s.disk_bytes for s in summaries) / 1e6:.2f}", style="bold")
+    table.add_row(
+        "total",
+        f"{sum(s.rows for s in summaries):,}",
+        str(sum(s.shards for s in summaries)),
+        f"{chars / 1e6:.2f}",
+        f"{chars // CHARS_PER_TOKEN:,}",
+        f"{sum(s.disk_bytes for s in summaries) / 1e6:.2f}",
+        style="bold",
+    )
     console.print(table)
-

@@ -18,7 +18,9 @@ from phi4cli.io.shards import reader_gone, stdout_closed
 
 def stats_command(
     inputs: list[str] = typer.Argument(..., help="Datasets, shard files, globs, or - for a stream on stdin."),
-    tokenizer: str = typer.Option(None, "--tokenizer", help="Count tokens of the text column with this tokenizer (phi4 or a .tiktoken file)."),
+    tokenizer: str = typer.Option(
+        None, "--tokenizer", help="Count tokens of the text column with this tokenizer (phi4 or a .tiktoken file)."
+    ),
     text_field: str = typer.Option("text", help="Column whose bytes (and tokens) are counted."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
@@ -62,7 +64,9 @@ def _count(batch: pa.RecordBatch, per_source: dict, text_field: str, encoder) ->
     names = batch.column("source").to_pylist() if "source" in batch.schema.names else ["(all)"] * batch.num_rows
     has_text = text_field in batch.schema.names and pa.types.is_string(batch.schema.field(text_field).type)
     text_bytes = pc.binary_length(batch.column(text_field)).to_pylist() if has_text else [0] * batch.num_rows
-    tokens = [len(t) for t in encoder.encode_batch(batch.column(text_field).to_pylist())] if encoder and has_text else None
+    tokens = (
+        [len(t) for t in encoder.encode_batch(batch.column(text_field).to_pylist())] if encoder and has_text else None
+    )
     for i, name in enumerate(names):
         counts = per_source[name or ""]
         counts["rows"] += 1
@@ -74,7 +78,9 @@ def _count(batch: pa.RecordBatch, per_source: dict, text_field: str, encoder) ->
 def _print_tables(report: dict) -> None:
     out = Console(highlight=False)
     out.print(f"rows {report['rows']:,}  shards {report['shards']}  on disk {report['file_bytes']:,} bytes")
-    table = Table("source", "rows", "text bytes", *(["tokens"] if any("tokens" in c for c in report["sources"].values()) else []))
+    table = Table(
+        "source", "rows", "text bytes", *(["tokens"] if any("tokens" in c for c in report["sources"].values()) else [])
+    )
     for name, counts in report["sources"].items():
         extra = [f"{counts['tokens']:,}"] if "tokens" in counts else []
         table.add_row(name, f"{counts['rows']:,}", f"{counts['text_bytes']:,}", *extra)

@@ -12,7 +12,9 @@ from phi4cli.errors import Phi4Error
 from phi4cli.io import read_batches, resolve_inputs
 from phi4cli.log import console
 
-tokenizer_app = typer.Typer(help="Inspect the phi-4 tokenizer, or train a small one for toy scale.", no_args_is_help=True)
+tokenizer_app = typer.Typer(
+    help="Inspect the phi-4 tokenizer, or train a small one for toy scale.", no_args_is_help=True
+)
 
 SPEC_HELP = "phi4 (cl100k + phi-4 specials), a .tiktoken file, or a checkpoint directory."
 BPE_HELP = "Path of the cl100k_base BPE file [default: looked up in $TIKTOKEN_CACHE_DIR]."
@@ -39,7 +41,19 @@ def info(
     """
     tok = _load(tokenizer, bpe_file)
     specials = dict(sorted(tok.encoding._special_tokens.items(), key=lambda kv: kv[1]))
-    print(json.dumps({"name": tok.name, "vocab_size": tok.vocab_size, "bos": tok.eot_id, "eos": tok.im_end_id, "pad": tok.pad_id, "special_tokens": specials}, indent=1))
+    print(
+        json.dumps(
+            {
+                "name": tok.name,
+                "vocab_size": tok.vocab_size,
+                "bos": tok.eot_id,
+                "eos": tok.im_end_id,
+                "pad": tok.pad_id,
+                "special_tokens": specials,
+            },
+            indent=1,
+        )
+    )
 
 
 @tokenizer_app.command("encode")
@@ -83,7 +97,9 @@ def decode(
 @tokenizer_app.command("train")
 def train(
     inputs: list[str] = typer.Argument(..., help="Documents datasets (or shards, globs, -) to learn from."),
-    out: str = typer.Option(..., "-o", "--out", help="Output .tiktoken file (a .tiktoken.json sidecar is written beside it)."),
+    out: str = typer.Option(
+        ..., "-o", "--out", help="Output .tiktoken file (a .tiktoken.json sidecar is written beside it)."
+    ),
     vocab_size: int = typer.Option(4096, help="Total ids including the 96 phi-4 special tokens (toy scale: 2k-8k)."),
     max_bytes: int = typer.Option(32_000_000, help="Text sampled for training, shared equally between inputs."),
     text_field: str = typer.Option("text", help="Column holding the text."),

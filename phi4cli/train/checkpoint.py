@@ -236,6 +236,7 @@ def load_train_state(checkpoint: Path) -> TrainState:
         raise Phi4Error(f"{checkpoint}: not a training checkpoint ({first_line(e)})")
     return TrainState(**template["train"])
 
+
 def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, dist_ctx: Distributed) -> None:
     """Restore model, optimizer and this rank's RNG states in place (resharding as needed)."""
     load_model_weights(model, checkpoint)  # checks every tensor's shape first, with a clear message
@@ -251,11 +252,13 @@ def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     if rng.exists():  # absent when resuming with more ranks than wrote the checkpoint
         _set_rng_states(torch.load(rng, weights_only=False))
 
+
 def _rng_states() -> dict:
     states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state()
     return states
+
 
 def _set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])

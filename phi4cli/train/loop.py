@@ -195,9 +195,15 @@ def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger,
         state.sequences += config.global_batch
         state.tokens += result.tokens
         logger.log_step(
-            step=state.step, loss=result.loss, lr=lr, grad_norm=result.grad_norm, tokens=state.tokens,
-            step_tokens=result.tokens, device=dist_ctx.device, extra=result.metrics,
-        )  # fmt: skip
+            step=state.step,
+            loss=result.loss,
+            lr=lr,
+            grad_norm=result.grad_norm,
+            tokens=state.tokens,
+            step_tokens=result.tokens,
+            device=dist_ctx.device,
+            extra=result.metrics,
+        )
         stopping = dist_ctx.any(stop.requested)
         last = stopping or state.step == config.max_steps
         if last or state.step % config.checkpoint_every == 0:

@@ -43,12 +43,13 @@ import pyarrow.compute as pc
 import regex
 import typer
 
-from phi4cli.config import STAGES_DIR, load_settings as load_typed_settings
+from phi4cli.config import STAGES_DIR
+from phi4cli.config import load_settings as load_typed_settings
 from phi4cli.errors import Phi4Error
 from phi4cli.io import Source, iter_source, map_shards, provenance, resolve_inputs
 from phi4cli.io.fanout import check_workers, shard_task, worker_pool
-from phi4cli.io.shards import writing_to
 from phi4cli.io.formats import detect_format, read_records
+from phi4cli.io.shards import writing_to
 from phi4cli.log import console
 from phi4cli.stages.decontam.ngrams import APOSTROPHES, NUMBER_MARKS, NgramTable, WordBatch, split_words
 
@@ -82,7 +83,9 @@ class DecontamConfig:
         if not 1 <= self.short_ngram <= self.ngram:
             raise Phi4Error(f"config: short_ngram must be in 1..ngram ({self.ngram}), got {self.short_ngram}")
         if not 1 <= self.min_item_words <= self.short_ngram:
-            raise Phi4Error(f"config: min_item_words must be in 1..short_ngram ({self.short_ngram}), got {self.min_item_words}")
+            raise Phi4Error(
+                f"config: min_item_words must be in 1..short_ngram ({self.short_ngram}), got {self.min_item_words}"
+            )
         if self.whitelist_docs < 0:
             raise Phi4Error(f"config: whitelist_docs must be 0 (off) or more, got {self.whitelist_docs}")
         if self.mode not in ("drop", "cut"):
@@ -109,9 +112,23 @@ def load_settings(path: Path | None, overrides: Sequence[str]) -> DecontamConfig
 # TriviaQA (question, answer.value), instruction sets (instruction/input, output), phi4 problems (prompt, answer)
 # and documents datasets (text). Test code (HumanEval `test`) is not indexed unless asked for with --field.
 AUTO_FIELDS = (
-    "question", "prompt", "problem", "instruction", "input", "query", "text",
-    "answer", "canonical_solution", "solution", "code", "output", "response", "completion", "target", "choices",
-)  # fmt: skip
+    "question",
+    "prompt",
+    "problem",
+    "instruction",
+    "input",
+    "query",
+    "text",
+    "answer",
+    "canonical_solution",
+    "solution",
+    "code",
+    "output",
+    "response",
+    "completion",
+    "target",
+    "choices",
+)
 ID_FIELDS = ("id", "task_id", "question_id", "problem_id", "idx", "uid")
 
 
@@ -277,14 +294,19 @@ class Index:
         return f"benchmark:{bench.name}:{bench.items[self.text_item[text]]}:{self.text_field[text]}:{kind} '{shown}'"
 
 
-def build_index(benchmarks: list[Benchmark], texts: BenchmarkTexts, settings: DecontamConfig) -> tuple[Index, WordBatch]:
+def build_index(
+    benchmarks: list[Benchmark], texts: BenchmarkTexts, settings: DecontamConfig
+) -> tuple[Index, WordBatch]:
     """Hash the benchmark texts into one table: 13-grams of long texts, 7-grams of short ones, tiny ones whole."""
     words = split_words(texts.text)
     count = words.word_counts()
     text_n = np.where(
-        count >= settings.ngram, settings.ngram,
-        np.where(count >= settings.short_ngram, settings.short_ngram, np.where(count >= settings.min_item_words, count, 0)),
-    )  # fmt: skip
+        count >= settings.ngram,
+        settings.ngram,
+        np.where(
+            count >= settings.short_ngram, settings.short_ngram, np.where(count >= settings.min_item_words, count, 0)
+        ),
+    )
     text_benchmark = np.array(texts.benchmark, np.int32)
     for number, bench in enumerate(benchmarks):
         if not np.any(text_n[text_benchmark == number] > 0):
@@ -375,14 +397,18 @@ def whitelist_common(index: Index, counts: np.ndarray, max_docs: int) -> int:
     return int(common.sum())
 
 
-def apply_whitelists(index: Index, phrases: Sequence[str], counted: Sequence[Source], settings: DecontamConfig, workers: int) -> dict:
+def apply_whitelists(
+    index: Index, phrases: Sequence[str], counted: Sequence[Source], settings: DecontamConfig, workers: int
+) -> dict:
     """User phrases first, then the counting pass; returns what was whitelisted, for the report."""
     listed = {"user_phrases": len(phrases), "ngrams_from_phrases": whitelist_phrases(index, phrases) if phrases else 0}
     listed["docs_threshold"] = settings.whitelist_docs
     listed["ngrams_common"] = 0
     if settings.whitelist_docs > 0:
-        console.print(f"decontam: counting pass over {len(counted)} shard(s): an n-gram in more than "
-                      f"{settings.whitelist_docs} documents is a common phrase")  # fmt: skip
+        console.print(
+            f"decontam: counting pass over {len(counted)} shard(s): an n-gram in more than "
+            f"{settings.whitelist_docs} documents is a common phrase"
+        )
         counts = count_documents(counted, index, settings, workers)
         listed["ngrams_common"] = whitelist_common(index, counts, settings.whitelist_docs)
     return listed
@@ -404,7 +430,16 @@ def _chunks(texts: pa.Array, limit: int) -> Iterator[tuple[int, int]]:
 
 def new_stats(index: Index) -> dict:
     """Counters of one shard (or of the whole run, once merged): totals, then per benchmark."""
-    totals = ("rows_in", "bytes_in", "rows_kept", "bytes_kept", "rows_rejected", "bytes_rejected", "rows_cut", "bytes_cut")
+    totals = (
+        "rows_in",
+        "bytes_in",
+        "rows_kept",
+        "bytes_kept",
+        "rows_rejected",
+        "bytes_rejected",
+        "rows_cut",
+        "bytes_cut",
+    )
     per_bench = ("documents", "rows_dropped", "bytes_dropped", "rows_cut", "bytes_cut")
     # items: the benchmark rows matched, a set while counting, a sorted list once a shard is done
     benchmarks = [{**dict.fromkeys(per_bench, 0), "items": set(), "examples": []} for _ in index.benchmarks]
@@ -489,7 +524,9 @@ def _tally(stats: dict, bench: int, what: str, nbytes: int) -> None:
         stats["bytes_cut"] += nbytes
 
 
-def _record_matches(hits: Hits, words: WordBatch, index: Index, settings: DecontamConfig, stats: dict, chunk: pa.RecordBatch) -> None:
+def _record_matches(
+    hits: Hits, words: WordBatch, index: Index, settings: DecontamConfig, stats: dict, chunk: pa.RecordBatch
+) -> None:
     """Per benchmark: documents affected, items matched, a few examples - vectorised over all hits."""
     which, text = index.owners(hits.entry)  # every (hit, benchmark text) pair
     bench = index.text_benchmark[text].astype(np.int64)
@@ -505,13 +542,15 @@ def _record_matches(hits: Hits, words: WordBatch, index: Index, settings: Decont
         per_bench["documents"] += 1
         if len(per_bench["examples"]) < settings.examples:
             doc = int(hits.doc[h])
-            per_bench["examples"].append({
-                "document": ids[doc].as_py() if ids is not None else None,
-                "item": index.benchmarks[number].items[int(index.text_item[t])],
-                "field": index.text_field[t],
-                "n": int(hits.n[h]),
-                "ngram": words.text(int(hits.first_word[h]), int(hits.n[h])),
-            })  # fmt: skip
+            per_bench["examples"].append(
+                {
+                    "document": ids[doc].as_py() if ids is not None else None,
+                    "item": index.benchmarks[number].items[int(index.text_item[t])],
+                    "field": index.text_field[t],
+                    "n": int(hits.n[h]),
+                    "ngram": words.text(int(hits.first_word[h]), int(hits.n[h])),
+                }
+            )
 
 
 def _emit_batch(batch: pa.RecordBatch, keep: np.ndarray, reasons: dict[int, str], cuts: dict, mode: str, emit) -> None:
@@ -523,7 +562,10 @@ def _emit_batch(batch: pa.RecordBatch, keep: np.ndarray, reasons: dict[int, str]
     rejected = batch.take(pa.array(rejected_rows, pa.int64()))
     if "reason" in rejected.schema.names:
         rejected = rejected.drop_columns(["reason"])
-    emit("rejected", rejected.append_column("reason", pa.array([reasons[r] for r in rejected_rows.tolist()], pa.string())))
+    emit(
+        "rejected",
+        rejected.append_column("reason", pa.array([reasons[r] for r in rejected_rows.tolist()], pa.string())),
+    )
 
 
 def _apply_cuts(batch: pa.RecordBatch, keep: np.ndarray, kept: pa.RecordBatch, cuts: dict) -> pa.RecordBatch:
@@ -586,7 +628,9 @@ def cut_matches(text: str, index: Index, settings: DecontamConfig) -> Cut:
     pieces.append(text[previous:].strip())
     remaining = "\n".join(p for p in pieces if p)
     if len(remaining) < settings.cut_min_keep * len(text):
-        return Cut(None, [], f"{len(remaining)}/{len(text)} characters left, under cut_min_keep={settings.cut_min_keep}")
+        return Cut(
+            None, [], f"{len(remaining)}/{len(text)} characters left, under cut_min_keep={settings.cut_min_keep}"
+        )
     return Cut(remaining, [{"start": b, "end": e, "match": why} for b, e, why in spans])
 
 
@@ -612,18 +656,25 @@ def merge_stats(results: Sequence[dict], index: Index) -> dict:
     return total
 
 
-def build_report(index: Index, totals: dict, settings: DecontamConfig, whitelist: dict, words: WordBatch, skipped: int) -> dict:
+def build_report(
+    index: Index, totals: dict, settings: DecontamConfig, whitelist: dict, words: WordBatch, skipped: int
+) -> dict:
     which, text = index.owners(np.arange(len(index.table)))
     entry_bench = index.text_benchmark[text]
     report = {
         "settings": dataclasses.asdict(settings),
-        "rows_in": totals["rows_in"], "rows_kept": totals["rows_kept"], "rows_rejected": totals["rows_rejected"],
-        "rows_cut": totals["rows_cut"], "bytes_in": totals["bytes_in"], "bytes_kept": totals["bytes_kept"],
-        "bytes_rejected": totals["bytes_rejected"], "bytes_cut": totals["bytes_cut"],
+        "rows_in": totals["rows_in"],
+        "rows_kept": totals["rows_kept"],
+        "rows_rejected": totals["rows_rejected"],
+        "rows_cut": totals["rows_cut"],
+        "bytes_in": totals["bytes_in"],
+        "bytes_kept": totals["bytes_kept"],
+        "bytes_rejected": totals["bytes_rejected"],
+        "bytes_cut": totals["bytes_cut"],
         "shards_skipped": skipped,
         "whitelist": whitelist,
         "benchmarks": {},
-    }  # fmt: skip
+    }
     for number, bench in enumerate(index.benchmarks):
         stats = totals["benchmarks"][number]
         mine = index.text_benchmark == number
@@ -641,10 +692,12 @@ def build_report(index: Index, totals: dict, settings: DecontamConfig, whitelist
             "items_matched": len(stats["items"]),
             "matched_items": [bench.items[i] for i in stats["items"]],
             "documents_affected": stats["documents"],
-            "rows_dropped": stats["rows_dropped"], "bytes_dropped": stats["bytes_dropped"],
-            "rows_cut": stats["rows_cut"], "bytes_cut": stats["bytes_cut"],
+            "rows_dropped": stats["rows_dropped"],
+            "bytes_dropped": stats["bytes_dropped"],
+            "rows_cut": stats["rows_cut"],
+            "bytes_cut": stats["bytes_cut"],
             "examples": stats["examples"][: settings.examples],
-        }  # fmt: skip
+        }
     return report
 
 
@@ -691,19 +744,31 @@ def write_json(path: Path, data: dict) -> None:
 def print_summary(report: dict) -> None:
     from rich.table import Table
 
-    table = Table(title="decontam: per benchmark (items matched, documents affected, rows dropped/cut)", title_justify="left")
+    table = Table(
+        title="decontam: per benchmark (items matched, documents affected, rows dropped/cut)", title_justify="left"
+    )
     for name in ("benchmark", "items", "matched", "docs", "dropped", "bytes", "cut", "bytes cut"):
         table.add_column(name, justify="left" if name == "benchmark" else "right")
     for name, bench in report["benchmarks"].items():
-        numbers = (bench["items"], bench["items_matched"], bench["documents_affected"], bench["rows_dropped"], bench["bytes_dropped"], bench["rows_cut"], bench["bytes_cut"])
+        numbers = (
+            bench["items"],
+            bench["items_matched"],
+            bench["documents_affected"],
+            bench["rows_dropped"],
+            bench["bytes_dropped"],
+            bench["rows_cut"],
+            bench["bytes_cut"],
+        )
         table.add_row(name, *(f"{x:,}" for x in numbers))
     totals = (report["rows_rejected"], report["bytes_rejected"], report["rows_cut"], report["bytes_cut"])
     table.add_row("all", "", "", "", *(f"{x:,}" for x in totals), style="bold")
     console.print(table)
     for name, bench in report["benchmarks"].items():
         if bench["texts_fully_whitelisted"]:
-            console.print(f"decontam: warning: {bench['texts_fully_whitelisted']:,} texts of {name} have every n-gram "
-                          "whitelisted and cannot be caught (a leak copied into many documents looks common; see the report)")  # fmt: skip
+            console.print(
+                f"decontam: warning: {bench['texts_fully_whitelisted']:,} texts of {name} have every n-gram "
+                "whitelisted and cannot be caught (a leak copied into many documents looks common; see the report)"
+            )
     console.print(
         f"decontam: {report['rows_in']:,} rows in = {report['rows_kept']:,} kept + {report['rows_rejected']:,} rejected "
         f"({report['bytes_kept']:,} of {report['bytes_in']:,} text bytes kept)"
@@ -715,17 +780,40 @@ def print_summary(report: dict) -> None:
 
 def decontam_command(
     inputs: list[str] = typer.Argument(..., help="Documents datasets, shard files, globs, or - for a stream on stdin."),
-    benchmarks: list[str] = typer.Option(..., "--benchmarks", "-b", help="Benchmark file (JSONL/.gz/.zst, Parquet, CSV) or dataset; NAME=PATH names it. Repeat, or separate with commas."),
+    benchmarks: list[str] = typer.Option(
+        ...,
+        "--benchmarks",
+        "-b",
+        help="Benchmark file (JSONL/.gz/.zst, Parquet, CSV) or dataset; NAME=PATH names it. Repeat, or separate with commas.",
+    ),
     out: str = typer.Option(..., "-o", "--out", help="Output dataset directory, or - for an Arrow stream on stdout."),
-    fields: list[str] = typer.Option([], "--field", help="Benchmark field to index (repeatable) [default: auto-detect question/answer fields]."),
-    whitelist: Path = typer.Option(None, "--whitelist", help="File of phrases (one per line) whose n-grams are never matched."),
-    whitelist_corpus: list[str] = typer.Option([], "--whitelist-corpus", help="Datasets the counting pass reads instead of INPUTS (repeatable): e.g. every training source, so all share one whitelist."),
-    mode: str = typer.Option(None, "--mode", help="drop: remove matched documents; cut: remove the matched spans [default: from the config, drop]."),
-    rejected: str = typer.Option(None, "--rejected", help="Dataset directory for dropped rows, with a `reason` column."),
+    fields: list[str] = typer.Option(
+        [], "--field", help="Benchmark field to index (repeatable) [default: auto-detect question/answer fields]."
+    ),
+    whitelist: Path = typer.Option(
+        None, "--whitelist", help="File of phrases (one per line) whose n-grams are never matched."
+    ),
+    whitelist_corpus: list[str] = typer.Option(
+        [],
+        "--whitelist-corpus",
+        help="Datasets the counting pass reads instead of INPUTS (repeatable): e.g. every training source, so all share one whitelist.",
+    ),
+    mode: str = typer.Option(
+        None,
+        "--mode",
+        help="drop: remove matched documents; cut: remove the matched spans [default: from the config, drop].",
+    ),
+    rejected: str = typer.Option(
+        None, "--rejected", help="Dataset directory for dropped rows, with a `reason` column."
+    ),
     report: Path = typer.Option(None, "--report", help="JSON report file [default: OUT.decontam.json next to OUT]."),
     workers: int = typer.Option(1, "--workers", help="Processes on this machine (one input shard each)."),
-    shard_index: int = typer.Option(None, "--shard-index", help="This task's index among --num-shards [default: SLURM/torchrun env, else 0]."),
-    num_shards: int = typer.Option(None, "--num-shards", help="Number of tasks the input shards are spread over [default: env, else 1]."),
+    shard_index: int = typer.Option(
+        None, "--shard-index", help="This task's index among --num-shards [default: SLURM/torchrun env, else 0]."
+    ),
+    num_shards: int = typer.Option(
+        None, "--num-shards", help="Number of tasks the input shards are spread over [default: env, else 1]."
+    ),
     config: Path = typer.Option(None, "--config", help="Settings TOML [default: stages/decontam.toml]."),
     sets: list[str] = typer.Option([], "--set", help="Override a setting: --set whitelist_docs=20 (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT (and --rejected) if already complete."),
@@ -760,15 +848,29 @@ def decontam_command(
     bench_list, texts = load_benchmarks(benchmarks, settings.fields)
     index, words = build_index(bench_list, texts, settings)
     lengths = ", ".join(map(str, index.ns))
-    console.print(f"decontam: {len(texts.text):,} texts from {len(bench_list)} benchmark(s) -> {len(index.table):,} n-grams ({lengths} words)")
+    console.print(
+        f"decontam: {len(texts.text):,} texts from {len(bench_list)} benchmark(s) -> {len(index.table):,} n-grams ({lengths} words)"
+    )
     listed = apply_whitelists(index, phrases, counted, settings, workers)
     listed["counted_over"] = whitelist_corpus or inputs
 
-    run_config = {**dataclasses.asdict(settings), "benchmarks": [b.path for b in bench_list],
-                  "whitelist": str(whitelist or ""), "whitelist_corpus": whitelist_corpus}  # fmt: skip
+    run_config = {
+        **dataclasses.asdict(settings),
+        "benchmarks": [b.path for b in bench_list],
+        "whitelist": str(whitelist or ""),
+        "whitelist_corpus": whitelist_corpus,
+    }
     prov = provenance(run_config, sources)
-    results = map_shards(sources, {"main": out, "rejected": rejected}, partial(filter_shard, index, settings),
-                         workers=workers, shard_index=shard_index, num_shards=num_shards, prov=prov, overwrite=overwrite)  # fmt: skip
+    results = map_shards(
+        sources,
+        {"main": out, "rejected": rejected},
+        partial(filter_shard, index, settings),
+        workers=workers,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        prov=prov,
+        overwrite=overwrite,
+    )
     totals = merge_stats([r.stats for r in results], index)
     result = build_report(index, totals, settings, listed, words, sum(r.skipped for r in results))
     if report_path is not None:
@@ -783,7 +885,9 @@ def _check_corpus(sources: Sequence[Source], settings: DecontamConfig, counted: 
         if source.schema is not None and "text" not in source.schema.names:
             raise Phi4Error(f"{source.path}: missing column 'text' (has: {', '.join(source.schema.names)})")
     if settings.whitelist_docs > 0 and any(s.is_stream for s in counted):
-        raise Phi4Error("-: the whitelist counting pass reads the inputs twice; give datasets, or --set whitelist_docs=0")
+        raise Phi4Error(
+            "-: the whitelist counting pass reads the inputs twice; give datasets, or --set whitelist_docs=0"
+        )
 
 
 def _report_path(report: Path | None, out: str, shard_index: int, num_shards: int) -> Path | None:

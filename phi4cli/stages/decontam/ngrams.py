@@ -137,7 +137,9 @@ class WordBatch:
 
     def text(self, first_word: int, n: int) -> str:
         """The normalised words first_word .. first_word+n-1, joined by single spaces."""
-        spans = zip(self.word_start[first_word : first_word + n].tolist(), self.word_end[first_word : first_word + n].tolist())
+        spans = zip(
+            self.word_start[first_word : first_word + n].tolist(), self.word_end[first_word : first_word + n].tolist()
+        )
         return " ".join(self.data[a:b].tobytes().decode("utf-8", "replace") for a, b in spans)
 
     def as_one_sequence(self) -> "WordBatch":
@@ -163,7 +165,9 @@ def split_words(texts: pa.Array | Sequence[str]) -> WordBatch:
     word_end = np.flatnonzero(is_char & ~next_is_char) + 1
     word_text = np.searchsorted(offsets, word_start, side="right") - 1
     text_words = np.searchsorted(word_text, np.arange(len(normalised) + 1), side="left")
-    return WordBatch(data, word_start, word_end, word_text, text_words, _hash_words(data, is_char, word_start, word_end))
+    return WordBatch(
+        data, word_start, word_end, word_text, text_words, _hash_words(data, is_char, word_start, word_end)
+    )
 
 
 def _hash_words(data: np.ndarray, is_char: np.ndarray, word_start: np.ndarray, word_end: np.ndarray) -> np.ndarray:
@@ -192,14 +196,22 @@ class NgramTable:
     def __init__(self, hashes: np.ndarray, owners: np.ndarray):
         order = np.argsort(hashes, kind="stable")
         sorted_hashes, self.owners = hashes[order], owners[order].astype(np.int32)
-        first = np.concatenate([[True], sorted_hashes[1:] != sorted_hashes[:-1]]) if sorted_hashes.size else np.ones(0, bool)
+        first = (
+            np.concatenate([[True], sorted_hashes[1:] != sorted_hashes[:-1]])
+            if sorted_hashes.size
+            else np.ones(0, bool)
+        )
         self.hashes = sorted_hashes[first]  # unique
-        self.owner_start = np.append(np.flatnonzero(first), sorted_hashes.size)  # owners of entry i: [start[i], start[i+1])
+        self.owner_start = np.append(
+            np.flatnonzero(first), sorted_hashes.size
+        )  # owners of entry i: [start[i], start[i+1])
         bits = int(np.clip(np.ceil(np.log2(max(self.hashes.size, 1) * 64)), 16, 30))
         self._shift = U64(64 - bits)
         self._bitmap = np.zeros(1 << (bits - 3), np.uint8)
         top = self.hashes >> self._shift
-        np.bitwise_or.at(self._bitmap, top >> U64(3), np.left_shift(1, (top & U64(7)).astype(np.uint8)).astype(np.uint8))
+        np.bitwise_or.at(
+            self._bitmap, top >> U64(3), np.left_shift(1, (top & U64(7)).astype(np.uint8)).astype(np.uint8)
+        )
 
     def __len__(self) -> int:
         return self.hashes.size

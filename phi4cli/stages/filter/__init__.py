@@ -53,8 +53,7 @@ from phi4cli.io import (
     shard_name,
 )
 from phi4cli.io.fanout import check_workers, shard_task
-from phi4cli.io.shards import content_fingerprint
-from phi4cli.io.shards import write_manifest
+from phi4cli.io.shards import content_fingerprint, write_manifest
 from phi4cli.log import console
 from phi4cli.stages.filter.classifier import QualityClassifier
 from phi4cli.stages.filter.dedup import EXACT, NEAR, DedupSettings, cluster, signatures
@@ -99,7 +98,9 @@ class Steps:
             min_score=lang["min_score"],
             classifier=QualityClassifier.load(quality["model"]) if quality["model"] else None,
             threshold=quality["threshold"],
-            dedup=DedupSettings.from_config(dedup) if dedup["enabled"] and (dedup["exact"] or dedup["minhash"]) else None,
+            dedup=DedupSettings.from_config(dedup)
+            if dedup["enabled"] and (dedup["exact"] or dedup["minhash"])
+            else None,
             max_doc_bytes=settings["limits"]["max_doc_bytes"],
         )
 
@@ -158,7 +159,9 @@ def _signature_columns(batch: TextBatch, settings: DedupSettings, reasons: list[
     if settings.exact:
         columns[EXACT_HASH] = _scatter(pa.array(exact, pa.uint64()), alive)
     if bands is not None:
-        columns[BANDS] = _scatter(pa.FixedSizeListArray.from_arrays(pa.array(bands.reshape(-1), pa.uint64()), settings.bands), alive)
+        columns[BANDS] = _scatter(
+            pa.FixedSizeListArray.from_arrays(pa.array(bands.reshape(-1), pa.uint64()), settings.bands), alive
+        )
     return columns
 
 
@@ -237,7 +240,11 @@ class Signatures:
                 shard.append(np.full(len(rows), index, dtype=np.int32))
                 row.append(rows)
                 kept = batch.filter(alive)
-                ids.append(kept.column("id").cast(pa.string()) if "id" in kept.schema.names else pa.nulls(len(rows), pa.string()))
+                ids.append(
+                    kept.column("id").cast(pa.string())
+                    if "id" in kept.schema.names
+                    else pa.nulls(len(rows), pa.string())
+                )
                 if EXACT_HASH in kept.schema.names:
                     exact.append(kept.column(EXACT_HASH).to_numpy(zero_copy_only=False))
                 if BANDS in kept.schema.names:
@@ -273,7 +280,9 @@ def cluster_scores(scores: list[Source], out: Path, prov: dict, overwrite: bool)
     representative, kind = cluster(index.exact, index.bands)
     dropped = np.flatnonzero(kind > 0)  # in (shard, row) order
     prefixes = np.where(kind[dropped] == 1, f"{EXACT}(of ", f"{NEAR}(of ")
-    reasons = pc.binary_join_element_wise(pa.array(prefixes, pa.string()), index.names(representative[dropped]), ")", "")
+    reasons = pc.binary_join_element_wise(
+        pa.array(prefixes, pa.string()), index.names(representative[dropped]), ")", ""
+    )
     bounds = np.searchsorted(index.shard[dropped], np.arange(len(scores) + 1))
     schema = pa.schema([("row", pa.int64()), (REASON, pa.string())])
     prepare_output_dir(out, overwrite)
@@ -287,8 +296,9 @@ def cluster_scores(scores: list[Source], out: Path, prov: dict, overwrite: bool)
     return Counter({EXACT: int((kind == 1).sum()), NEAR: int((kind == 2).sum()), "kept": int((kind == 0).sum())})
 
 
-def filter_shard(source: Source, emit, settings: dict, index: dict[str, int], scores: Path | None,
-                 clusters: Path | None) -> dict:
+def filter_shard(
+    source: Source, emit, settings: dict, index: dict[str, int], scores: Path | None, clusters: Path | None
+) -> dict:
     """Pass 3 (per shard): drop the rows with a reason (or a duplicate), emit kept and rejected rows.
 
     Without `scores`, steps 1-3 are judged here (the one-pass form, when dedup is off).
@@ -300,8 +310,11 @@ def filter_shard(source: Source, emit, settings: dict, index: dict[str, int], sc
     position = 0
     for batch in _slices(source):
         if verdicts is not None:
-            columns = {n: verdicts.column(n).slice(position, batch.num_rows).combine_chunks()
-                       for n in verdicts.column_names if n in (LANG, LANG_SCORE, QUALITY, REASON)}
+            columns = {
+                n: verdicts.column(n).slice(position, batch.num_rows).combine_chunks()
+                for n in verdicts.column_names
+                if n in (LANG, LANG_SCORE, QUALITY, REASON)
+            }
         else:
             columns = judge(batch.column(TEXT), steps)
         reasons = columns[REASON].to_pylist()
@@ -315,7 +328,9 @@ def filter_shard(source: Source, emit, settings: dict, index: dict[str, int], sc
         _emit_split(batch, columns, emit)
         position += batch.num_rows
     if verdicts is not None and position != verdicts.num_rows:
-        raise Phi4Error(f"{source.path}: has {position} rows but its scores have {verdicts.num_rows} (scores of other inputs?)")
+        raise Phi4Error(
+            f"{source.path}: has {position} rows but its scores have {verdicts.num_rows} (scores of other inputs?)"
+        )
     return stats.counts
 
 
@@ -329,8 +344,9 @@ def _emit_split(batch: pa.RecordBatch, columns: dict[str, pa.Array], emit) -> No
     """Kept rows (input columns + lang/lang_score/quality) to main; dropped rows (+ reason) to rejected."""
     added = {n: a for n, a in columns.items() if n in (LANG, LANG_SCORE, QUALITY)}
     names = [n for n in batch.schema.names if n not in (*added, REASON)]
-    full = pa.RecordBatch.from_arrays([*(batch.column(n) for n in names), *added.values(), columns[REASON]],
-                                      names=[*names, *added, REASON])
+    full = pa.RecordBatch.from_arrays(
+        [*(batch.column(n) for n in names), *added.values(), columns[REASON]], names=[*names, *added, REASON]
+    )
     keep = pc.is_null(columns[REASON])
     emit("main", full.filter(keep).drop_columns([REASON]))
     emit("rejected", full.filter(pc.invert(keep)))
@@ -377,8 +393,14 @@ def print_summary(stats: Stats, skipped: int, out: str) -> None:
 
     for key in sorted(stats.counts, key=rank):
         rows, size = stats.counts[key]
-        table.add_row(key, f"{rows:,}", f"{100 * rows / max(rows_in, 1):.1f}", f"{size / 1e6:.2f}",
-                      f"{100 * size / max(bytes_in, 1):.1f}", style="bold" if key == "kept" else None)
+        table.add_row(
+            key,
+            f"{rows:,}",
+            f"{100 * rows / max(rows_in, 1):.1f}",
+            f"{size / 1e6:.2f}",
+            f"{100 * size / max(bytes_in, 1):.1f}",
+            style="bold" if key == "kept" else None,
+        )
     table.add_row("total in", f"{rows_in:,}", "100.0", f"{bytes_in / 1e6:.2f}", "100.0")
     console.print(table)
     if skipped:
@@ -414,16 +436,24 @@ Example:
 )
 
 CONFIG_HELP = "Settings (TOML). Default: stages/filter.toml."
-SET_HELP = "Override a setting, e.g. --set language.languages='[\"en\",\"de\"]' --set rules.fineweb.max_short_lines=0.8 (repeatable)."
+SET_HELP = 'Override a setting, e.g. --set language.languages=\'["en","de"]\' --set rules.fineweb.max_short_lines=0.8 (repeatable).'
 WORKERS_HELP = "Processes on this machine, one input shard each."
 SHARD_HELP = "This task's index among --num-shards tasks [default: from SLURM_ARRAY_TASK_ID or RANK, else 0]."
 NUM_SHARDS_HELP = "Number of tasks sharing the input shards [default: SLURM_ARRAY_TASK_COUNT or WORLD_SIZE, else 1]."
 
 
-def _settings(config: Path | None, sets: list[str], classifier: Path | None = None, threshold: float | None = None,
-              langid_model: Path | None = None) -> dict:
-    flags = {"classifier.model": str(classifier) if classifier else None, "classifier.threshold": threshold,
-             "language.model": str(langid_model) if langid_model else None}
+def _settings(
+    config: Path | None,
+    sets: list[str],
+    classifier: Path | None = None,
+    threshold: float | None = None,
+    langid_model: Path | None = None,
+) -> dict:
+    flags = {
+        "classifier.model": str(classifier) if classifier else None,
+        "classifier.threshold": threshold,
+        "language.model": str(langid_model) if langid_model else None,
+    }
     settings = load_settings(config, sets, flags)
     Steps.load(settings)  # load the models now: a bad model file fails before anything is written
     return settings
@@ -461,13 +491,25 @@ def run_command(
     rejected: str = typer.Option(None, "--rejected", help="Also write the dropped rows here, with a `reason` column."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
     sets: list[str] = typer.Option([], "--set", help=SET_HELP),
-    classifier: Path = typer.Option(None, "--classifier", help="Quality classifier from `phi4 filter train-classifier` (sets classifier.model)."),
-    threshold: float = typer.Option(None, "--threshold", help="Keep rows whose quality is at least this (sets classifier.threshold)."),
-    langid_model: Path = typer.Option(None, "--langid-model", help="A fastText language-id model (lid.176.bin, GlotLID) instead of the bundled lid.176.ftz."),
+    classifier: Path = typer.Option(
+        None, "--classifier", help="Quality classifier from `phi4 filter train-classifier` (sets classifier.model)."
+    ),
+    threshold: float = typer.Option(
+        None, "--threshold", help="Keep rows whose quality is at least this (sets classifier.threshold)."
+    ),
+    langid_model: Path = typer.Option(
+        None,
+        "--langid-model",
+        help="A fastText language-id model (lid.176.bin, GlotLID) instead of the bundled lid.176.ftz.",
+    ),
     workers: int = typer.Option(1, "--workers", help=WORKERS_HELP),
     shard_index: int = typer.Option(None, "--shard-index", help=SHARD_HELP),
     num_shards: int = typer.Option(None, "--num-shards", help=NUM_SHARDS_HELP),
-    work_dir: Path = typer.Option(None, "--work-dir", help="Where dedup keeps its signatures between passes [default: OUT.filter-work]; removed when done."),
+    work_dir: Path = typer.Option(
+        None,
+        "--work-dir",
+        help="Where dedup keeps its signatures between passes [default: OUT.filter-work]; removed when done.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT (and REJECTED) if already complete."),
 ) -> None:
     """Filter documents: heuristic rules, language id, quality classifier, then dedup across all inputs.
@@ -490,15 +532,25 @@ def run_command(
     position = {s.path: i for i, s in enumerate(sources)}
     if not settings["dedup"]["enabled"]:
         process = partial(filter_shard, settings=settings, index=position, scores=None, clusters=None)
-        results = map_shards(sources, outputs, process, workers=workers, shard_index=index, num_shards=count,
-                             prov=prov, overwrite=overwrite)
+        results = map_shards(
+            sources,
+            outputs,
+            process,
+            workers=workers,
+            shard_index=index,
+            num_shards=count,
+            prov=prov,
+            overwrite=overwrite,
+        )
         _summarise(results, out)
         return
     if any(s.is_stream for s in sources):
         raise Phi4Error("-: dedup reads the inputs twice; give datasets or shards, or --set dedup.enabled=false")
     if count > 1:
-        raise Phi4Error("--num-shards: dedup needs every shard; over many machines run `phi4 filter score`, "
-                        "`phi4 filter cluster`, then `phi4 filter apply` (see phi4 filter --help)")
+        raise Phi4Error(
+            "--num-shards: dedup needs every shard; over many machines run `phi4 filter score`, "
+            "`phi4 filter cluster`, then `phi4 filter apply` (see phi4 filter --help)"
+        )
     if out != "-" and _complete(Path(out)) and not overwrite:
         raise Phi4Error(f"{out}: is already a complete dataset (pass --overwrite to replace it)")
     work = work_dir or (Path(f"{out}.filter-work") if out != "-" else Path(tempfile.mkdtemp(prefix="phi4-filter-")))
@@ -525,7 +577,9 @@ def _reuse_only_if_same(work: Path, settings: dict, sources: list[Source]) -> No
     if work.is_dir():
         foreign = sorted(set(os.listdir(work)) - set(WORK_ENTRIES))
         if foreign:
-            raise Phi4Error(f"{work}: is not a phi4 filter work dir (it holds '{foreign[0]}'); choose another --work-dir")
+            raise Phi4Error(
+                f"{work}: is not a phi4 filter work dir (it holds '{foreign[0]}'); choose another --work-dir"
+            )
         if not stamp.is_file() or stamp.read_text() != wanted:
             _remove_work(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -552,7 +606,9 @@ def score_command(
     sets: list[str] = typer.Option([], "--set", help=SET_HELP),
     classifier: Path = typer.Option(None, "--classifier", help="Quality classifier (sets classifier.model)."),
     threshold: float = typer.Option(None, "--threshold", help="Quality threshold (sets classifier.threshold)."),
-    langid_model: Path = typer.Option(None, "--langid-model", help="A fastText language-id model instead of lid.176.ftz."),
+    langid_model: Path = typer.Option(
+        None, "--langid-model", help="A fastText language-id model instead of lid.176.ftz."
+    ),
     workers: int = typer.Option(1, "--workers", help=WORKERS_HELP),
     shard_index: int = typer.Option(None, "--shard-index", help=SHARD_HELP),
     num_shards: int = typer.Option(None, "--num-shards", help=NUM_SHARDS_HELP),
@@ -574,15 +630,25 @@ def score_command(
     sources = _sources(inputs)
     if any(s.is_stream for s in sources):
         raise Phi4Error("-: scores are matched to input shards by position; give datasets or shards")
-    results = map_shards(sources, {"main": str(out)}, partial(score_shard, settings=settings), workers=workers,
-                         shard_index=index, num_shards=count, prov=provenance(settings, sources), overwrite=overwrite)
+    results = map_shards(
+        sources,
+        {"main": str(out)},
+        partial(score_shard, settings=settings),
+        workers=workers,
+        shard_index=index,
+        num_shards=count,
+        prov=provenance(settings, sources),
+        overwrite=overwrite,
+    )
     console.print(f"filter score: {sum(r.stats.get('rows', 0) for r in results):,} rows scored -> {out}")
 
 
 @filter_app.command("cluster")
 def cluster_command(
     scores: Path = typer.Argument(..., help="The complete output of `phi4 filter score`."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output dataset: the rows to drop as duplicates, per input shard."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Output dataset: the rows to drop as duplicates, per input shard."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if already complete."),
 ) -> None:
     """Part 2 of 3 (runs once): cluster the dedup signatures of all shards and pick one row per cluster.
@@ -597,13 +663,17 @@ def cluster_command(
     sources = resolve_inputs([str(scores)])
     manifest = read_manifest(scores)
     counts = cluster_scores(sources, out, manifest["provenance"], overwrite)
-    console.print(f"filter cluster: {counts['kept']:,} rows kept, {counts[EXACT]:,} exact and "
-                  f"{counts[NEAR]:,} near duplicates -> {out}")
+    console.print(
+        f"filter cluster: {counts['kept']:,} rows kept, {counts[EXACT]:,} exact and "
+        f"{counts[NEAR]:,} near duplicates -> {out}"
+    )
 
 
 @filter_app.command("apply")
 def apply_command(
-    inputs: list[str] = typer.Argument(..., help="The same inputs, in the same order, as given to `phi4 filter score`."),
+    inputs: list[str] = typer.Argument(
+        ..., help="The same inputs, in the same order, as given to `phi4 filter score`."
+    ),
     scores: Path = typer.Option(..., "--scores", help="Output of `phi4 filter score`."),
     clusters: Path = typer.Option(None, "--clusters", help="Output of `phi4 filter cluster` (omit to skip dedup)."),
     out: str = typer.Option(..., "-o", "--out", help="Output dataset of the kept rows."),
@@ -627,10 +697,19 @@ def apply_command(
     # the output depends on the verdicts too: a shard is reused only for the same scores and clusters
     derived = provenance({}, [str(scores)] + ([str(clusters)] if clusters is not None else []))["inputs"]
     prov = {**read_manifest(scores)["provenance"], "derived_from": derived}
-    process = partial(filter_shard, settings={}, index={s.path: i for i, s in enumerate(sources)}, scores=scores,
-                      clusters=clusters)
-    results = map_shards(sources, {"main": out, "rejected": rejected}, process, workers=workers, shard_index=index,
-                         num_shards=count, prov=prov, overwrite=overwrite)
+    process = partial(
+        filter_shard, settings={}, index={s.path: i for i, s in enumerate(sources)}, scores=scores, clusters=clusters
+    )
+    results = map_shards(
+        sources,
+        {"main": out, "rejected": rejected},
+        process,
+        workers=workers,
+        shard_index=index,
+        num_shards=count,
+        prov=prov,
+        overwrite=overwrite,
+    )
     _summarise(results, out)
 
 
@@ -638,19 +717,29 @@ def _check_aligned(sources: list[Source], directory: Path, flag: str, rows: bool
     """The scores/clusters dataset must have one shard per input shard (and, for scores, as many rows)."""
     shards = read_manifest(directory)["shards"]
     if len(shards) != len(sources):
-        raise Phi4Error(f"{directory}: has {len(shards)} shards but there are {len(sources)} input shards ({flag} of other inputs?)")
+        raise Phi4Error(
+            f"{directory}: has {len(shards)} shards but there are {len(sources)} input shards ({flag} of other inputs?)"
+        )
     for shard, source in zip(shards, sources):
         if rows and source.rows is not None and shard["rows"] != source.rows:
-            raise Phi4Error(f"{directory}/{shard['name']}: {shard['rows']} rows but {source.path} has {source.rows} ({flag} of other inputs?)")
+            raise Phi4Error(
+                f"{directory}/{shard['name']}: {shard['rows']} rows but {source.path} has {source.rows} ({flag} of other inputs?)"
+            )
 
 
 @filter_app.command("train-classifier")
 def train_classifier_command(
     inputs: list[str] = typer.Argument(..., help="Labelled documents: a text column and a label or score column."),
     out: Path = typer.Option(..., "-o", "--out", help="The model file to write (e.g. quality.npz)."),
-    label: str = typer.Option("label", "--label", help="The label column, or meta.KEY for a key of the JSON meta column."),
+    label: str = typer.Option(
+        "label", "--label", help="The label column, or meta.KEY for a key of the JSON meta column."
+    ),
     positive: list[str] = typer.Option(["good"], "--positive", help="A string label that means good (repeatable)."),
-    positive_at: float = typer.Option(0.5, "--positive-at", help="Numeric labels at or above this mean good (0/1 labels, 0-1 scores; 3 for 0-5 ratings)."),
+    positive_at: float = typer.Option(
+        0.5,
+        "--positive-at",
+        help="Numeric labels at or above this mean good (0/1 labels, 0-1 scores; 3 for 0-5 ratings).",
+    ),
     holdout: float = typer.Option(0.1, "--holdout", help="Fraction of rows held out to measure precision/recall/F1."),
     epochs: int = typer.Option(4, "--epochs", help="Passes over the training rows."),
     buckets: int = typer.Option(1 << 20, "--buckets", help="Hashed feature buckets (the model is 4 bytes per bucket)."),
@@ -671,8 +760,11 @@ def train_classifier_command(
     """
     from phi4cli.stages.filter.classifier import Labels, train
 
-    for name, ok, rule in (("--holdout", 0.0 < holdout < 1.0, "in (0, 1)"), ("--epochs", epochs >= 1, "at least 1"),
-                           ("--buckets", buckets >= 1024, "at least 1024")):
+    for name, ok, rule in (
+        ("--holdout", 0.0 < holdout < 1.0, "in (0, 1)"),
+        ("--epochs", epochs >= 1, "at least 1"),
+        ("--buckets", buckets >= 1024, "at least 1024"),
+    ):
         if not ok:
             raise Phi4Error(f"{name}: must be {rule}")
     if out.exists() and not overwrite:
@@ -698,9 +790,17 @@ def train_classifier_command(
         if pending:
             yield _chunk(pending, labels, sources[-1].path)
 
-    model, held_out = train(chunks, buckets=buckets, epochs=epochs, holdout=holdout, seed=seed,
-                            on_epoch=lambda e: console.print(f"train-classifier: epoch {e}/{epochs} done"))
-    model.info.update({"label": label, "positive": positive, "positive_at": positive_at, "inputs": [s.path for s in sources]})
+    model, held_out = train(
+        chunks,
+        buckets=buckets,
+        epochs=epochs,
+        holdout=holdout,
+        seed=seed,
+        on_epoch=lambda e: console.print(f"train-classifier: epoch {e}/{epochs} done"),
+    )
+    model.info.update(
+        {"label": label, "positive": positive, "positive_at": positive_at, "inputs": [s.path for s in sources]}
+    )
     model.save(out)
     console.print(
         f"train-classifier: {model.info['train_rows']:,} training rows ({model.info['train_positives']:,} good); "

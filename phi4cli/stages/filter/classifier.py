@@ -72,8 +72,13 @@ class QualityClassifier:
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "wb") as f:
-            np.savez(f, format=np.array(FORMAT), weights=self.weights.astype(np.float32),
-                     bias=np.array(self.bias, dtype=np.float64), info=np.array(json.dumps(self.info)))
+            np.savez(
+                f,
+                format=np.array(FORMAT),
+                weights=self.weights.astype(np.float32),
+                bias=np.array(self.bias, dtype=np.float64),
+                info=np.array(json.dumps(self.info)),
+            )
         os.replace(tmp, path)
 
     @classmethod
@@ -87,7 +92,9 @@ class QualityClassifier:
                     raise ValueError(f"format {data['format']}")
                 weights, bias, info = data["weights"], float(data["bias"]), json.loads(str(data["info"]))
         except Exception as e:  # a zip that is not ours, not a zip at all, a truncated file...
-            raise Phi4Error(f"{path}: not a phi4 quality classifier (train one with `phi4 filter train-classifier`; {type(e).__name__})")
+            raise Phi4Error(
+                f"{path}: not a phi4 quality classifier (train one with `phi4 filter train-classifier`; {type(e).__name__})"
+            )
         if weights.ndim != 1 or weights.dtype != np.float32 or not np.isfinite(weights).all():
             raise Phi4Error(f"{path}: corrupt quality classifier (bad weights)")
         return cls(weights, bias, info)
@@ -161,8 +168,15 @@ def metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> d
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     accuracy = float((predicted == actual).mean()) if len(labels) else 0.0
-    return {"rows": int(len(labels)), "positives": int(actual.sum()), "threshold": threshold,
-            "precision": precision, "recall": recall, "f1": f1, "accuracy": accuracy}
+    return {
+        "rows": int(len(labels)),
+        "positives": int(actual.sum()),
+        "threshold": threshold,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "accuracy": accuracy,
+    }
 
 
 # ------------------------------------------------------------------------------ labelled data
@@ -229,8 +243,16 @@ def in_holdout(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 Chunks = Callable[[], Iterator[tuple[pa.Array, np.ndarray]]]  # (texts, 0/1/NaN labels), in a fixed order
 
 
-def train(chunks: Chunks, *, buckets: int, epochs: int, holdout: float, seed: int, batch_size: int = 256,
-          on_epoch: Callable[[int], None] = lambda epoch: None) -> tuple[QualityClassifier, dict]:
+def train(
+    chunks: Chunks,
+    *,
+    buckets: int,
+    epochs: int,
+    holdout: float,
+    seed: int,
+    batch_size: int = 256,
+    on_epoch: Callable[[int], None] = lambda epoch: None,
+) -> tuple[QualityClassifier, dict]:
     """Train on the non-held-out labelled rows, then measure on the held-out ones.
 
     `chunks()` is called once to count the classes and once per epoch (the data streams; it is never
@@ -250,7 +272,9 @@ def train(chunks: Chunks, *, buckets: int, epochs: int, holdout: float, seed: in
         positives += int((train_labels > 0.5).sum())
         negatives += int((train_labels <= 0.5).sum())
     if positives == 0 or negatives == 0:
-        raise Phi4Error(f"labels: training needs both classes (got {positives} good and {negatives} not-good rows; see --positive/--positive-at)")
+        raise Phi4Error(
+            f"labels: training needs both classes (got {positives} good and {negatives} not-good rows; see --positive/--positive-at)"
+        )
 
     trainer = Trainer(buckets, positive_weight=negatives / positives)
     rng = np.random.default_rng(seed)

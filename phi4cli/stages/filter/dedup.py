@@ -46,8 +46,14 @@ class DedupSettings:
 
     @classmethod
     def from_config(cls, section: dict) -> "DedupSettings":
-        return cls(section["exact"], section["minhash"], section["shingle_words"], section["bands"],
-                   section["rows_per_band"], section["seed"])
+        return cls(
+            section["exact"],
+            section["minhash"],
+            section["shingle_words"],
+            section["bands"],
+            section["rows_per_band"],
+            section["seed"],
+        )
 
     @property
     def num_perm(self) -> int:

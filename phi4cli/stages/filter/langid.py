@@ -44,7 +44,9 @@ class LanguageId:
         try:
             self.model = fasttext.load_model(str(path))
         except (ValueError, RuntimeError, MemoryError) as e:
-            raise Phi4Error(f"{path}: not a fastText model ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})")
+            raise Phi4Error(
+                f"{path}: not a fastText model ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
+            )
         self.path = path
         self.max_chars = max_chars
         labels, _ = self._predict("", k=-1, threshold=-1.0)
@@ -61,7 +63,9 @@ class LanguageId:
         for language in languages:
             if language not in known:
                 examples = ", ".join(self.labels[:8])
-                raise Phi4Error(f"{where}: unknown language code '{language}' for {self.path.name} (its codes: {examples}, ...)")
+                raise Phi4Error(
+                    f"{where}: unknown language code '{language}' for {self.path.name} (its codes: {examples}, ...)"
+                )
 
     def identify(self, texts: pa.Array) -> tuple[list[str], np.ndarray]:
         """The most likely language of each text and its probability.

@@ -175,7 +175,9 @@ def duplicated_ngram_chars(n: int) -> Callable[[TextBatch], np.ndarray]:
         level = b.word_ngrams(n)
         repeat_start = level.start[~level.groups.is_first()]
         total = len(b.word_token_hashes)
-        depth = np.cumsum(np.bincount(repeat_start, minlength=total + 1) - np.bincount(repeat_start + n, minlength=total + 1))
+        depth = np.cumsum(
+            np.bincount(repeat_start, minlength=total + 1) - np.bincount(repeat_start + n, minlength=total + 1)
+        )
         covered = depth[:total] > 0
         return ratio(b.per_doc(b.word_token_doc, b.word_token_chars * covered), b.chars)
 
@@ -218,21 +220,42 @@ def all_rules(settings: dict) -> list[Rule]:
     stat = settings["statistics_min_words"]
     return [
         Rule("gopher_quality:word_count", content_words, low=gq["min_words"], high=gq["max_words"]),
-        Rule("gopher_quality:mean_word_length", mean_word_length, low=gq["min_mean_word_length"], high=gq["max_mean_word_length"]),
+        Rule(
+            "gopher_quality:mean_word_length",
+            mean_word_length,
+            low=gq["min_mean_word_length"],
+            high=gq["max_mean_word_length"],
+        ),
         Rule("gopher_quality:hash_ratio", symbol_ratio(r"#+"), high=gq["max_hash_ratio"]),
         Rule("gopher_quality:ellipsis_ratio", symbol_ratio(r"\.\.\.|…"), high=gq["max_ellipsis_ratio"]),
         Rule("gopher_quality:bullet_lines", line_fraction(BULLET_LINE), high=gq["max_bullet_lines"]),
         Rule("gopher_quality:ellipsis_lines", line_fraction(ELLIPSIS_LINE), high=gq["max_ellipsis_lines"]),
         Rule("gopher_quality:content_words", content_word_fraction, low=gq["min_content_words"]),
-        Rule("gopher_quality:stop_words", distinct_stop_words(gq["stop_words"]), low=gq["min_stop_words"], min_words=stat),
+        Rule(
+            "gopher_quality:stop_words", distinct_stop_words(gq["stop_words"]), low=gq["min_stop_words"], min_words=stat
+        ),
         Rule("gopher_repetition:dup_lines", duplicate_fraction("line", by_chars=False), high=gr["max_dup_lines"]),
-        Rule("gopher_repetition:dup_paragraphs", duplicate_fraction("paragraph", by_chars=False), high=gr["max_dup_paragraphs"]),
-        Rule("gopher_repetition:dup_line_chars", duplicate_fraction("line", by_chars=True), high=gr["max_dup_line_chars"]),
-        Rule("gopher_repetition:dup_paragraph_chars", duplicate_fraction("paragraph", by_chars=True), high=gr["max_dup_paragraph_chars"]),
-        *(Rule(f"gopher_repetition:top_{n}gram", top_ngram_chars(n), high=limit, min_words=stat)
-          for n, limit in _by_n(gr["max_top_ngram_chars"])),
-        *(Rule(f"gopher_repetition:dup_{n}gram", duplicated_ngram_chars(n), high=limit, min_words=stat)
-          for n, limit in _by_n(gr["max_dup_ngram_chars"])),
+        Rule(
+            "gopher_repetition:dup_paragraphs",
+            duplicate_fraction("paragraph", by_chars=False),
+            high=gr["max_dup_paragraphs"],
+        ),
+        Rule(
+            "gopher_repetition:dup_line_chars", duplicate_fraction("line", by_chars=True), high=gr["max_dup_line_chars"]
+        ),
+        Rule(
+            "gopher_repetition:dup_paragraph_chars",
+            duplicate_fraction("paragraph", by_chars=True),
+            high=gr["max_dup_paragraph_chars"],
+        ),
+        *(
+            Rule(f"gopher_repetition:top_{n}gram", top_ngram_chars(n), high=limit, min_words=stat)
+            for n, limit in _by_n(gr["max_top_ngram_chars"])
+        ),
+        *(
+            Rule(f"gopher_repetition:dup_{n}gram", duplicated_ngram_chars(n), high=limit, min_words=stat)
+            for n, limit in _by_n(gr["max_dup_ngram_chars"])
+        ),
         Rule("c4:lorem_ipsum", has_pattern(r"lorem ipsum"), high=0 if c4["lorem_ipsum"] else None, flag=True),
         Rule("c4:curly_bracket", has_pattern(r"\{"), high=0 if c4["curly_bracket"] else None, flag=True),
         Rule("c4:long_word", longest_word, high=c4["max_word_length"]),

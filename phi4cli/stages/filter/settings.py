@@ -167,8 +167,10 @@ def load_settings(path: Path | str | None, overrides: Sequence[str] = (), flags:
 
 def _check_together(flat: dict[str, Any], origin: dict[str, str]) -> None:
     """Settings that are only wrong in combination."""
-    for low, high in (("rules.gopher_quality.min_words", "rules.gopher_quality.max_words"),
-                      ("rules.gopher_quality.min_mean_word_length", "rules.gopher_quality.max_mean_word_length")):
+    for low, high in (
+        ("rules.gopher_quality.min_words", "rules.gopher_quality.max_words"),
+        ("rules.gopher_quality.min_mean_word_length", "rules.gopher_quality.max_mean_word_length"),
+    ):
         if flat[low] > flat[high]:
             raise Phi4Error(f"{origin[low]}: {low} ({flat[low]}) is above {high} ({flat[high]})")
     from phi4cli.stages.filter.rules import all_rules  # the rule names depend on the n-gram tables

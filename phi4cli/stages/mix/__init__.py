@@ -26,7 +26,16 @@ from phi4cli.errors import Phi4Error
 from phi4cli.io import MANIFEST, Source, open_output, provenance, require_columns, resolve_inputs
 from phi4cli.io.shards import refuse_overlap
 from phi4cli.stages.mix.pack import PACKED_SCHEMA, Mixer, SourceStream
-from phi4cli.stages.mix.plan import MixPlan, MixSpec, SourceSize, SourceSpec, format_plan, human, load_manifest, make_plan
+from phi4cli.stages.mix.plan import (
+    MixPlan,
+    MixSpec,
+    SourceSize,
+    SourceSpec,
+    format_plan,
+    human,
+    load_manifest,
+    make_plan,
+)
 from phi4cli.stages.mix.tokens import CacheStats, default_cache_dir, tokenise
 from phi4cli.tokenizer import Tokenizer, load_tokenizer
 
@@ -34,20 +43,33 @@ console = Console(stderr=True)
 
 
 def mix_command(
-    manifest: Path = typer.Option(..., "--manifest", "-m", help="The mixture: a TOML file ([mix] + [[source]] tables)."),
-    out: str = typer.Option(None, "--output", "-o", help="Dataset directory, or - for an Arrow stream on stdout "
-                            "(the default when stdout is a pipe)."),
-    plan: bool = typer.Option(False, "--plan", help="Print the resolved mixture (fraction, unique tokens, epochs) "
-                              "and stop; sources that are absent use their declared unique_tokens."),
+    manifest: Path = typer.Option(
+        ..., "--manifest", "-m", help="The mixture: a TOML file ([mix] + [[source]] tables)."
+    ),
+    out: str = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Dataset directory, or - for an Arrow stream on stdout (the default when stdout is a pipe).",
+    ),
+    plan: bool = typer.Option(
+        False,
+        "--plan",
+        help="Print the resolved mixture (fraction, unique tokens, epochs) "
+        "and stop; sources that are absent use their declared unique_tokens.",
+    ),
     skip: int = typer.Option(0, "--skip", min=0, help="Leave out the first N sequences (to resume a stream)."),
     limit: int = typer.Option(None, "--limit", min=0, help="Write at most N sequences."),
-    no_doc_mask: bool = typer.Option(False, "--no-doc-mask", help="One segment per row: attention may cross "
-                                     "documents."),
+    no_doc_mask: bool = typer.Option(
+        False, "--no-doc-mask", help="One segment per row: attention may cross documents."
+    ),
     workers: int = typer.Option(0, "--workers", min=0, help="Tokeniser threads (0: all cores)."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help="Token cache [default: $PHI4_CACHE_DIR/tokens or "
-                                   "~/.cache/phi4/tokens]."),
-    settings: list[str] = typer.Option([], "--set", help="Override a manifest key: mix.KEY=VALUE or "
-                                       "source.NAME.KEY=VALUE."),
+    cache_dir: Path = typer.Option(
+        None, "--cache-dir", help="Token cache [default: $PHI4_CACHE_DIR/tokens or ~/.cache/phi4/tokens]."
+    ),
+    settings: list[str] = typer.Option(
+        [], "--set", help="Override a manifest key: mix.KEY=VALUE or source.NAME.KEY=VALUE."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete dataset at -o."),
 ) -> None:
     """Mix, tokenise and pack the pretraining sources into fixed-length sequences.
@@ -204,8 +226,13 @@ def _declared(source: SourceSpec) -> SourceSize:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, disable=not sys.stderr.isatty(), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not sys.stderr.isatty(),
+        transient=True,
     )
 
 

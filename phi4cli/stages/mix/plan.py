@@ -28,7 +28,14 @@ WEIGHT_TOLERANCE = 1e-6  # 0.15 + 0.15 + 0.40 + 0.20 + 0.10 is 1.000000000000000
 
 MIX_KEYS = ("tokenizer", "seq_len", "total_tokens", "seed", "shuffle_window")
 SOURCE_KEYS = (
-    "name", "path", "weight", "max_epochs", "text_field", "min_tokens", "long_weight", "unique_tokens",
+    "name",
+    "path",
+    "weight",
+    "max_epochs",
+    "text_field",
+    "min_tokens",
+    "long_weight",
+    "unique_tokens",
 )
 
 

@@ -30,26 +30,46 @@ import typer
 from phi4cli.errors import Phi4Error
 from phi4cli.log import console
 
-REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("task", pa.string()), ("reason", pa.string()), ("meta", pa.string())])
+REJECTED_SCHEMA = pa.schema(
+    [("id", pa.string()), ("task", pa.string()), ("reason", pa.string()), ("meta", pa.string())]
+)
 
 
 def pts_command(
-    inputs: list[str] = typer.Argument(..., help="Problems (id, prompt, answer, task, tests): datasets, shards, globs, or - for stdin."),
-    model: str = typer.Option(None, "--model", "-m", help="The model to search (the SFT model): a phi4 checkpoint or run directory, or the URL of a vLLM / `phi4 serve` server (with --tokenizer)."),
+    inputs: list[str] = typer.Argument(
+        ..., help="Problems (id, prompt, answer, task, tests): datasets, shards, globs, or - for stdin."
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="The model to search (the SFT model): a phi4 checkpoint or run directory, "
+        "or the URL of a vLLM / `phi4 serve` server (with --tokenizer).",
+    ),
     out: str = typer.Option(None, "-o", "--out", help="Pairs dataset to write (or - for a stream)."),
-    max_rollouts: int = typer.Option(None, "--max-rollouts", help="Budget: at most this many rollouts (cached ones count)."),
-    cache: Path = typer.Option(None, "--cache", help="Rollout cache directory (default: OUT.rollouts; none with -o - unless given)."),
-    rejected: str = typer.Option(None, "--rejected", help="Dataset of problems and pivots that gave no pair, with the reason."),
+    max_rollouts: int = typer.Option(
+        None, "--max-rollouts", help="Budget: at most this many rollouts (cached ones count)."
+    ),
+    cache: Path = typer.Option(
+        None, "--cache", help="Rollout cache directory (default: OUT.rollouts; none with -o - unless given)."
+    ),
+    rejected: str = typer.Option(
+        None, "--rejected", help="Dataset of problems and pivots that gave no pair, with the reason."
+    ),
     summary: Path = typer.Option(None, "--summary", help="Also write the summary as JSON to this file."),
     config: Path = typer.Option(None, "--config", help="Settings (TOML). Default: stages/pts.toml."),
     sets: list[str] = typer.Option([], "--set", help="Override a setting: --set rollouts=32 (repeatable)."),
-    shard_index: int = typer.Option(None, "--shard-index", help="This task's index among --num-shards (default: Slurm/torchrun env)."),
+    shard_index: int = typer.Option(
+        None, "--shard-index", help="This task's index among --num-shards (default: Slurm/torchrun env)."
+    ),
     num_shards: int = typer.Option(None, "--num-shards", help="Tasks sharing the input shards."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete output dataset."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Rows per engine batch."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     dtype: str = typer.Option(None, "--dtype", help="Model dtype (float32, bfloat16)."),
-    tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer spec: needed for a server URL, or a checkpoint that names none."),
+    tokenizer: str = typer.Option(
+        None, "--tokenizer", help="Tokenizer spec: needed for a server URL, or a checkpoint that names none."
+    ),
 ) -> None:
     """Find pivotal tokens in the model's own solutions and write them as DPO pairs (exact token ids).
 
@@ -73,15 +93,40 @@ def pts_command(
     if not model:
         raise Phi4Error("--model: give the checkpoint to search")
     env_index, env_count = default_shard_index()
-    index, count = (env_index if shard_index is None else shard_index), (env_count if num_shards is None else num_shards)
+    index, count = (
+        (env_index if shard_index is None else shard_index),
+        (env_count if num_shards is None else num_shards),
+    )
     sources = resolve_inputs(inputs)
     problems = _read_problems(sources)
     backend, tok, context = _load(model, batch_size=batch_size, device=device, dtype=dtype, tokenizer=tokenizer)
     cache_dir = cache if cache is not None else (None if out == "-" else Path(f"{out.rstrip('/')}.rollouts"))
-    run = _Run(settings, backend, tok, context, _model_identity(model), problems, sources, cache_dir, max_rollouts, index, count)
-    prov = provenance({"stage": "pts", "model": model, "settings": settings.to_dict(), "max_rollouts": max_rollouts}, sources)
-    map_shards(sources, {"main": out, "rejected": rejected}, run.process, workers=1, shard_index=index,
-               num_shards=count, prov=prov, overwrite=overwrite)  # fmt: skip
+    run = _Run(
+        settings,
+        backend,
+        tok,
+        context,
+        _model_identity(model),
+        problems,
+        sources,
+        cache_dir,
+        max_rollouts,
+        index,
+        count,
+    )
+    prov = provenance(
+        {"stage": "pts", "model": model, "settings": settings.to_dict(), "max_rollouts": max_rollouts}, sources
+    )
+    map_shards(
+        sources,
+        {"main": out, "rejected": rejected},
+        run.process,
+        workers=1,
+        shard_index=index,
+        num_shards=count,
+        prov=prov,
+        overwrite=overwrite,
+    )
     report = run.summary()
     console.print(_summary_line(report), soft_wrap=True, highlight=False)
     if summary is not None:
@@ -118,8 +163,10 @@ def _load(model: str, *, batch_size: int, device: str, dtype: str | None, tokeni
 
     if is_url(model):
         if not tokenizer:
-            raise Phi4Error(f"--model {model}: give --tokenizer (the served model's; pts renders prompts and decodes "
-                            "rollouts from token ids)")  # fmt: skip
+            raise Phi4Error(
+                f"--model {model}: give --tokenizer (the served model's; pts renders prompts and decodes "
+                "rollouts from token ids)"
+            )
         from phi4cli.tokenizer import load_tokenizer
 
         # the openai backend sends $PHI4_API_KEY / $OPENAI_API_KEY, as `phi4 rewrite` does
@@ -153,8 +200,10 @@ def _check_served_tokenizer(backend, tok, spec: str) -> None:
     except (urllib.error.URLError, OSError, ValueError):  # no /tokenize (404, SGLang, llama.cpp ...)
         return
     if isinstance(served, list) and served != tok.encode_with_specials(TOKENIZER_PROBE):
-        raise Phi4Error(f"--tokenizer {spec}: not the tokenizer of {backend.name} (model {backend.model_name}): "
-                        "its /tokenize gives other ids for the same text")  # fmt: skip
+        raise Phi4Error(
+            f"--tokenizer {spec}: not the tokenizer of {backend.name} (model {backend.model_name}): "
+            "its /tokenize gives other ids for the same text"
+        )
 
 
 def _model_identity(model: str) -> str:
@@ -167,8 +216,15 @@ def _model_identity(model: str) -> str:
         return model
     root = Path(model)
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    return json.dumps([str(root.resolve()), [(str(f.relative_to(root) if root.is_dir() else f.name), f.stat().st_size,
-                                              f.stat().st_mtime_ns) for f in files]])  # fmt: skip
+    return json.dumps(
+        [
+            str(root.resolve()),
+            [
+                (str(f.relative_to(root) if root.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns)
+                for f in files
+            ],
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------ a run
@@ -177,7 +233,20 @@ def _model_identity(model: str) -> str:
 class _Run:
     """The search of this task's shards: one Driver per shard, a budget shared across them."""
 
-    def __init__(self, settings, backend, tokenizer, context, model_name, problems, sources, cache_dir, max_rollouts, index, count):
+    def __init__(
+        self,
+        settings,
+        backend,
+        tokenizer,
+        context,
+        model_name,
+        problems,
+        sources,
+        cache_dir,
+        max_rollouts,
+        index,
+        count,
+    ):
         self.settings, self.backend, self.model_name = settings, backend, model_name
         self.tokenizer, self.context = tokenizer, context
         self.problems, self.sources, self.cache_dir = problems, sources, cache_dir
@@ -218,21 +287,37 @@ class _Run:
 
         cache = RolloutCache(self.cache_dir / f"rollouts-{shard:05d}.jsonl" if self.cache_dir is not None else None)
         problems, refused = self._problems(shard)
-        driver = Driver(sampler, self._judge, tok.decode, s, cache=cache, max_rollouts=budget,
-                        model_name=self.model_name, context=self.context,
-                        top_tokens=lambda prompts, k: top_tokens(self.backend, prompts, k, stops))  # fmt: skip
+        driver = Driver(
+            sampler,
+            self._judge,
+            tok.decode,
+            s,
+            cache=cache,
+            max_rollouts=budget,
+            model_name=self.model_name,
+            context=self.context,
+            top_tokens=lambda prompts, k: top_tokens(self.backend, prompts, k, stops),
+        )
         try:
             with _progress() as progress:
                 task = progress.add_task(f"pts shard {shard}", total=len(problems))
-                outcomes = driver.run(problems, lambda done: progress.update(
-                    task, completed=done, description=f"pts shard {shard}: {driver.stats.rollouts} rollouts"))
+                outcomes = driver.run(
+                    problems,
+                    lambda done: progress.update(
+                        task, completed=done, description=f"pts shard {shard}: {driver.stats.rollouts} rollouts"
+                    ),
+                )
         finally:
             cache.close()
         pairs, dropped = _rows(outcomes, tok.decode)
         _emit(emit, "main", pairs, _pairs_schema())
         _emit(emit, "rejected", refused + dropped, REJECTED_SCHEMA)
-        stats = {**driver.stats.__dict__, "rollouts": driver.stats.rollouts, "pairs": len(pairs),
-                 "problems": driver.stats.problems + len(refused)}  # fmt: skip
+        stats = {
+            **driver.stats.__dict__,
+            "rollouts": driver.stats.rollouts,
+            "pairs": len(pairs),
+            "problems": driver.stats.problems + len(refused),
+        }
         self.stats[shard] = stats
         path = self._stats_path(shard)
         if path is not None:
@@ -254,22 +339,41 @@ class _Run:
         problems, refused = [], []
         for row in self.problems[shard]:
             if s.chat:
-                messages = ([{"role": "system", "content": s.system}] if s.system else []) + [{"role": "user", "content": row["prompt"]}]
+                messages = ([{"role": "system", "content": s.system}] if s.system else []) + [
+                    {"role": "user", "content": row["prompt"]}
+                ]
                 ids = tok.render_chat(messages, add_generation_prompt=True)[0]
             else:
                 ids = tok.encode(row["prompt"])
             if self.context is not None and len(ids) + 1 >= self.context:
-                refused.append(_rejected(row, f"prompt of {len(ids)} tokens leaves no room in the model's context of {self.context}"))
+                refused.append(
+                    _rejected(
+                        row, f"prompt of {len(ids)} tokens leaves no room in the model's context of {self.context}"
+                    )
+                )
                 continue
             problems.append(Problem(row, tuple(ids)))
         return problems, refused
 
     def summary(self) -> dict:
         shards = [self._shard_stats(i) for i in self.mine]
-        total = {k: sum((st or {}).get(k, 0) for st in shards) for k in
-                 ("problems", "searched", "rollouts", "rollouts_sampled", "rollouts_cached", "oracle_calls", "memo_hits", "pairs")}  # fmt: skip
+        total = {
+            k: sum((st or {}).get(k, 0) for st in shards)
+            for k in (
+                "problems",
+                "searched",
+                "rollouts",
+                "rollouts_sampled",
+                "rollouts_cached",
+                "oracle_calls",
+                "memo_hits",
+                "pairs",
+            )
+        }
         total["memo_saved_rollouts"] = total["memo_hits"] * self.settings.rollouts
-        total["pairs_per_1000_rollouts"] = round(1000 * total["pairs"] / total["rollouts"], 2) if total["rollouts"] else 0.0
+        total["pairs_per_1000_rollouts"] = (
+            round(1000 * total["pairs"] / total["rollouts"], 2) if total["rollouts"] else 0.0
+        )
         total["budget_exhausted"] = any((st or {}).get("budget_exhausted") for st in shards)
         total["max_rollouts"] = self.max_rollouts
         return total
@@ -287,15 +391,24 @@ def _progress():
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, disable=not sys.stderr.isatty(), transient=True)  # fmt: skip
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not sys.stderr.isatty(),
+        transient=True,
+    )
 
 
 def _summary_line(r: dict) -> str:
-    line = (f"pts: {r['problems']} problems, {r['searched']} searched, {r['rollouts']} rollouts "
-            f"({r['rollouts_sampled']} sampled, {r['rollouts_cached']} from the cache), {r['pairs']} pairs "
-            f"({r['pairs_per_1000_rollouts']} per 1,000 rollouts); the memo answered {r['memo_hits']} estimates, "
-            f"saving {r['memo_saved_rollouts']} rollouts and as many oracle calls")  # fmt: skip
+    line = (
+        f"pts: {r['problems']} problems, {r['searched']} searched, {r['rollouts']} rollouts "
+        f"({r['rollouts_sampled']} sampled, {r['rollouts_cached']} from the cache), {r['pairs']} pairs "
+        f"({r['pairs_per_1000_rollouts']} per 1,000 rollouts); the memo answered {r['memo_hits']} estimates, "
+        f"saving {r['memo_saved_rollouts']} rollouts and as many oracle calls"
+    )
     return line + (" [budget spent]" if r["budget_exhausted"] else "")
 
 
@@ -324,10 +437,17 @@ def _rows(outcomes, decode) -> tuple[list[dict], list[dict]]:
         for found in outcome.found:
             pivot = found.pivot
             if found.other is None:
-                dropped.append(_rejected(row, "pivot without an alternative token (none among the rollouts at its prefix, "
-                                         "none among the model's likeliest tokens tested)",
-                                         position=pivot.position, token=pivot.token, p_before=pivot.p_before,
-                                         p_after=pivot.p_after))  # fmt: skip
+                dropped.append(
+                    _rejected(
+                        row,
+                        "pivot without an alternative token (none among the rollouts at its prefix, "
+                        "none among the model's likeliest tokens tested)",
+                        position=pivot.position,
+                        token=pivot.token,
+                        p_before=pivot.p_before,
+                        p_after=pivot.p_after,
+                    )
+                )
                 continue
             pairs.append(_pair(outcome, found, decode))
     return pairs, dropped
@@ -338,13 +458,29 @@ def _pair(outcome, found, decode) -> dict:
     raises = pivot.p_after > pivot.p_before
     chosen, rejected = (pivot.token, found.other) if raises else (found.other, pivot.token)
     prompt_ids = [*problem.prompt_ids, *found.prefix]
-    meta = {"problem_id": problem.id, "task": problem.row["task"], "position": pivot.position, "pivot_token": pivot.token,
-            "pivot_side": "chosen" if raises else "rejected", "p_prompt": outcome.p_prompt, "p_before": pivot.p_before,
-            "p_after": pivot.p_after, "p_alternative": found.p_other, "alternative_rollouts": found.other_seen,
-            "alternative_source": found.other_source}  # fmt: skip
-    return {"id": f"{problem.id}/pts-{pivot.position}", "prompt_ids": prompt_ids, "chosen_ids": [chosen],
-            "rejected_ids": [rejected], "prompt": json.dumps(decode(prompt_ids)), "chosen": json.dumps(decode([chosen])),
-            "rejected": json.dumps(decode([rejected])), "meta": json.dumps(meta)}  # fmt: skip
+    meta = {
+        "problem_id": problem.id,
+        "task": problem.row["task"],
+        "position": pivot.position,
+        "pivot_token": pivot.token,
+        "pivot_side": "chosen" if raises else "rejected",
+        "p_prompt": outcome.p_prompt,
+        "p_before": pivot.p_before,
+        "p_after": pivot.p_after,
+        "p_alternative": found.p_other,
+        "alternative_rollouts": found.other_seen,
+        "alternative_source": found.other_source,
+    }
+    return {
+        "id": f"{problem.id}/pts-{pivot.position}",
+        "prompt_ids": prompt_ids,
+        "chosen_ids": [chosen],
+        "rejected_ids": [rejected],
+        "prompt": json.dumps(decode(prompt_ids)),
+        "chosen": json.dumps(decode([chosen])),
+        "rejected": json.dumps(decode([rejected])),
+        "meta": json.dumps(meta),
+    }
 
 
 def _emit(emit, name: str, rows: list[dict], schema: pa.Schema) -> None:

@@ -46,6 +46,8 @@ class Top:
     """A search's request for the model's most likely next tokens after `prefix` (the no-alternative fallback)."""
 
     prefix: Prefix
+
+
 Judge = Callable[[dict, Sequence[str]], list[bool]]
 
 
@@ -103,10 +105,20 @@ class _Slot:
 
 
 class Driver:
-    def __init__(self, sampler: Sampler, judge: Judge, decode: Callable[[Sequence[int]], str], settings: PtsSettings,
-                 *, cache: RolloutCache | None = None, max_rollouts: int | None = None, model_name: str = "",
-                 split: Callable[[Sequence[float]], int] = split_point, context: int | None = None,
-                 top_tokens: TopTokens | None = None):  # fmt: skip
+    def __init__(
+        self,
+        sampler: Sampler,
+        judge: Judge,
+        decode: Callable[[Sequence[int]], str],
+        settings: PtsSettings,
+        *,
+        cache: RolloutCache | None = None,
+        max_rollouts: int | None = None,
+        model_name: str = "",
+        split: Callable[[Sequence[float]], int] = split_point,
+        context: int | None = None,
+        top_tokens: TopTokens | None = None,
+    ):
         self.sample, self.judge, self.decode, self.settings = sampler, judge, decode, settings
         self.cache = cache or RolloutCache(None)
         self.max_rollouts = max_rollouts
@@ -173,7 +185,9 @@ class Driver:
             if on_done is not None:
                 on_done(len(done))
         for problem in queue:  # never started: the budget ran out first
-            done[order[id(problem)]] = Outcome(problem, skipped="not searched: the rollout budget (--max-rollouts) was spent")
+            done[order[id(problem)]] = Outcome(
+                problem, skipped="not searched: the rollout budget (--max-rollouts) was spent"
+            )
         self.cache.sync()
         return [done[i] for i in range(len(problems))]
 
@@ -241,11 +255,15 @@ class Driver:
     def _top(self, slots: list[_Slot]) -> list[tuple[int, ...]]:
         """The model's likeliest next tokens after each slot's prefix: from the cache, or one engine call."""
         k = self.settings.alternatives + 1  # one more: the pivot token itself is usually among them
-        keys = [rollout_key("top", self.model_name, k, s.problem.id, list(s.problem.prompt_ids), list(s.request.prefix))
-                for s in slots]  # fmt: skip
+        keys = [
+            rollout_key("top", self.model_name, k, s.problem.id, list(s.problem.prompt_ids), list(s.request.prefix))
+            for s in slots
+        ]
         answers = [self.cache.get(key) for key in keys]
         todo = [i for i, a in enumerate(answers) if a is None]
-        fresh = self.top_tokens([slots[i].problem.prompt_ids + slots[i].request.prefix for i in todo], k) if todo else []
+        fresh = (
+            self.top_tokens([slots[i].problem.prompt_ids + slots[i].request.prefix for i in todo], k) if todo else []
+        )
         for i, tokens in zip(todo, fresh):
             self.cache.put_top(keys[i], tokens, problem=slots[i].problem.id, prefix=list(slots[i].request.prefix))
             answers[i] = tuple(tokens)
@@ -281,7 +299,9 @@ class Driver:
 
     def _request(self, slot: _Slot) -> Request:
         room = max(self._room(slot), 0)
-        return Request(slot.problem.prompt_ids + slot.request, self.settings.rollouts, rollout_seed(self._seed_key(slot)), room)
+        return Request(
+            slot.problem.prompt_ids + slot.request, self.settings.rollouts, rollout_seed(self._seed_key(slot)), room
+        )
 
     def _judge(self, slot: _Slot, completions: list[tuple[int, ...]]) -> list[bool]:
         texts = [self.decode(slot.request + tokens) for tokens in completions]

@@ -97,12 +97,18 @@ class CodeJudge:
 
 
 ANSWER_ORACLES: dict[str, Judge] = {
-    "gsm8k": _numeric, "arith": _numeric,
+    "gsm8k": _numeric,
+    "arith": _numeric,
     "math": _math,
-    "mmlu": _letter, "arc": _letter, "gpqa": _letter, "mc": _letter, "facts_mc": _letter,
+    "mmlu": _letter,
+    "arc": _letter,
+    "gpqa": _letter,
+    "mc": _letter,
+    "facts_mc": _letter,
     "kv_recall": _substring,
-    "triviaqa": _short_answer, "qa": _short_answer,
-}  # fmt: skip
+    "triviaqa": _short_answer,
+    "qa": _short_answer,
+}
 CODE_TASKS = ("humaneval", "mbpp", "pyfunc", "code")
 TASKS = (*ANSWER_ORACLES, *CODE_TASKS)
 

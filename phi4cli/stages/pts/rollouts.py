@@ -37,8 +37,9 @@ class Request:
 Completion = tuple[tuple[int, ...], tuple[float, ...]]  # (token ids without the stop token, their log-probs)
 
 
-def sample_rollouts(backend, requests: Sequence[Request], temperature: float, top_p: float,
-                    stop_ids: Sequence[int]) -> list[list[Completion]]:  # fmt: skip
+def sample_rollouts(
+    backend, requests: Sequence[Request], temperature: float, top_p: float, stop_ids: Sequence[int]
+) -> list[list[Completion]]:
     """Every request's completions, in order, from one `Backend.sample` call: locally the engine prefills each
     prompt once, forks its KV cache into n rows and batches the rows of all requests together; over HTTP
     the token-id prompt goes with `n` (vLLM shares the prefill the same way). Rollouts end at `stop_ids`."""
@@ -47,8 +48,16 @@ def sample_rollouts(backend, requests: Sequence[Request], temperature: float, to
     n = requests[0].n
     if any(r.n != n for r in requests):
         raise ValueError("sample_rollouts: every request asks for the same number of completions")
-    params = [SamplingParams(max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=top_p, seed=r.seed,
-                             stop_token_ids=list(stop_ids)) for r in requests]  # fmt: skip
+    params = [
+        SamplingParams(
+            max_new_tokens=r.max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=r.seed,
+            stop_token_ids=list(stop_ids),
+        )
+        for r in requests
+    ]
     stops = set(stop_ids)
     out = []
     for generations in backend.sample([list(r.prompt) for r in requests], n, params):
@@ -66,8 +75,13 @@ def top_tokens(backend, prompts: Sequence[Sequence[int]], k: int, stop_ids: Sequ
     one 1-token sample per prompt with its top log-probs."""
     if not prompts:
         return []
-    params = SamplingParams(max_new_tokens=1, temperature=1.0, seed=0, top_logprobs=min(20, k + len(stop_ids) + 1),
-                            stop_token_ids=list(stop_ids))  # fmt: skip
+    params = SamplingParams(
+        max_new_tokens=1,
+        temperature=1.0,
+        seed=0,
+        top_logprobs=min(20, k + len(stop_ids) + 1),
+        stop_token_ids=list(stop_ids),
+    )
     out = []
     for (generation,) in backend.sample([list(p) for p in prompts], 1, params):
         tops = generation.top_logprobs[0] if generation.top_logprobs else {}
@@ -113,10 +127,14 @@ class RolloutCache:
                         if "top" in entry:
                             self.entries[entry["key"]] = tuple(int(t) for t in entry["top"])
                         else:
-                            self.entries[entry["key"]] = [(tuple(t), tuple(lp), bool(ok)) for t, lp, ok in entry["rollouts"]]
+                            self.entries[entry["key"]] = [
+                                (tuple(t), tuple(lp), bool(ok)) for t, lp, ok in entry["rollouts"]
+                            ]
                     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                        raise Phi4Error(f"{self.path}: line {len(self.entries) + 1} is not a rollout-cache entry "
-                                        "(delete the file to re-sample)")  # fmt: skip
+                        raise Phi4Error(
+                            f"{self.path}: line {len(self.entries) + 1} is not a rollout-cache entry "
+                            "(delete the file to re-sample)"
+                        )
                     good += len(line)
             with open(self.path, "r+b") as f:
                 f.truncate(good)

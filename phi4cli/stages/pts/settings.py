@@ -33,16 +33,20 @@ class PtsSettings:
     def validate(self) -> None:
         checks = [
             (self.rollouts >= 1, f"rollouts must be >= 1, got {self.rollouts}"),
-            (0 < self.temperature < math.inf, f"temperature must be > 0 and finite (p(success) needs the model's "
-             f"sampling), got {self.temperature}"),
+            (
+                0 < self.temperature < math.inf,
+                f"temperature must be > 0 and finite (p(success) needs the model's sampling), got {self.temperature}",
+            ),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
             (0 <= self.p_min <= self.p_max <= 1, f"need 0 <= p_min <= p_max <= 1, got {self.p_min}, {self.p_max}"),
             (0 < self.p_gap <= 1, f"p_gap must be in (0, 1], got {self.p_gap}"),
             (self.alternatives >= 0, f"alternatives must be >= 0, got {self.alternatives}"),
             (self.concurrent_problems >= 1, "concurrent_problems must be >= 1"),
-            (0 < self.sandbox_timeout_s < math.inf and self.sandbox_memory_mb >= 64,
-             "sandbox: timeout_s > 0 and finite, memory_mb >= 64"),
+            (
+                0 < self.sandbox_timeout_s < math.inf and self.sandbox_memory_mb >= 64,
+                "sandbox: timeout_s > 0 and finite, memory_mb >= 64",
+            ),
             (self.sandbox_workers >= 1, "sandbox_workers must be >= 1"),
         ]
         for ok, message in checks:

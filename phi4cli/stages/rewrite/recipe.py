@@ -145,8 +145,13 @@ class Recipe:
         """What the recipe is, for provenance: the parsed content (comments and layout left out)."""
         steps = [[s.name, s.kind, s.opts] for s in self.steps]
         emits = [[e.name, e.fields, e.for_each, e.when, e.meta] for e in self.emits]
-        whole = {"name": self.name, "output": self.output, "seed": self.seed, "sampling": self.sampling,
-                 "columns": self.columns}  # fmt: skip
+        whole = {
+            "name": self.name,
+            "output": self.output,
+            "seed": self.seed,
+            "sampling": self.sampling,
+            "columns": self.columns,
+        }
         return json.dumps({**whole, "steps": steps, "emit": emits}, sort_keys=True)
 
 
