@@ -62,10 +62,6 @@ class TextBatch:
     def chars(self) -> np.ndarray:
         return pc.utf8_length(self.texts).to_numpy(zero_copy_only=False).astype(np.float64)
 
-    @cached_property
-    def utf8_bytes(self) -> np.ndarray:
-        return pc.binary_length(self.texts).to_numpy(zero_copy_only=False).astype(np.int64)
-
     def count(self, pattern: str) -> np.ndarray:
         """Non-overlapping matches of a regex in each text."""
         return pc.count_substring_regex(self.texts, pattern).to_numpy(zero_copy_only=False).astype(np.float64)
