@@ -52,6 +52,7 @@ PLACEHOLDERS = {  # names in the README's examples that stand for the reader's o
     "CKPT": "a checkpoint: the toy midtrain run",
     "humaneval.jsonl.gz": "HumanEval: ../shared/benchmarks/humaneval.jsonl.gz",
     "completions.jsonl": "HumanEval completions made elsewhere: the canonical solutions",
+    "pairs.jsonl": "preference pairs as TRL publishes them: prompt, chosen, rejected (right over wrong arithmetic)",
 }
 
 
@@ -178,6 +179,17 @@ def make_placeholders(text: str, work: Path) -> None:
             (work / name).symlink_to(work / "runs/demo/midtrain")
         elif name == "humaneval.jsonl.gz":
             shutil.copy(SHARED / "benchmarks/humaneval.jsonl.gz", work / name)
+        elif name == "pairs.jsonl":
+            rows = [
+                {
+                    "prompt": f"What is {a} + {b}?",
+                    "chosen": f"{a} + {b} = {a + b}.",
+                    "rejected": f"{a} + {b} = {a + b + 1}.",
+                }
+                for a in (3, 7, 12, 20)
+                for b in (4, 9, 15, 21)
+            ]
+            (work / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
         elif name == "completions.jsonl":
             with gzip.open(SHARED / "benchmarks/humaneval.jsonl.gz", "rt") as f:
                 items = [json.loads(line) for line in f if line.strip()]
