@@ -39,16 +39,28 @@ REDUCED = [
     "EXTRA_PAIRS=fixture-pairs",
 ]
 FIXTURE_PAIRS = [  # right over wrong arithmetic, a few more than one global batch
-    {"id": f"fixture-{a}-{b}", "prompt": f"What is {a} + {b}?", "chosen": f"{a} + {b} = {a + b}.\n#### {a + b}",
-     "rejected": f"{a} + {b} = {a + b + 1}.\n#### {a + b + 1}"}
-    for a in (3, 7, 12) for b in (4, 9, 15)
+    {
+        "id": f"fixture-{a}-{b}",
+        "prompt": f"What is {a} + {b}?",
+        "chosen": f"{a} + {b} = {a + b}.\n#### {a + b}",
+        "rejected": f"{a} + {b} = {a + b + 1}.\n#### {a + b + 1}",
+    }
+    for a in (3, 7, 12)
+    for b in (4, 9, 15)
 ]
 
 
 def _make(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PHI4_CACHE_DIR": str(workdir / "data" / "cache")}
-    result = subprocess.run(["make", f"VENV={VENV}", "SETUP=", *args], cwd=workdir, env=env, capture_output=True,
-                            text=True, timeout=900, check=False)
+    result = subprocess.run(
+        ["make", f"VENV={VENV}", "SETUP=", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     if check:
         assert result.returncode == 0, f"make {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
@@ -66,17 +78,40 @@ def recipe(tmp_path_factory) -> Path:
     workdir = _workdir(tmp_path_factory.mktemp("recipe"))
     pairs = workdir / "fixture-pairs.jsonl"
     pairs.write_text("".join(json.dumps(p) + "\n" for p in FIXTURE_PAIRS))
-    subprocess.run([str(VENV / "bin" / "phi4"), "ingest", str(pairs), "--schema", "pairs", "-o",
-                    str(workdir / "fixture-pairs")], check=True, capture_output=True)
+    subprocess.run(
+        [str(VENV / "bin" / "phi4"), "ingest", str(pairs), "--schema", "pairs", "-o", str(workdir / "fixture-pairs")],
+        check=True,
+        capture_output=True,
+    )
     _make(workdir, "all", *REDUCED)
     return workdir
 
 
 def test_every_stage_writes_its_artefacts(recipe):
     data, runs = recipe / "data" / "demo", recipe / "runs" / "demo"
-    datasets = ["web", "code", "synthetic", "acquired", "long", "benchmarks", "chat", "web-filtered",
-                "clean/web", "clean/code", "clean/synthetic", "clean/acquired", "clean/long", "fim", "mix",
-                "mix-midtrain", "train-problems", "pts-problems", "pts-pairs", "judge-pairs", "rejected/filter-web"]
+    datasets = [
+        "web",
+        "code",
+        "synthetic",
+        "acquired",
+        "long",
+        "benchmarks",
+        "chat",
+        "web-filtered",
+        "clean/web",
+        "clean/code",
+        "clean/synthetic",
+        "clean/acquired",
+        "clean/long",
+        "fim",
+        "mix",
+        "mix-midtrain",
+        "train-problems",
+        "pts-problems",
+        "pts-pairs",
+        "judge-pairs",
+        "rejected/filter-web",
+    ]
     for name in datasets:
         assert (data / name / "_manifest.json").exists(), name
     assert (data / "toy.tiktoken").exists()
@@ -101,8 +136,14 @@ def test_report_and_its_table(recipe):
     assert header == "| task | metric | " + " | ".join(TRAINED) + " |"
     arith = next(line for line in report.splitlines() if line.startswith("| toy/arith |"))
     assert arith.count("±") == len(TRAINED)  # a value with its standard error after every stage
-    for stage in ("| filter |", "| decontam |", "| rewrite fim |", "| rewrite plurality |", "| pts |",
-                  "| rewrite truth-dpo |"):
+    for stage in (
+        "| filter |",
+        "| decontam |",
+        "| rewrite fim |",
+        "| rewrite plurality |",
+        "| pts |",
+        "| rewrite truth-dpo |",
+    ):
         assert stage in report
     assert "**Cleanliness:**" in report and "truth-labelled pairs" in report
     # training tokens in the report are those the runs' metrics say
@@ -146,13 +187,18 @@ def _plan(tmp_path: Path) -> list[list[str]]:
         if argv and argv[0].endswith("/phi4"):
             commands.append(argv[1:])
         elif argv and argv[0].endswith("/torchrun"):
-            commands.append(argv[argv.index("phi4cli") + 1:])
+            commands.append(argv[argv.index("phi4cli") + 1 :])
     return commands
 
 
 def _help(words: list[str]) -> str:
-    return subprocess.run([str(VENV / "bin" / "phi4"), *words, "--help"], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"}, check=True).stdout
+    return subprocess.run(
+        [str(VENV / "bin" / "phi4"), *words, "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        check=True,
+    ).stdout
 
 
 def _help_options(argv: list[str], cache: dict) -> set[str]:

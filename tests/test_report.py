@@ -17,8 +17,7 @@ DOCS = [
 
 
 def _eval(value: float, stderr: float, n: int) -> dict:
-    return {"tasks": {"toy/arith": {"metric": "exact_match", "value": value, "stderr": stderr, "n": n,
-                                    "n_failed": 0}}}
+    return {"tasks": {"toy/arith": {"metric": "exact_match", "value": value, "stderr": stderr, "n": n, "n_failed": 0}}}
 
 
 @pytest.fixture
@@ -30,8 +29,12 @@ def recipe(phi4, tmp_path) -> Path:
     runs = tmp_path / "runs" / "demo"
     for name, losses in (("pretrain", [9.0, 7.5, 6.25]), ("sft", [3.0, 2.5])):
         (runs / name).mkdir(parents=True)
-        (runs / name / "metrics.jsonl").write_text("".join(
-            json.dumps({"step": i + 1, "loss": loss, "tokens": 512 * (i + 1)}) + "\n" for i, loss in enumerate(losses)))
+        (runs / name / "metrics.jsonl").write_text(
+            "".join(
+                json.dumps({"step": i + 1, "loss": loss, "tokens": 512 * (i + 1)}) + "\n"
+                for i, loss in enumerate(losses)
+            )
+        )
         (runs / name / "done").touch()
     (runs / "eval-pretrain.json").write_text(json.dumps(_eval(0.0125, 0.0071, 240)))
     (runs / "eval-sft.json").write_text(json.dumps(_eval(0.4, 0.0316, 240)))

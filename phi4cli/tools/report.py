@@ -212,18 +212,20 @@ def data_funnel(data: Path) -> list[dict]:
         rejected = _option(argv, "--rejected")
         reasons = _reasons(Path(rejected)) if rejected and (Path(rejected) / "_manifest.json").exists() else Counter()
         tokens_in = [tokens(d) for d in inputs]
-        rows.append({
-            "stage": " ".join(argv[1:2]) + (f" {Path(_option(argv, '-r') or _option(argv, '--recipe')).stem}"
-                                             if argv[1] == "rewrite" else ""),
-            "output": str(directory.relative_to(data)),
-            "inputs": [str(d) for d in inputs],
-            "rows_in": sum(_read_json(d / "_manifest.json")["rows"] for d in inputs) if inputs else None,
-            "rows_out": manifest["rows"],
-            "rejected": sum(reasons.values()),
-            "tokens_in": sum(tokens_in) if tokens_in and None not in tokens_in else None,
-            "tokens_out": tokens(directory),
-            "reasons": reasons.most_common(TOP_REASONS),
-        })
+        rows.append(
+            {
+                "stage": " ".join(argv[1:2])
+                + (f" {Path(_option(argv, '-r') or _option(argv, '--recipe')).stem}" if argv[1] == "rewrite" else ""),
+                "output": str(directory.relative_to(data)),
+                "inputs": [str(d) for d in inputs],
+                "rows_in": sum(_read_json(d / "_manifest.json")["rows"] for d in inputs) if inputs else None,
+                "rows_out": manifest["rows"],
+                "rejected": sum(reasons.values()),
+                "tokens_in": sum(tokens_in) if tokens_in and None not in tokens_in else None,
+                "tokens_out": tokens(directory),
+                "reasons": reasons.most_common(TOP_REASONS),
+            }
+        )
     return rows
 
 
@@ -245,8 +247,10 @@ def funnel_section(funnel: list[dict], data: Path, plt, run_root: Path) -> str:
     ]
     for r in funnel:
         reasons = "; ".join(f"{reason} ({n:,})" for reason, n in r["reasons"]).replace("|", "\\|") or "-"
-        lines.append(f"| {r['stage']} | `{r['output']}` | {_num(r['rows_in'])} | {_num(r['rows_out'])} | "
-                     f"{_num(r['rejected'])} | {_num(r['tokens_in'])} | {_num(r['tokens_out'])} | {reasons} |")
+        lines.append(
+            f"| {r['stage']} | `{r['output']}` | {_num(r['rows_in'])} | {_num(r['rows_out'])} | "
+            f"{_num(r['rejected'])} | {_num(r['tokens_in'])} | {_num(r['tokens_out'])} | {reasons} |"
+        )
     figure, axis = plt.subplots(figsize=(9, 0.45 * len(funnel) + 1.5))
     labels = [f"{r['stage']} -> {r['output']}" for r in funnel]
     y = range(len(funnel))
@@ -266,21 +270,32 @@ def decontam_section(data: Path) -> str:
     reports = sorted(data.rglob("*.decontam.json"))
     if not reports:
         return ""
-    lines = ["## Decontamination", "", "| source | rows in | rows kept | rows dropped | benchmark items matched |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "## Decontamination",
+        "",
+        "| source | rows in | rows kept | rows dropped | benchmark items matched |",
+        "|---|---:|---:|---:|---:|",
+    ]
     dropped = matched = kept = 0
     for path in reports:
         r = _read_json(path)
         items = sum(b.get("items_matched", 0) for b in r.get("benchmarks", {}).values())
-        lines.append(f"| {path.name.removesuffix('.decontam.json')} | {r['rows_in']:,} | {r['rows_kept']:,} | "
-                     f"{r['rows_rejected']:,} | {items:,} |")
+        lines.append(
+            f"| {path.name.removesuffix('.decontam.json')} | {r['rows_in']:,} | {r['rows_kept']:,} | "
+            f"{r['rows_rejected']:,} | {items:,} |"
+        )
         dropped += r["rows_rejected"] + r.get("rows_cut", 0)
         matched += items
         kept += r["rows_kept"]
-    lines += ["", (f"**Cleanliness:** {dropped:,} training documents shared a 13-gram (7-gram for short items) "
-                   f"with the benchmarks and were removed ({matched:,} benchmark item matches over {len(reports)} "
-                   f"sources); the {kept:,} documents kept share none (the rule decontam applies, "
-                   "with its common-phrase whitelist).")]
+    lines += [
+        "",
+        (
+            f"**Cleanliness:** {dropped:,} training documents shared a 13-gram (7-gram for short items) "
+            f"with the benchmarks and were removed ({matched:,} benchmark item matches over {len(reports)} "
+            f"sources); the {kept:,} documents kept share none (the rule decontam applies, "
+            "with its common-phrase whitelist)."
+        ),
+    ]
     return "\n".join(lines)
 
 
@@ -328,13 +343,21 @@ def mixture_section(data: Path, runs: dict[str, Path], plt, run_root: Path) -> s
         rows = (metrics[-1]["tokens"] // seq_len) if metrics else 0
         trained = trained_shares(mix, rows) if rows else Counter()
         total = sum(trained.values()) or 1
-        lines = [f"### `{mix_name}` ({run_name})", "", "| source | planned share | trained share | tokens trained |",
-                 "|---|---:|---:|---:|"]
+        lines = [
+            f"### `{mix_name}` ({run_name})",
+            "",
+            "| source | planned share | trained share | tokens trained |",
+            "|---|---:|---:|---:|",
+        ]
         for name, weight in planned.items():
-            lines.append(f"| {name} | {weight / total_weight:.1%} | "
-                         f"{trained[name] / total:.1%} | {trained[name]:,} |")
-        lines += ["", (f"Trained: the first {rows:,} sequences of `{mix_name}` ({seq_len} tokens each), "
-                       f"what `{run_name}` read (its metrics.jsonl); document tokens without padding.")]
+            lines.append(f"| {name} | {weight / total_weight:.1%} | {trained[name] / total:.1%} | {trained[name]:,} |")
+        lines += [
+            "",
+            (
+                f"Trained: the first {rows:,} sequences of `{mix_name}` ({seq_len} tokens each), "
+                f"what `{run_name}` read (its metrics.jsonl); document tokens without padding."
+            ),
+        ]
         figure, axis = plt.subplots(figsize=(7, 3.5))
         x = range(len(planned))
         axis.bar([i - 0.2 for i in x], [planned[n] / total_weight for n in planned], width=0.4, label="planned")
@@ -365,15 +388,24 @@ def training_section(runs: dict[str, Path], plt, run_root: Path) -> str:
         losses = [m["loss"] for m in metrics]
         first, last = (f"{losses[0]:.4f}", f"{losses[-1]:.4f}") if losses else ("-", "-")
         done = "yes" if (run / "done").exists() else "no"
-        lines.append(f"| {name} | {metrics[-1]['step'] if metrics else 0:,} | {tokens:,} | {cumulative:,} | "
-                     f"{first} | {last} | {done} |")
+        lines.append(
+            f"| {name} | {metrics[-1]['step'] if metrics else 0:,} | {tokens:,} | {cumulative:,} | "
+            f"{first} | {last} | {done} |"
+        )
         axis.plot([m["step"] for m in metrics], losses, linewidth=1, marker="o", markersize=2)  # one step shows
         axis.set_ylabel("loss")
         axis.set_title(f"{name}: {_run_config(run).get('max_steps', '?')} steps configured", fontsize=9)
     axes[-1, 0].set_xlabel("step")
     _save(figure, plt, run_root / "report-loss.png")
-    lines += ["", ("Training tokens: the tokens each run read (metrics.jsonl; DPO counts prompt + both responses), "
-                   "summed along the recipe's chain of runs."), "", "![loss curves](report-loss.png)"]
+    lines += [
+        "",
+        (
+            "Training tokens: the tokens each run read (metrics.jsonl; DPO counts prompt + both responses), "
+            "summed along the recipe's chain of runs."
+        ),
+        "",
+        "![loss curves](report-loss.png)",
+    ]
     return "\n".join(lines)
 
 
@@ -387,9 +419,14 @@ def eval_section(evals: dict[str, dict]) -> str:
     for result in evals.values():
         tasks += [t for t in result.get("tasks", {}) if t not in tasks]
     header = "| task | metric | " + " | ".join(evals) + " |"
-    lines = ["## Benchmarks after every training stage", "",
-             "Value ± standard error (n items); blank: not evaluated after that stage.", "", header,
-             "|---|---|" + "---:|" * len(evals)]
+    lines = [
+        "## Benchmarks after every training stage",
+        "",
+        "Value ± standard error (n items); blank: not evaluated after that stage.",
+        "",
+        header,
+        "|---|---|" + "---:|" * len(evals),
+    ]
     for task in tasks:
         metric = next(r["tasks"][task]["metric"] for r in evals.values() if task in r.get("tasks", {}))
         cells = []
@@ -399,8 +436,10 @@ def eval_section(evals: dict[str, dict]) -> str:
         lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
     limits = {name: r.get("limit") for name, r in evals.items() if r.get("limit")}
     if limits:
-        lines += ["", "Evaluated on the first items only (--limit): " +
-                  ", ".join(f"{k} {v}" for k, v in limits.items()) + "."]
+        lines += [
+            "",
+            "Evaluated on the first items only (--limit): " + ", ".join(f"{k} {v}" for k, v in limits.items()) + ".",
+        ]
     return "\n".join(lines)
 
 
@@ -419,11 +458,16 @@ def ablation_section(evals: dict[str, dict]) -> str:
     ablations = {k.removeprefix("ablation-"): v for k, v in evals.items() if k.startswith("ablation-")}
     if base is None or not ablations:
         return ""
-    lines = ["## Ablations (pretraining at equal compute)", "",
-             "Ablation minus `pretrain` (clean web, Table 5 shares); the standard error of a difference is "
-             "sqrt(se_a^2 + se_b^2) (the same items: conservative). |diff| >= 2 se is marked **. At toy scale "
-             "expect small, noisy differences: they are what this toy world shows, whatever the paper found.", "",
-             "| task | metric | " + " | ".join(ablations) + " |", "|---|---|" + "---:|" * len(ablations)]
+    lines = [
+        "## Ablations (pretraining at equal compute)",
+        "",
+        "Ablation minus `pretrain` (clean web, Table 5 shares); the standard error of a difference is "
+        "sqrt(se_a^2 + se_b^2) (the same items: conservative). |diff| >= 2 se is marked **. At toy scale "
+        "expect small, noisy differences: they are what this toy world shows, whatever the paper found.",
+        "",
+        "| task | metric | " + " | ".join(ablations) + " |",
+        "|---|---|" + "---:|" * len(ablations),
+    ]
     for task, b in base.get("tasks", {}).items():
         cells = []
         for result in ablations.values():
@@ -444,17 +488,21 @@ def notes_section(data: Path) -> str:
     summary = data / "pts-pairs.summary.json"
     if summary.exists():
         s = _read_json(summary)
-        lines.append(f"- PTS: {s.get('problems', 0):,} problems, {s.get('searched', 0):,} searched, "
-                     f"{s.get('rollouts', 0):,} rollouts, {s.get('pairs', 0):,} pairs "
-                     f"({s.get('pairs_per_1000_rollouts', 0)} per 1,000 rollouts).")
+        lines.append(
+            f"- PTS: {s.get('problems', 0):,} problems, {s.get('searched', 0):,} searched, "
+            f"{s.get('rollouts', 0):,} rollouts, {s.get('pairs', 0):,} pairs "
+            f"({s.get('pairs_per_1000_rollouts', 0)} per 1,000 rollouts)."
+        )
     round2 = data / "judge-pairs" / "_manifest.json"
     if round2.exists():
         argv = _command(_read_json(round2))
         recipe = Path(_option(argv, "-r") or _option(argv, "--recipe") or "?").stem
         if recipe == "truth-dpo":
-            lines.append("- DPO round 2 trained on **truth-labelled pairs** (recipes/truth-dpo.toml): the toy world "
-                         "cannot host an LLM judge, so a right answer (graded against the problem's known answer) "
-                         "is preferred to a wrong one, instead of the paper's judge-guided pairs.")
+            lines.append(
+                "- DPO round 2 trained on **truth-labelled pairs** (recipes/truth-dpo.toml): the toy world "
+                "cannot host an LLM judge, so a right answer (graded against the problem's known answer) "
+                "is preferred to a wrong one, instead of the paper's judge-guided pairs."
+            )
         else:
             lines.append(f"- DPO round 2 trained on pairs from recipes/{recipe}.toml.")
     return "## Notes\n\n" + "\n".join(lines) if lines else ""
