@@ -20,6 +20,7 @@ import torch
 from test_train import child_env, losses, ok, one_error_line, phi4_command, run, write_dataset
 
 from phi4cli.errors import Phi4Error
+from phi4cli.io.schemas import CHAT_SCHEMA, PAIRS_SCHEMA
 from phi4cli.tokenizer import train_bpe, write_tokenizer
 from phi4cli.train.data import Batch
 from phi4cli.train.parallel import Distributed
@@ -27,20 +28,6 @@ from phi4cli.train.parallel import Distributed
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 ONE_PROCESS = Distributed(rank=0, world_size=1, device=torch.device("cpu"), mesh=None)
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-CHAT_SCHEMA = pa.schema([("id", pa.string()), ("messages", pa.list_(MESSAGE)), ("meta", pa.string())])
-PAIRS_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("prompt_ids", pa.list_(pa.int32())),
-        ("chosen_ids", pa.list_(pa.int32())),
-        ("rejected_ids", pa.list_(pa.int32())),
-        ("prompt", pa.string()),
-        ("chosen", pa.string()),
-        ("rejected", pa.string()),
-        ("meta", pa.string()),
-    ]
-)
 SEQ_LEN, GLOBAL_BATCH, STEPS = 128, 4, 12
 
 

@@ -15,6 +15,7 @@ import random
 import pyarrow as pa
 
 from phi4cli.io import DOCUMENTS_SCHEMA
+from phi4cli.io.schemas import CHAT_SCHEMA  # noqa: F401  (re-exported for the toy world's modules)
 
 PROBLEMS_SCHEMA = pa.schema(
     [
@@ -28,8 +29,6 @@ PROBLEMS_SCHEMA = pa.schema(
     ]
 )
 
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-CHAT_SCHEMA = pa.schema([("id", pa.string()), ("messages", pa.list_(MESSAGE)), ("meta", pa.string())])
 
 __all__ = [
     "CHAT_SCHEMA",
