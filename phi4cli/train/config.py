@@ -20,6 +20,8 @@ from phi4cli.config import from_dict as settings_from_dict
 from phi4cli.config import to_toml as settings_to_toml
 from phi4cli.errors import Phi4Error
 
+GRADIENT_SYNC = ("last", "every")  # see TrainConfig.gradient_sync
+
 
 @dataclass(kw_only=True)
 class TrainConfig:
@@ -49,6 +51,13 @@ class TrainConfig:
     checkpoint_every: int
     keep_last: int = 0  # keep only the newest N checkpoints (0: all)
     async_save: bool = False  # write checkpoints in the background (dcp.async_save) while training goes on
+    # When FSDP2 reduce-scatters gradients during an accumulation: "last" (the default, kept for the toy and
+    # demo runs) once per step, after the last micro-batch, each rank holding the unsharded gradients of the
+    # whole model in between (fp32 under bf16 mixed precision: 4 B/param); "every" after each micro-batch,
+    # sharded gradients only, one more reduce-scatter per extra micro-batch. FSDP2's docs offer both
+    # (set_requires_gradient_sync: accumulation "without communication"); torchtitan syncs every micro-batch
+    # because the memory matters more (pytorch/torchtitan#292, #1710). The 14B stage TOMLs choose "every".
+    gradient_sync: str = "last"
     seed: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +81,8 @@ class TrainConfig:
             raise Phi4Error(f"config: min_lr {self.min_lr} is above the peak lr {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise Phi4Error(f"config: betas must be two numbers in [0, 1), got {self.betas}")
+        if self.gradient_sync not in GRADIENT_SYNC:
+            raise Phi4Error(f"config: gradient_sync must be 'last' or 'every', got {self.gradient_sync!r}")
         if self.mixed_precision not in ("bf16", "none"):
             raise Phi4Error(f"config: mixed_precision must be 'bf16' or 'none', got {self.mixed_precision!r}")
         if not (self.init_from or self.model):

@@ -265,9 +265,10 @@ def train_step(
     loss_sum = torch.zeros((), dtype=torch.float64, device=dist_ctx.device)
     metric_sums: dict[str, float] = {}
     for i, micro_batch in enumerate(micro_batches):
-        # FSDP2 reduce-scatters gradients after the last micro-batch only: the others accumulate the
-        # unsharded gradients locally (one collective per step instead of one per micro-batch)
-        gradient_sync(model, i == len(micro_batches) - 1)
+        # gradient_sync "last": FSDP2 reduce-scatters after the last micro-batch only, the others accumulate
+        # the unsharded gradients locally (one collective per step); "every": after each micro-batch, so
+        # only sharded gradients are ever kept (a 14B model's unsharded fp32 gradients are 59 GB per rank)
+        gradient_sync(model, config.gradient_sync == "every" or i == len(micro_batches) - 1)
         with forward_precision(dist_ctx, config.mixed_precision):
             micro_loss, micro_metrics = task.loss_sum(model, micro_batch, dist_ctx.device)
         (micro_loss / targets).backward()
@@ -528,7 +529,8 @@ def _summary(stage, config, model, dist_ctx, accumulation, run_dir, resume_from,
     line = (
         f"{stage}: {config.init_from or config.model} ({params / 1e6:,.2f}M params without embeddings) on "
         f"{dist_ctx.world_size} x {dist_ctx.device.type}, global batch {config.global_batch} x {config.seq_len} "
-        f"tokens ({config.micro_batch}/micro-batch, {accumulation} accumulation steps), {config.max_steps} steps, "
+        f"tokens ({config.micro_batch}/micro-batch, {accumulation} accumulation steps, gradients reduced after "
+        f"{'every' if config.gradient_sync == 'every' else 'the last'} micro-batch), {config.max_steps} steps, "
         f"{precision_name(dist_ctx, config.mixed_precision)}, {start} -> {run_dir}"
     )
     if data == ["-"] and state.sequences:

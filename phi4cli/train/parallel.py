@@ -151,9 +151,9 @@ def parallelize(
 
 def gradient_sync(model: nn.Module, enabled: bool) -> None:
     """Whether the next backward reduce-scatters gradients (FSDP2; a plain module has nothing to sync).
-    Off for all micro-batches of an accumulation but the last: the unsharded gradients of each layer
-    then accumulate locally, costing memory (one unsharded gradient per parameter, in the compute dtype)
-    to save all but one reduce-scatter per step."""
+    Off (gradient_sync "last": all micro-batches of an accumulation but the last), the unsharded gradients
+    of each layer accumulate locally, costing one unsharded gradient per parameter in the reduce dtype
+    (FSDP2 upcasts the held bf16 gradients to fp32: 4 B/param) to save all but one reduce-scatter per step."""
     if isinstance(model, FSDPModule):
         model.set_requires_gradient_sync(enabled, recurse=True)
 
