@@ -55,6 +55,8 @@ ifeq ($(SCALE),demo)
   EVAL_DATA         := --data toy=$(DATA)/benchmarks
   EVAL_FIRST        := --tasks toy/arith,toy/facts_mc,toy/pyfunc
   EVAL_TASKS        := --tasks toy
+  # chat models answer the question alone: their SFT data has no "Question:/Answer:" shots
+  EVAL_CHAT         := --chat --num-shots toy/arith=0
 else ifeq ($(SCALE),full)
   # The paths of manifests/final.toml, manifests/midtrain.toml and stages/*.toml (data/web, runs/sft, ...).
   DATA              := data
@@ -81,6 +83,7 @@ else ifeq ($(SCALE),full)
   endif
   EVAL_FIRST        := --tasks $(subst $() ,$(comma),$(strip $(BENCH_TASKS)))
   EVAL_TASKS        := $(EVAL_FIRST)
+  EVAL_CHAT         := --chat
 else
   $(error SCALE=$(SCALE): expected demo or full)
 endif
@@ -267,8 +270,13 @@ EVAL := $(PHI4) eval $(EVAL_DATA) $(EVAL_ARGS)
 $(RUNS)/eval-pretrain.json: $(RUNS)/pretrain/done
 	$(EVAL) --model $(RUNS)/pretrain $(EVAL_FIRST) -o $@
 
+$(RUNS)/eval-midtrain.json: $(RUNS)/midtrain/done
+	$(EVAL) --model $(RUNS)/midtrain $(EVAL_TASKS) -o $@
+
+# The chat models (sft, dpo-pts, dpo-judge) are asked in their chat template (--chat), as the paper's
+# post-training evaluations are; the base models above few-shot, as its pretraining ones.
 $(RUNS)/eval-%.json: $(RUNS)/%/done
-	$(EVAL) --model $(RUNS)/$* $(EVAL_TASKS) -o $@
+	$(EVAL) --model $(RUNS)/$* $(EVAL_TASKS) $(EVAL_CHAT) -o $@
 
 # ---- the report: data funnel, mixture, loss curves, benchmarks after every stage ----------------------
 report: $(RUNS)/report.md

@@ -281,6 +281,52 @@ def test_toy_world_families(phi4, tmp_path, checkpoint):
     tasks = json.loads((tmp_path / "r.json").read_text())["tasks"]
     assert {"toy/arith", "toy/facts_mc", "toy/kv_recall", "toy/pyfunc"} <= set(tasks)
     assert tasks["toy/facts_mc"]["metric"] == "acc" and tasks["toy/pyfunc"]["metric"] == "pass@1"
+    assert set(tasks["toy/facts_mc"]["metrics"]) == {"acc", "acc_cloze"}
+
+
+def test_facts_mc_cloze_scores_the_answer_texts_after_the_bare_question(phi4, tmp_path, checkpoint):
+    demo = tmp_path / "demo"
+    phi4("demo-data", "-o", demo, "--scale", "0.02")
+    args = ["--tasks", "toy/facts_mc", "--data", f"toy={demo / 'benchmarks'}", "--limit", "3"]
+    phi4("eval", "--model", checkpoint, *args, "--log-samples", tmp_path / "log.jsonl", "-o", tmp_path / "r.json")
+    items = {r["id"]: r for r in read_jsonl_dataset(phi4, demo / "benchmarks")}
+    for record in read_jsonl(tmp_path / "log.jsonl"):
+        choices = json.loads(items[record["id"]]["meta"])["choices"]
+        lls = record["cloze_loglikelihoods"]
+        assert len(lls) == len(choices) == 4
+        best = max(range(4), key=lambda c: lls[c])
+        assert record["metrics"]["acc_cloze"] == float(best == record["gold"])
+
+
+def read_jsonl_dataset(phi4, path):
+    out = phi4("cat", path)
+    return [json.loads(line) for line in out.stdout.decode().splitlines() if line.strip()]
+
+
+def test_chat_asks_in_the_chat_template_with_the_shots_as_earlier_turns(phi4, tmp_path, checkpoint):
+    data = write_jsonl(tmp_path / "g.jsonl", read_jsonl(GSM8K)[:3])
+    args = ["--tasks", "gsm8k", "--data", f"gsm8k={data}", "--num-shots", "gsm8k=1", "--max-new-tokens", "4"]
+    phi4(
+        "eval",
+        "--model",
+        checkpoint,
+        *args,
+        "--chat",
+        "--log-samples",
+        tmp_path / "log.jsonl",
+        "-o",
+        tmp_path / "r.json",
+    )
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["chat"] is True and results["tasks"]["gsm8k"]["settings"]["shots"].endswith("chat template")
+    questions = [r["question"].strip() for r in read_jsonl(data)]
+    for record in read_jsonl(tmp_path / "log.jsonl"):
+        roles = [m["role"] for m in record["prompt"]]
+        assert roles == ["user", "assistant", "user"] and record["prompt"][-1]["content"] in questions
+        assert (
+            record["prompt"][0]["content"] in questions
+            and record["prompt"][0]["content"] != record["prompt"][-1]["content"]
+        )
 
 
 def test_a_toy_family_that_cannot_run_keeps_its_siblings(phi4, tmp_path, checkpoint):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sysconfig
@@ -104,7 +105,8 @@ def test_toy_tokenizer_round_trip_and_layout(tmp_path):
     assert tok.vocab_size == 2048
     for text in ("def f(x):\n    return x * 2\n", "Natalia sold 48 clips, 12345 of them!", "ünïcødé ✓ 漢字"):
         assert tok.decode(tok.encode(text)) == text
-    assert [tok.decode([i]) for i in tok.encode("12345")] == list("12345"), "digits are one token each"
+    pieces = [tok.decode([i]) for i in tok.encode("12345")]
+    assert max(map(len, pieces)) <= 3 and 3 in itertools.accumulate(map(len, pieces)), "cl100k's digit groups: 123|45"
     assert tok.encode_with_specials("<|im_start|>user<|im_sep|>")[0] == tok.im_start_id == 2048 - NUM_SPECIALS + 8
     assert tok.pad_id == 2047 - 2  # <|dummy_85|> keeps its place among the 96 specials
     # deterministic: same text, same ranks

@@ -25,13 +25,13 @@ from phi4cli.demo.facts import COUNTRIES, FactQuestion, render_mc, training_ques
 from phi4cli.demo.problems import MATH_FAMILIES, Problem, arith_problem, pyfunc
 
 CONVERSATIONS = 8000  # at scale 1: about 2.2 MB
-KIND_SHARES = {
-    "arith": 0.33,
-    "math": 0.1,
-    "facts": 0.14,
-    "mc": 0.08,
-    "code": 0.12,
-    "multi_turn": 0.15,
+KIND_SHARES = {  # math-heavy, as the paper's SFT mixture; arith most of all, the toy world's reasoning task
+    "arith": 0.45,
+    "math": 0.06,
+    "facts": 0.12,
+    "mc": 0.07,
+    "code": 0.1,
+    "multi_turn": 0.12,
     "identity": 0.03,
     "safety": 0.03,
     "unknown": 0.02,

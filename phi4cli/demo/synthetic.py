@@ -6,7 +6,9 @@ Each document is one lesson of a kind the paper's pipeline produces from seeds:
 - `code_exercises`: write-a-function exercises with tests, fill-in-the-middle exercises (the body is
   missing), and code-to-instruction exercises (say what given code does);
 - `quiz`: multiple-choice questions on the knowledge base, answered and explained (MMLU format);
-- `dialogue`: a student and a teacher working through a problem turn by turn.
+- `dialogue`: a student and a teacher working through a problem turn by turn;
+- `reading`: a fact sheet, one subject's facts from the knowledge base stated plainly — the held-out ones
+  too, as prose (never as a quiz), so that a toy model reads each fact often enough to learn it.
 
 Only problems on the training side of the held-out split are used, so nothing here is a benchmark item.
 """
@@ -17,12 +19,19 @@ import random
 from collections.abc import Iterator
 
 from phi4cli.demo.common import document, scaled, source_rng
-from phi4cli.demo.facts import CONCEPTS, concept_paragraph, render_mc, training_questions
+from phi4cli.demo.facts import CONCEPTS, concept_paragraph, fact_questions, render_mc, training_questions
 from phi4cli.demo.problems import MATH_FAMILIES, Problem, PyFunc, arith_problem, pyfunc
 from phi4cli.demo.words import PEOPLE
 
 LESSONS = 4200  # at scale 1: about 5 MB
-KIND_SHARES = {"word_problems": 0.36, "math_practice": 0.18, "code_exercises": 0.2, "quiz": 0.13, "dialogue": 0.13}
+KIND_SHARES = {
+    "word_problems": 0.36,
+    "math_practice": 0.1,
+    "code_exercises": 0.14,
+    "quiz": 0.12,
+    "dialogue": 0.13,
+    "reading": 0.15,
+}
 CONCEPT_FOR = {  # the explanation that opens a math_practice lesson
     "percent": "Percentages",
     "fractions": "Fractions",
@@ -119,12 +128,21 @@ def dialogue(rng: random.Random) -> str:
     return "A conversation between a student and a teacher.\n\n" + "\n".join(turns)
 
 
+def reading(rng: random.Random) -> str:
+    subject = rng.choice(fact_questions()).subject  # a subject by its size: every fact equally often
+    pool = [q for q in fact_questions() if q.subject == subject]
+    statements = [q.statement for q in rng.sample(pool, min(len(pool), rng.randint(8, 14)))]
+    title = rng.choice([f"Fact sheet: {subject}", f"Reading: {subject}", f"Facts to remember: {subject}"])
+    return f"{title}\n\n" + "\n".join(statements)
+
+
 KINDS = {
     "word_problems": word_problems,
     "math_practice": math_practice,
     "code_exercises": code_exercises,
     "quiz": quiz,
     "dialogue": dialogue,
+    "reading": reading,
 }
 
 

@@ -38,6 +38,7 @@ from phi4cli.io.formats import read_records
 from phi4cli.log import console
 
 LETTERS = string.ascii_uppercase
+Prompt = str | list[dict]  # a text, or a conversation (--chat) in the model's chat template
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Options:
     shots_files: dict[str, str] = field(default_factory=dict)
     workers: int = 4
     samples: dict[str, list[str]] | None = None  # --samples: id -> completions produced elsewhere
+    chat: bool = False  # --chat: generation tasks ask in the chat template, shots as earlier turns
 
     @property
     def sandbox(self) -> Limits:
@@ -299,23 +301,30 @@ def complete(opts: Options, ids: list[str], prompts: list[str], params: Sampling
     return generate_each(opts, prompts, [params] * len(prompts))
 
 
-def generate_each(opts: Options, prompts: list[str], params: list[SamplingParams]) -> list[str | Exception]:
+def generate_each(opts: Options, prompts: list[Prompt], params: list[SamplingParams]) -> list[str | Exception]:
     """One completion per prompt, or the reason it has none; one bad prompt never stops the others.
 
-    A local model: prompts that do not fit its context are found by length first (reported before any
-    generation) and the rest run as one batch. A server: one request per prompt, `concurrency` at a time,
-    so its refusal of one request fails only that sample."""
+    A prompt is a text, or a conversation (--chat) that the model's chat template renders. A local model:
+    prompts that do not fit its context are found by length first (reported before any generation) and
+    the rest run as one batch. A server: one request per prompt, `concurrency` at a time, so its refusal
+    of one request fails only that sample."""
     out: list[str | Exception | None] = list(too_long(opts.backend, prompts))
     todo = [i for i, failure in enumerate(out) if failure is None]
     if getattr(opts.backend, "engine", None) is not None:
         if todo:
-            generations = opts.backend.generate([prompts[i] for i in todo], [params[i] for i in todo])
+            chosen, chosen_params = [prompts[i] for i in todo], [params[i] for i in todo]
+            if opts.chat:
+                generations = opts.backend.generate_ids(prompt_ids(opts.backend, chosen), chosen_params)
+            else:
+                generations = opts.backend.generate(chosen, chosen_params)
             for i, generation in zip(todo, generations):
                 out[i] = generation.text
         return out
 
     def one(i: int) -> str | Exception:
         try:
+            if isinstance(prompts[i], list):
+                return opts.backend.chat([prompts[i]], params[i])[0].text
             return opts.backend.generate([prompts[i]], params[i])[0].text
         except Phi4Error as e:
             return e
@@ -326,14 +335,25 @@ def generate_each(opts: Options, prompts: list[str], params: list[SamplingParams
     return out
 
 
-def too_long(backend, prompts: list[str]) -> list[Phi4Error | None]:
+def prompt_ids(backend, prompts: list[Prompt]) -> list[list[int]]:
+    """A local model's token ids for texts and conversations (rendered with the generation prompt)."""
+    if not any(isinstance(p, list) for p in prompts):
+        return backend.encode_prompts(prompts)
+    tokenizer = backend.tokenizer
+    return [
+        tokenizer.render_chat(p, add_generation_prompt=True)[0] if isinstance(p, list) else tokenizer.encode(p)
+        for p in prompts
+    ]
+
+
+def too_long(backend, prompts: list[Prompt]) -> list[Phi4Error | None]:
     """For a local model: an error naming the length of each prompt that leaves no room in its context
     (the engine's own rule), and one warning line for all of them; None for the prompts that fit."""
     engine = getattr(backend, "engine", None)
     if engine is None:
         return [None] * len(prompts)
     context = engine.max_context
-    lengths = [len(ids) for ids in backend.encode_prompts(prompts)]
+    lengths = [len(ids) for ids in prompt_ids(backend, prompts)]
     over = [n for n in lengths if n >= context]
     if over:
         console.print(
@@ -394,14 +414,29 @@ def few_shot_prompts(
     shot: Callable[[dict], str],
     query: Callable[[dict], str],
     sep: str = "\n\n",
-) -> tuple[list[str], str]:
+    turns: Callable[[dict], tuple[str, str]] | None = None,
+) -> tuple[list[Prompt], str]:
+    """Few-shot prompts: texts, or with --chat (and `turns`: an item's question and answer) conversations
+    whose earlier turns are the shots, as lm-eval's --apply_chat_template --fewshot_as_multiturn."""
     pool, own = few_shot_pool(task, opts, items, required)
     candidates = shot_indices(len(pool), k, opts.seed)
-    prompts = []
+    prompts: list[Prompt] = []
     for i, item in enumerate(items):
         shots = shots_for(candidates, k, i if own else None)
-        prompts.append("".join(shot(pool[j]) + sep for j in shots) + query(item))
-    return prompts, shots_note(k, own, opts, task)
+        if opts.chat and turns is not None:
+            prompts.append(chat_turns([turns(pool[j]) for j in shots], turns(item)[0]))
+        else:
+            prompts.append("".join(shot(pool[j]) + sep for j in shots) + query(item))
+    note = shots_note(k, own, opts, task)
+    return prompts, f"{note}, chat template" if opts.chat and turns is not None else note
+
+
+def chat_turns(shots: list[tuple[str, str]], question: str) -> list[dict]:
+    """A conversation: each shot as a user question and the assistant's answer, then the question."""
+    messages = []
+    for shot_question, shot_answer in shots:
+        messages += [{"role": "user", "content": shot_question}, {"role": "assistant", "content": shot_answer}]
+    return [*messages, {"role": "user", "content": question}]
 
 
 def gsm8k_task(path: str, opts: Options) -> list[TaskResult]:
@@ -416,6 +451,7 @@ def gsm8k_task(path: str, opts: Options) -> list[TaskResult]:
         required,
         lambda r: qa_prompt(r["question"], r["answer"]),
         lambda r: qa_prompt(r["question"]),
+        turns=lambda r: (r["question"].strip(), r["answer"].strip()),
     )
     ids = [str(r.get("id", f"gsm8k/{i}")) for i, r in enumerate(items)]
 
@@ -456,6 +492,7 @@ def math_task(path: str, opts: Options) -> list[TaskResult]:
         required,
         lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n{r['solution'].strip()}",
         lambda r: f"Problem:\n{r['problem'].strip()}\n\nSolution:\n",
+        turns=lambda r: (r["problem"].strip(), r["solution"].strip()),
     )
     ids = [str(r.get("id", r.get("unique_id", f"math/{i}"))) for i, r in enumerate(items)]
 
@@ -753,6 +790,7 @@ def _toy_arith(name: str, items: list[dict], opts: Options) -> TaskResult:
         ("prompt", "answer"),
         lambda r: qa_prompt(r["prompt"], r["answer"]),
         lambda r: qa_prompt(r["prompt"]),
+        turns=lambda r: (r["prompt"].strip(), r["answer"].strip()),
     )
 
     def score(i: int, completion: str) -> dict:
@@ -771,12 +809,27 @@ def _toy_mc(name: str, items: list[dict], opts: Options) -> TaskResult:
         gold = _answer_index(r["answer"], n, r["id"])
         return Choice(r["id"], r["prompt"], [f" {LETTERS[c]}" for c in range(n)], gold, f"{r['prompt']} {r['answer']}")
 
+    def cloze(r: dict) -> Choice:
+        meta = _meta(r)
+        choices, question = meta.get("choices") or [], r["prompt"].split("\n", 1)[0]
+        gold = _answer_index(r["answer"], len(choices) or 4, r["id"])
+        if not choices:
+            raise Phi4Error(f"{r['id']}: meta has no 'choices' list for the cloze formulation")
+        query = qa_prompt(question)
+        return Choice(r["id"], query, [f" {c}" for c in choices], gold, f"{query} {choices[gold]}")
+
     k = opts.config.shots_for(name)
     pool = [choice(r) for r in items.pool]
     records = run_multiple_choice(name, pool[: len(items)], k, opts, lambda i: "", pool, True)
-    for rec in records:
-        rec["metrics"].pop("acc_norm")
-    return TaskResult(name, "acc", records, {"shots": shots_note(k, True, opts, name), "format": "MMLU"})
+    # The cloze formulation (OLMES, Gu et al. 2024): the answer texts scored after the bare question. Small
+    # models stay at chance on the letter format (MMLU's) long after they know the facts; the cloze one
+    # shows whether they do. Both are reported; `acc` (letters) stays the headline, as MMLU's.
+    cloze_pool = [cloze(r) for r in items.pool]
+    cloze_records = run_multiple_choice(name, cloze_pool[: len(items)], k, opts, lambda i: "", cloze_pool, True)
+    for rec, rec_cloze in zip(records, cloze_records):
+        rec["metrics"] = {"acc": rec["metrics"]["acc"], "acc_cloze": rec_cloze["metrics"]["acc"]}
+        rec["cloze_loglikelihoods"] = rec_cloze["loglikelihoods"]
+    return TaskResult(name, "acc", records, {"shots": shots_note(k, True, opts, name), "format": "MMLU and cloze"})
 
 
 def _toy_kv(name: str, items: list[dict], opts: Options) -> TaskResult:

@@ -84,6 +84,12 @@ def eval_command(
     ),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Server: requests in flight."),
     retries: int = typer.Option(4, "--retries", min=0, help="Server: retries per request (exponential backoff)."),
+    chat: bool = typer.Option(
+        False,
+        "--chat",
+        help="gsm8k, math, toy/arith: ask in the model's chat template, the shots as earlier turns (for chat "
+        "models, after SFT; lm-eval's --apply_chat_template --fewshot_as_multiturn).",
+    ),
     compare: bool = typer.Option(False, "--compare", help="Print a side-by-side table of the results FILES and exit."),
 ) -> None:
     """Evaluate a model on benchmarks; write results.json and print a markdown table.
@@ -140,6 +146,7 @@ def eval_command(
         shots_files=_pairs(shots, "--shots"),
         workers=workers,
         samples=given,
+        chat=chat,
     )
     if given is None:
         from phi4cli.generate import load_backend
@@ -158,6 +165,7 @@ def eval_command(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seed": seed,
         "limit": limit,
+        "chat": chat,
         "config": settings.to_dict(),
         "tasks": {},
     }

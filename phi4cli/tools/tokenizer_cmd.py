@@ -106,7 +106,7 @@ def train(
     name: str = typer.Option("toy", help="Name of the encoding."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (and its sidecar)."),
 ) -> None:
-    """Train a small byte-level BPE in tiktoken format (digits split one per token).
+    """Train a small byte-level BPE in tiktoken format (numbers in groups of up to three digits, as cl100k).
 
     Example:
 
