@@ -45,10 +45,11 @@ ifeq ($(SCALE),demo)
   CLEAN_SOURCES     := web code synthetic acquired long
   BENCHMARKS        := -b $(DATA)/benchmarks
   # The toy world hosts no teacher: the toy models serve the recipes that need one.
-  PLURALITY_BACKEND := -b local:$(RUNS)/sft
   ROUND2_RECIPE     := recipes/truth-dpo.toml
   ROUND2_BACKEND    := -b local:$(RUNS)/dpo-pts --tokenizer $(DATA)/toy.tiktoken
-  QUESTIONS         := $(DATA)/train-problems
+  # PTS searches the practice problems against their true answers: the toy world knows every answer, and
+  # a plurality of a 5M-parameter model's votes would often be wrong (full scale: voted problems)
+  PTS_PROBLEMS      := $(DATA)/train-problems
   ROUND2_INPUT      := $(DATA)/train-problems
   ROUND2_DEP        := $(DATA)/train-problems/_manifest.json
   ROUND2_COLUMNS    := --column question=prompt
@@ -57,6 +58,7 @@ ifeq ($(SCALE),demo)
   EVAL_TASKS        := --tasks toy
   # chat models answer the question alone: their SFT data has no "Question:/Answer:" shots
   EVAL_CHAT         := --chat --num-shots toy/arith=0
+  SFT_PASSES        := 1 2 3
 else ifeq ($(SCALE),full)
   # The paths of manifests/final.toml, manifests/midtrain.toml and stages/*.toml (data/web, runs/sft, ...).
   DATA              := data
@@ -74,6 +76,7 @@ else ifeq ($(SCALE),full)
   ROUND2_RECIPE     := recipes/judge-dpo.toml
   ROUND2_BACKEND    := -b local:$(RUNS)/dpo-pts --device cuda -b openai:$(TEACHER) -b judge=openai:$(TEACHER)
   QUESTIONS         := $(RAW)/problems
+  PTS_PROBLEMS      := $(DATA)/pts-problems
   ROUND2_INPUT      := $(RAW)/dpo-prompts
   ROUND2_DEP        := $(RAW)/dpo-prompts/_manifest.json
   ROUND2_COLUMNS    :=
@@ -84,6 +87,7 @@ else ifeq ($(SCALE),full)
   EVAL_FIRST        := --tasks $(subst $() ,$(comma),$(strip $(BENCH_TASKS)))
   EVAL_TASKS        := $(EVAL_FIRST)
   EVAL_CHAT         := --chat
+  SFT_PASSES        := 1
 else
   $(error SCALE=$(SCALE): expected demo or full)
 endif
@@ -204,17 +208,18 @@ $(RUNS)/midtrain/done: $(RUNS)/pretrain/done $(DATA)/mix-midtrain/_manifest.json
 	$(call TRAIN,midtrain,$(DATA)/mix-midtrain,midtrain,pretrain)
 	touch $@
 
+# SFT_PASSES: passes over the chat data (demo: three, the toy model needs them: stages/demo/sft.toml).
 $(RUNS)/sft/done: $(RUNS)/midtrain/done $(call SOURCE,chat) $(STAGES)/sft.toml
 	rm -f $@
-	$(call TRAIN,sft,$(RAW)/chat,sft,midtrain)
+	$(call TRAIN,sft,$(foreach pass,$(SFT_PASSES),$(RAW)/chat),sft,midtrain)
 	touch $@
 
-# ---- PTS problems: plurality voting (recipes/plurality.toml) on training questions ------------------
-# demo: the toy world's practice problems (training side of its arithmetic split, decontaminated like
-# every source), voted on by the toy SFT model itself. full: your questions (data/raw/problems, a `prompt`
-# column; phi4 ingest --schema problems; decontaminated by you, decontam reads documents), voted on by
-# the teacher. REWRITE_ARGS reach every rewrite that
-# needs a model, e.g. REWRITE_ARGS="--set sampling.max_tokens=64" for a smoke run.
+# ---- PTS problems -------------------------------------------------------------------------------------
+# full: plurality voting (recipes/plurality.toml) by the teacher on your questions (data/raw/problems, a
+# `prompt` column; phi4 ingest --schema problems; decontaminated by you, decontam reads documents): the
+# plurality answer is the reference PTS searches against. demo: the toy world's practice problems
+# (training side of its arithmetic split, decontaminated like every source) with their true answers.
+# REWRITE_ARGS reach every rewrite that needs a model, e.g. REWRITE_ARGS="--set sampling.max_tokens=64".
 ifeq ($(SCALE),demo)
   REWRITE_ARGS ?= --set sampling.max_tokens=96# ours: toy solutions are a few lines (as stages/demo/pts.toml)
 else
@@ -223,23 +228,23 @@ endif
 ifeq ($(SCALE),demo)
 $(DATA)/train-problems/_manifest.json: $(call SOURCE,practice) $(DECONTAM_DEPS)
 	$(DECONTAM) $(RAW)/practice -o $(DATA)/train-problems --rejected $(DATA)/rejected/decontam-practice
-endif
-
+else
 $(DATA)/pts-problems/_manifest.json: $(QUESTIONS)/_manifest.json $(RUNS)/sft/done recipes/plurality.toml
 	$(PHI4) rewrite $(QUESTIONS) -r recipes/plurality.toml $(PLURALITY_BACKEND) --column question=prompt \
 		-o $(DATA)/pts-problems --rejected $(DATA)/rejected/rewrite-plurality --overwrite $(REWRITE_ARGS)
+endif
 
 # ---- PTS: pivotal tokens in the SFT model's own solutions, as DPO pairs (round 1) ---------------------
 # PTS_ARGS, e.g. PTS_ARGS="--max-rollouts 2000" or "--device cuda". EXTRA_PROBLEMS: problem datasets with
-# known answers that PTS searches too (e.g. $(DATA)/train-problems at toy scale).
+# known answers that PTS searches too.
 PTS_ARGS ?=
 EXTRA_PROBLEMS ?=
 # EXTRA_PAIRS: pair datasets (or shards) that join both DPO rounds, e.g. pairs of your own (phi4 ingest
 # --schema pairs). The reduced recipe of tests/test_recipe.py uses them: its few-step models are too weak
 # for PTS or the truth labels to find pairs, and a round needs at least one.
 EXTRA_PAIRS ?=
-$(DATA)/pts-pairs/_manifest.json: $(DATA)/pts-problems/_manifest.json $(RUNS)/sft/done $(STAGES)/pts.toml
-	$(PHI4) pts $(DATA)/pts-problems $(EXTRA_PROBLEMS) --model $(RUNS)/sft -o $(DATA)/pts-pairs --config $(STAGES)/pts.toml \
+$(DATA)/pts-pairs/_manifest.json: $(PTS_PROBLEMS)/_manifest.json $(RUNS)/sft/done $(STAGES)/pts.toml
+	$(PHI4) pts $(PTS_PROBLEMS) $(EXTRA_PROBLEMS) --model $(RUNS)/sft -o $(DATA)/pts-pairs --config $(STAGES)/pts.toml \
 		--rejected $(DATA)/rejected/pts --summary $(DATA)/pts-pairs.summary.json --overwrite $(PTS_ARGS)
 
 $(RUNS)/dpo-pts/done: $(RUNS)/sft/done $(DATA)/pts-pairs/_manifest.json $(STAGES)/dpo-pts.toml
@@ -263,20 +268,21 @@ $(RUNS)/dpo-judge/done: $(RUNS)/dpo-pts/done $(DATA)/judge-pairs/_manifest.json 
 # ---- evaluation after every training stage --------------------------------------------------------
 # Toy world: key-value recall is scored from midtraining on: the toy pretraining context (256 tokens)
 # holds only its 1-pair stores (the others would be counted as failed samples, n_failed).
-# EVAL_ARGS reach every evaluation, e.g. EVAL_ARGS="--limit 4 --max-new-tokens 16" for a smoke run.
+# EVAL_ARGS reach every evaluation, e.g. EVAL_ARGS="--limit 4 --max-new-tokens 16" for a smoke run. Each eval
+# also logs its per-item scores (eval-STAGE.samples.jsonl): the report pairs them to test each stage's effect.
 EVAL_ARGS ?=
 EVAL := $(PHI4) eval $(EVAL_DATA) $(EVAL_ARGS)
 
 $(RUNS)/eval-pretrain.json: $(RUNS)/pretrain/done
-	$(EVAL) --model $(RUNS)/pretrain $(EVAL_FIRST) -o $@
+	$(EVAL) --model $(RUNS)/pretrain $(EVAL_FIRST) -o $@ --log-samples $(@:.json=.samples.jsonl)
 
 $(RUNS)/eval-midtrain.json: $(RUNS)/midtrain/done
-	$(EVAL) --model $(RUNS)/midtrain $(EVAL_TASKS) -o $@
+	$(EVAL) --model $(RUNS)/midtrain $(EVAL_TASKS) -o $@ --log-samples $(@:.json=.samples.jsonl)
 
 # The chat models (sft, dpo-pts, dpo-judge) are asked in their chat template (--chat), as the paper's
 # post-training evaluations are; the base models above few-shot, as its pretraining ones.
 $(RUNS)/eval-%.json: $(RUNS)/%/done
-	$(EVAL) --model $(RUNS)/$* $(EVAL_TASKS) $(EVAL_CHAT) -o $@
+	$(EVAL) --model $(RUNS)/$* $(EVAL_TASKS) $(EVAL_CHAT) -o $@ --log-samples $(@:.json=.samples.jsonl)
 
 # ---- the report: data funnel, mixture, loss curves, benchmarks after every stage ----------------------
 report: $(RUNS)/report.md
@@ -303,7 +309,7 @@ $(RUNS)/ablation-%/done: $(DATA)/mix-ablation-%/_manifest.json $(STAGES)/pretrai
 	touch $@
 
 $(RUNS)/eval-ablation-%.json: $(RUNS)/ablation-%/done
-	$(EVAL) --model $(RUNS)/ablation-$* $(EVAL_FIRST) -o $@
+	$(EVAL) --model $(RUNS)/ablation-$* $(EVAL_FIRST) -o $@ --log-samples $(@:.json=.samples.jsonl)
 
 ablation: $(RUNS)/eval-pretrain.json $(foreach a,$(ABLATIONS),$(RUNS)/eval-ablation-$(a).json)
 	$(PHI4) report $(RUNS) --data $(DATA)

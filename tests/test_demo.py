@@ -194,7 +194,7 @@ def test_junk_is_what_its_label_says(world):
                 or Counter(words(text)).most_common(1)[0][1] >= 10
             )
         elif m["label"] == "non_english":
-            assert not {"the", "and", "is"} & set(words(text))
+            assert not {"the", "and", "which"} & set(words(text))  # not "is": Dutch has it too
 
 
 def test_planted_benchmark_items_appear_in_web(world):

@@ -2,8 +2,8 @@
 
 The reduced run goes through every stage and checks each artefact, the evals after every training stage
 and the report with its table. Its few-step models are far too weak for PTS or the truth labels to find
-pairs, so both DPO rounds also read a fixture pair dataset (EXTRA_PAIRS) and PTS also searches the
-training problems with known answers (EXTRA_PROBLEMS). Select with `pytest -m recipe`; it runs in CI.
+pairs, so both DPO rounds also read a fixture pair dataset (EXTRA_PAIRS). Select with `pytest -m recipe`;
+it runs in CI.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ REDUCED = [
     "EVAL_ARGS=--limit 2 --max-new-tokens 8",
     "REWRITE_ARGS=--set sampling.max_tokens=12",
     "PTS_ARGS=--set rollouts=2 --set max_new_tokens=12 --max-rollouts 32",
-    "EXTRA_PROBLEMS=data/demo/train-problems",
     "EXTRA_PAIRS=fixture-pairs",
 ]
 FIXTURE_PAIRS = [  # right over wrong arithmetic, a few more than one global batch
@@ -107,7 +106,6 @@ def test_every_stage_writes_its_artefacts(recipe):
         "mix",
         "mix-midtrain",
         "train-problems",
-        "pts-problems",
         "pts-pairs",
         "judge-pairs",
         "rejected/filter-web",
@@ -140,12 +138,14 @@ def test_report_and_its_table(recipe):
         "| filter |",
         "| decontam |",
         "| rewrite fim |",
-        "| rewrite plurality |",
         "| pts |",
         "| rewrite truth-dpo |",
     ):
         assert stage in report
     assert "**Cleanliness:**" in report and "truth-labelled pairs" in report
+    # each stage against the one before it, from the per-item logs of the evals
+    assert all((runs / f"eval-{stage}.samples.jsonl").exists() for stage in TRAINED)
+    assert "| sft - midtrain |" in report and re.search(r"\| toy/arith \| exact_match \| [+-]", report)
     # training tokens in the report are those the runs' metrics say
     pretrain_tokens = json.loads((runs / "pretrain" / "metrics.jsonl").read_text().splitlines()[-1])["tokens"]
     assert re.search(rf"\| pretrain \| 2 \| {pretrain_tokens:,} \|", report)

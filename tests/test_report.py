@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from phi4cli.tools.report import reason_kind
+from phi4cli.tools.report import effects_section, find_evals, paired_difference, read_samples, reason_kind
 
 DOCS = [
     {"id": "good-1", "text": "The water cycle moves water between the sea, the air and the land. " * 6},
@@ -77,3 +77,24 @@ def test_reason_kinds_group_particulars():
     assert reason_kind("benchmark:gsm8k:item-3:question:13-gram 'a b c'") == "benchmark:gsm8k"
     assert reason_kind("gopher_quality:stop_words(0<2)") == "gopher_quality:stop_words(N<N)"
     assert reason_kind("p(success) = 0.875 is outside [0.2, 0.8]") == "p(success) = N is outside [N, N]"
+
+
+def test_stage_effects_use_the_paired_standard_error(tmp_path):
+    """Two models on the same 8 items: the second gets 3 more right and none wrong. Unpaired, the difference
+    (0.375) is under 2 standard errors (0.24 each); paired it is 0.183 and marked."""
+    before = [1, 0, 0, 0, 1, 0, 0, 0]
+    after = [1, 1, 1, 1, 1, 0, 0, 0]
+    for stage, scores in (("sft", before), ("dpo-pts", after)):
+        (tmp_path / f"eval-{stage}.json").write_text(
+            json.dumps({"tasks": {"toy/arith": {"metric": "exact_match", "metrics": {"exact_match": {}}}}})
+        )
+        lines = [
+            json.dumps({"task": "toy/arith", "id": str(i), "metrics": {"exact_match": s}}) for i, s in enumerate(scores)
+        ]
+        (tmp_path / f"eval-{stage}.samples.jsonl").write_text("\n".join(lines) + "\n")
+    diff, se, n = paired_difference(
+        read_samples(tmp_path)["dpo-pts"], read_samples(tmp_path)["sft"], "toy/arith", "exact_match"
+    )
+    assert (diff, n) == (0.375, 8) and se == pytest.approx((0.375 * 0.625 / 7) ** 0.5)
+    section = effects_section(find_evals(tmp_path), read_samples(tmp_path))
+    assert "| toy/arith | exact_match | +0.375 ± 0.183 ** (n=8) |" in section

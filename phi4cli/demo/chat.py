@@ -24,7 +24,7 @@ from phi4cli.demo.common import meta_json, scaled, source_rng
 from phi4cli.demo.facts import COUNTRIES, FactQuestion, render_mc, training_questions
 from phi4cli.demo.problems import MATH_FAMILIES, Problem, arith_problem, pyfunc
 
-CONVERSATIONS = 8000  # at scale 1: about 2.2 MB
+CONVERSATIONS = 8000  # at scale 1: about 2 MB
 KIND_SHARES = {  # math-heavy, as the paper's SFT mixture; arith most of all, the toy world's reasoning task
     "arith": 0.45,
     "math": 0.06,

@@ -4,7 +4,7 @@
 Facts come in two forms. Relational tables (countries, elements, planets, events, people, animals) are
 rendered into prose with several templates each, and into questions with distractors drawn from the same
 relation. Concepts are short explanations (one list of sentences each) that good pages and book chapters
-draw from. Every question has a key ("capital:France"); a fixed quarter of the keys is held out for the
+draw from. Every question has a key ("capital:France"); a fixed half of the keys is held out for the
 benchmark (see `common.is_held_out`), and those facts are taught only as prose, never as a quiz.
 """
 
@@ -16,7 +16,7 @@ from functools import cache
 
 from phi4cli.demo.common import is_held_out
 
-FACTS_HELD_OUT_ONE_IN = 4
+FACTS_HELD_OUT_ONE_IN = 2  # half the facts are benchmark items: ~240, a standard error near 0.03
 
 
 def cap(text: str) -> str:

@@ -449,16 +449,16 @@ def _pocket_money(rng: random.Random, say: Phrasing) -> Problem:
 def _average(rng: random.Random, say: Phrasing) -> Problem:
     name, _, his = _person(rng)
     game = rng.choice(["basketball", "spelling", "quiz", "bowling", "darts", "chess puzzle"])
-    a, b = rng.randint(2, 15), rng.randint(2, 15)
-    c = rng.choice([x for x in range(2, 16) if (a + b + x) % 3 == 0])
-    total = a + b + c
+    a = rng.randint(2, 25)
+    b = rng.choice([x for x in range(2, 26) if (a + x) % 2 == 0])
+    total = a + b
     question = " ".join(
         [
             say.ask(
-                f"{name} plays three {game} games this week and scores {a}, {b} and {c} points.",
-                f"In three {game} games {name} scores {a}, {b} and {c} points.",
-                f"{name} plays three {game} games and scores {a}, {b} and {c} points.",
-                f"{name}'s scores in three {game} games are {a}, {b} and {c}.",
+                f"{name} plays two {game} games this week and scores {a} and {b} points.",
+                f"In two {game} games {name} scores {a} and {b} points.",
+                f"{name} plays two {game} games and scores {a} and {b} points.",
+                f"{name}'s scores in two {game} games are {a} and {b}.",
             ),
             say.ask(
                 "What is the average score per game?",
@@ -471,14 +471,14 @@ def _average(rng: random.Random, say: Phrasing) -> Problem:
         "arith",
         question,
         (
-            _pick(rng, f"The total score is {a} + {b} + {c} = {total}.", f"Add the scores: {a} + {b} + {c} = {total}."),
+            _pick(rng, f"The total score is {a} + {b} = {total}.", f"Add the scores: {a} + {b} = {total}."),
             _pick(
                 rng,
-                f"The average is {total} / 3 = {total // 3}.",
-                f"Divide by the number of games: {total} / 3 = {total // 3}.",
+                f"The average is {total} / 2 = {total // 2}.",
+                f"Divide by the number of games: {total} / 2 = {total // 2}.",
             ),
         ),
-        total // 3,
+        total // 2,
     )
 
 

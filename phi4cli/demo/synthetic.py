@@ -7,6 +7,8 @@ Each document is one lesson of a kind the paper's pipeline produces from seeds:
   missing), and code-to-instruction exercises (say what given code does);
 - `quiz`: multiple-choice questions on the knowledge base, answered and explained (MMLU format);
 - `dialogue`: a student and a teacher working through a problem turn by turn;
+- `drills`: arithmetic facts, one per line ("14 + 7 = 21"), over the ranges the word problems use, as a
+  workbook's drill pages: a held-out problem needs the same facts in new combinations;
 - `reading`: a fact sheet, one subject's facts from the knowledge base stated plainly — the held-out ones
   too, as prose (never as a quiz), so that a toy model reads each fact often enough to learn it.
 
@@ -25,12 +27,13 @@ from phi4cli.demo.words import PEOPLE
 
 LESSONS = 4200  # at scale 1: about 5 MB
 KIND_SHARES = {
-    "word_problems": 0.36,
-    "math_practice": 0.1,
-    "code_exercises": 0.14,
-    "quiz": 0.12,
-    "dialogue": 0.13,
-    "reading": 0.15,
+    "word_problems": 0.55,
+    "math_practice": 0.04,
+    "code_exercises": 0.06,
+    "quiz": 0.06,
+    "dialogue": 0.1,
+    "reading": 0.12,
+    "drills": 0.07,
 }
 CONCEPT_FOR = {  # the explanation that opens a math_practice lesson
     "percent": "Percentages",
@@ -131,9 +134,35 @@ def dialogue(rng: random.Random) -> str:
 def reading(rng: random.Random) -> str:
     subject = rng.choice(fact_questions()).subject  # a subject by its size: every fact equally often
     pool = [q for q in fact_questions() if q.subject == subject]
-    statements = [q.statement for q in rng.sample(pool, min(len(pool), rng.randint(8, 14)))]
+    statements = [q.statement for q in rng.sample(pool, min(len(pool), rng.randint(20, 40)))]
     title = rng.choice([f"Fact sheet: {subject}", f"Reading: {subject}", f"Facts to remember: {subject}"])
     return f"{title}\n\n" + "\n".join(statements)
+
+
+DRILLS = ("addition", "subtraction", "multiplication", "division")
+
+
+def drill_fact(operation: str, rng: random.Random) -> str:
+    """One fact over the ranges the word problems use (problems.ARITH_TEMPLATES)."""
+    if operation == "addition":
+        a, b = rng.randint(1, 30), rng.randint(1, 30)
+        return f"{a} + {b} = {a + b}"
+    if operation == "subtraction":
+        a = rng.randint(2, 50)
+        b = rng.randint(1, a - 1)
+        return f"{a} - {b} = {a - b}"
+    if operation == "multiplication":
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        return f"{a} * {b} = {a * b}"
+    divisor = rng.choice([2, 3, 60])
+    quotient = rng.randint(1, 8 if divisor == 60 else 25)
+    return f"{divisor * quotient} / {divisor} = {quotient}"
+
+
+def drills(rng: random.Random) -> str:
+    operation = rng.choice(DRILLS)
+    facts = [drill_fact(operation, rng) for _ in range(rng.randint(20, 40))]
+    return f"Drill: {operation}\n\n" + "\n".join(facts)
 
 
 KINDS = {
@@ -143,6 +172,7 @@ KINDS = {
     "quiz": quiz,
     "dialogue": dialogue,
     "reading": reading,
+    "drills": drills,
 }
 
 

@@ -56,6 +56,7 @@ def report_command(
         mixture_section(data, runs, plt, run_root),
         training_section(runs, plt, run_root),
         eval_section(evals),
+        effects_section(evals, read_samples(run_root)),
         ablation_section(evals),
         notes_section(data),
     ]
@@ -112,6 +113,17 @@ def find_runs(run_root: Path) -> dict[str, Path]:
 def find_evals(run_root: Path) -> dict[str, dict]:
     found = {p.stem.removeprefix("eval-"): p for p in run_root.glob("eval-*.json")}
     return {name: _read_json(found[name]) for name in sorted(found, key=_stage_key)}
+
+
+def read_samples(run_root: Path) -> dict[str, dict[tuple[str, str], dict]]:
+    """eval-STAGE.samples.jsonl (`phi4 eval --log-samples`): stage -> (task, item id) -> metrics."""
+    out: dict[str, dict[tuple[str, str], dict]] = {}
+    for path in run_root.glob("eval-*.samples.jsonl"):
+        stage = path.name.removeprefix("eval-").removesuffix(".samples.jsonl")
+        with path.open() as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        out[stage] = {(r["task"], str(r["id"])): r["metrics"] for r in records if r.get("metrics")}
+    return out
 
 
 def datasets(data: Path) -> list[Path]:
@@ -450,6 +462,61 @@ def _cell(task: dict) -> str:
     error = f" ± {stderr:.3f}" if isinstance(stderr, (int, float)) and not math.isnan(stderr) else ""
     failed = f", {task['n_failed']} failed" if task.get("n_failed") else ""
     return f"{value:.3f}{error} (n={task.get('n', '?')}{failed})"
+
+
+def paired_difference(after: dict, before: dict, task: str, metric: str) -> tuple[float, float, int] | None:
+    """Mean and standard error of the per-item difference (after - before) over the items both scored.
+
+    The two models answered the same items, so the difference's standard error is that of the paired
+    differences (Miller 2024, "Adding error bars to evals"), smaller than sqrt(se_a^2 + se_b^2) when the
+    models tend to get the same items right."""
+    diffs = [
+        after[key][metric] - before[key][metric]
+        for key in after
+        if key[0] == task and key in before and metric in after[key] and metric in before[key]
+    ]
+    n = len(diffs)
+    if n < 2:
+        return None
+    mean = sum(diffs) / n
+    variance = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    return mean, math.sqrt(variance / n), n
+
+
+def effects_section(evals: dict[str, dict], samples: dict[str, dict]) -> str:
+    """Each training stage against the one before it, task by task: difference ± paired standard error."""
+    stages = [name for name in evals if name in STAGE_ORDER]
+    steps = [(a, b) for a, b in zip(stages, stages[1:]) if a in samples and b in samples]
+    if not steps:
+        return ""
+    lines = [
+        "## What each stage changed",
+        "",
+        "Each model minus the one it was trained from, on the same items: mean difference ± the standard "
+        "error of the paired differences (from the eval-STAGE.samples.jsonl logs). |diff| >= 2 se is marked **.",
+        "",
+        "| task | metric | " + " | ".join(f"{b} - {a}" for a, b in steps) + " |",
+        "|---|---|" + "---:|" * len(steps),
+    ]
+    rows = {
+        (task, metric): None
+        for s in stages
+        for task, t in evals[s].get("tasks", {}).items()
+        for metric in t.get("metrics", {})
+    }
+    for task, metric in rows:
+        cells = []
+        for a, b in steps:
+            found = paired_difference(samples[b], samples[a], task, metric)
+            if found is None:
+                cells.append("")
+                continue
+            diff, se, n = found
+            mark = " **" if se > 0 and abs(diff) >= 2 * se else ""
+            cells.append(f"{diff:+.3f} ± {se:.3f}{mark} (n={n})")
+        if any(cells):
+            lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def ablation_section(evals: dict[str, dict]) -> str:
