@@ -446,6 +446,7 @@ def eval_section(evals: dict[str, dict]) -> str:
             t = result.get("tasks", {}).get(task)
             cells.append("" if t is None else _cell(t))
         lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
+        lines += _other_metric_rows(task, metric, evals)
     limits = {name: r.get("limit") for name, r in evals.items() if r.get("limit")}
     if limits:
         lines += [
@@ -453,6 +454,20 @@ def eval_section(evals: dict[str, dict]) -> str:
             "Evaluated on the first items only (--limit): " + ", ".join(f"{k} {v}" for k, v in limits.items()) + ".",
         ]
     return "\n".join(lines)
+
+
+def _other_metric_rows(task: str, primary: str, evals: dict[str, dict]) -> list[str]:
+    """A row for each further metric of a task (e.g. toy/facts_mc's acc_cloze), with its standard error."""
+    others = [m for r in evals.values() for m in r.get("tasks", {}).get(task, {}).get("metrics", {}) if m != primary]
+    rows = []
+    for metric in dict.fromkeys(others):
+        cells = []
+        for result in evals.values():
+            t = result.get("tasks", {}).get(task)
+            found = (t or {}).get("metrics", {}).get(metric)
+            cells.append("" if found is None else _cell({**t, **found}))
+        rows.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def _cell(task: dict) -> str:
