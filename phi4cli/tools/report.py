@@ -57,7 +57,7 @@ def report_command(
         training_section(runs, plt, run_root),
         eval_section(evals),
         effects_section(evals, read_samples(run_root)),
-        ablation_section(evals),
+        ablation_section(evals, read_samples(run_root)),
         notes_section(data),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"
@@ -534,8 +534,9 @@ def effects_section(evals: dict[str, dict], samples: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def ablation_section(evals: dict[str, dict]) -> str:
-    """Each ablation-NAME run against the pretraining run it varies: difference ± its standard error."""
+def ablation_section(evals: dict[str, dict], samples: dict[str, dict]) -> str:
+    """Each ablation-NAME run against the pretraining run it varies: difference ± its standard error, paired
+    over the same items when both evals logged their samples."""
     base = evals.get("pretrain")
     ablations = {k.removeprefix("ablation-"): v for k, v in evals.items() if k.startswith("ablation-")}
     if base is None or not ablations:
@@ -543,26 +544,38 @@ def ablation_section(evals: dict[str, dict]) -> str:
     lines = [
         "## Ablations (pretraining at equal compute)",
         "",
-        "Ablation minus `pretrain` (clean web, Table 5 shares); the standard error of a difference is "
-        "sqrt(se_a^2 + se_b^2) (the same items: conservative). |diff| >= 2 se is marked **. At toy scale "
-        "expect small, noisy differences: they are what this toy world shows, whatever the paper found.",
+        "Ablation minus `pretrain` (clean web, Table 5 shares): mean difference ± the standard error of the "
+        "paired per-item differences (eval-*.samples.jsonl; without them sqrt(se_a^2 + se_b^2), marked u). "
+        "|diff| >= 2 se is marked **. At toy scale expect small, noisy differences: they are what this toy world "
+        "shows, whatever the paper found.",
         "",
         "| task | metric | " + " | ".join(ablations) + " |",
         "|---|---|" + "---:|" * len(ablations),
     ]
     for task, b in base.get("tasks", {}).items():
-        cells = []
-        for result in ablations.values():
-            a = result.get("tasks", {}).get(task)
-            if a is None or a.get("value") is None or b.get("value") is None:
-                cells.append("")
-                continue
-            diff = a["value"] - b["value"]
-            se = math.sqrt((a.get("stderr") or 0.0) ** 2 + (b.get("stderr") or 0.0) ** 2)
-            mark = " **" if se > 0 and abs(diff) >= 2 * se else ""
-            cells.append(f"{diff:+.3f} ± {se:.3f}{mark}")
-        lines.append(f"| {task} | {b['metric']} | " + " | ".join(cells) + " |")
+        for metric in b.get("metrics") or {b.get("metric"): {}}:
+            cells = [_ablation_cell(name, task, metric, result, b, samples) for name, result in ablations.items()]
+            lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _ablation_cell(name: str, task: str, metric: str, result: dict, base: dict, samples: dict) -> str:
+    paired = None
+    if f"ablation-{name}" in samples and "pretrain" in samples:
+        paired = paired_difference(samples[f"ablation-{name}"], samples["pretrain"], task, metric)
+    if paired is not None:
+        diff, se, _ = paired
+        unpaired = ""
+    else:
+        a = (result.get("tasks", {}).get(task) or {}).get("metrics", {}).get(metric)
+        b = base.get("metrics", {}).get(metric)
+        if not a or not b or a.get("value") is None or b.get("value") is None:
+            return ""
+        diff = a["value"] - b["value"]
+        se = math.sqrt((a.get("stderr") or 0.0) ** 2 + (b.get("stderr") or 0.0) ** 2)
+        unpaired = " u"
+    mark = " **" if se > 0 and abs(diff) >= 2 * se else ""
+    return f"{diff:+.3f} ± {se:.3f}{unpaired}{mark}"
 
 
 def notes_section(data: Path) -> str:
