@@ -28,7 +28,7 @@ def training_compute(n_tokens: float, flops_per_token: int, gpus: int, peak: flo
     return {"flops": flops, "days": seconds / 86400, "gpu_hours": seconds * gpus / 3600}
 
 
-def memory_per_gpu(config, gpus: int, micro_batch: int, seq_len: int) -> dict:
+def memory_per_gpu(config, gpus: int, micro_batch: int, seq_len: int, gradient_sync: str = "every") -> dict:
     """Bytes per GPU under FSDP2 full sharding with bf16 compute and fp32 master state.
 
     Sharded: fp32 parameters (4 B), fp32 gradients (4 B), AdamW's two fp32 moments (8 B) = 16 B per
@@ -36,7 +36,9 @@ def memory_per_gpu(config, gpus: int, micro_batch: int, seq_len: int) -> dict:
     prefetched (2 x 2 B x layer params). Activations with per-layer activation checkpointing: each layer's
     bf16 input kept for the backward (L x B x T x d x 2 B), one layer recomputed at a time (~34 x B x T x d
     x 2 B for its matmul inputs, flash attention keeping no T x T scores), and the logits of one micro-batch
-    in bf16 plus their fp32 copy for the loss (B x T x V x 6 B).
+    in bf16 plus their fp32 copy for the loss (B x T x V x 6 B). The embedding and the LM head stay
+    gathered from the forward to the backward (2 x V x d x 2 B). With gradient_sync = "last" each GPU also
+    holds the unsharded fp32 gradients of the whole model between micro-batches (4 B per parameter).
     """
     n = config.num_params()
     d, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
@@ -48,7 +50,10 @@ def memory_per_gpu(config, gpus: int, micro_batch: int, seq_len: int) -> dict:
         "checkpointed layer inputs": layers * tokens * d * 2,
         "one layer recomputed": 34 * tokens * d * 2,
         "logits (bf16 + fp32)": tokens * vocab * 6,
+        "embedding + LM head kept gathered (bf16)": 2 * vocab * d * 2,
     }
+    if gradient_sync == "last":
+        parts["unsharded fp32 gradients (gradient_sync = last)"] = 4 * n
     parts["total"] = sum(parts.values())
     return parts
 
@@ -90,9 +95,14 @@ def main() -> None:
     )
     implied = compute["flops"] / (args.days * 86400 * args.gpus * peak)
     print(f"- {args.days:g} days for the same run imply {implied:.1%} MFU")
-    print(f"\n### Memory per GPU (FSDP2 full shard over {args.gpus:,}, micro-batch {micro_batch} x {seq_len})")
-    for name, value in memory_per_gpu(config, args.gpus, micro_batch, seq_len).items():
-        print(f"- {name}: {value / GB:.1f} GB")
+    for sync in ("every", "last"):
+        chosen = " (stages/pretrain.toml)" if sync == settings.get("gradient_sync", "last") else ""
+        print(
+            f"\n### Memory per GPU (FSDP2 full shard over {args.gpus:,}, micro-batch {micro_batch} x {seq_len}, "
+            f"gradient_sync = {sync}{chosen})"
+        )
+        for name, value in memory_per_gpu(config, args.gpus, micro_batch, seq_len, sync).items():
+            print(f"- {name}: {value / GB:.1f} GB")
     print("\n### Checkpoint size")
     for name, value in checkpoint_bytes(config).items():
         print(f"- {name}: {value / GB:.0f} GB")
