@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from phi4cli.errors import Phi4Error
 from phi4cli.tools.report import effects_section, find_evals, paired_difference, read_samples, reason_kind
 
 DOCS = [
@@ -98,3 +99,15 @@ def test_stage_effects_use_the_paired_standard_error(tmp_path):
     assert (diff, n) == (0.375, 8) and se == pytest.approx((0.375 * 0.625 / 7) ** 0.5)
     section = effects_section(find_evals(tmp_path), read_samples(tmp_path))
     assert "| toy/arith | exact_match | +0.375 ± 0.183 ** (n=8) |" in section
+    # without the per-item logs the summaries' standard errors are combined, and the cell says so
+    summary = {"metric": "exact_match", "metrics": {"exact_match": {"value": 0.25, "stderr": 0.15}}}
+    (tmp_path / "eval-sft.json").write_text(json.dumps({"tasks": {"toy/arith": summary}}))
+    summary["metrics"]["exact_match"] = {"value": 0.625, "stderr": 0.17}
+    (tmp_path / "eval-dpo-pts.json").write_text(json.dumps({"tasks": {"toy/arith": summary}}))
+    (tmp_path / "eval-sft.samples.jsonl").unlink()
+    section = effects_section(find_evals(tmp_path), read_samples(tmp_path))
+    assert "| toy/arith | exact_match | +0.375 ± 0.227 u |" in section
+    # a damaged log is one line naming the file and the line
+    (tmp_path / "eval-dpo-pts.samples.jsonl").write_text('{"task": "toy/arith"}\n{broken\n')
+    with pytest.raises(Phi4Error, match=r"eval-dpo-pts.samples.jsonl:2: not a JSON line"):
+        read_samples(tmp_path)

@@ -810,12 +810,11 @@ def _toy_mc(name: str, items: list[dict], opts: Options) -> TaskResult:
         return Choice(r["id"], r["prompt"], [f" {LETTERS[c]}" for c in range(n)], gold, f"{r['prompt']} {r['answer']}")
 
     def cloze(r: dict) -> Choice:
-        meta = _meta(r)
-        choices, question = meta.get("choices") or [], r["prompt"].split("\n", 1)[0]
-        gold = _answer_index(r["answer"], len(choices) or 4, r["id"])
+        choices = _meta(r).get("choices")
         if not choices:
             raise Phi4Error(f"{r['id']}: meta has no 'choices' list for the cloze formulation")
-        query = qa_prompt(question)
+        gold = _answer_index(r["answer"], len(choices), r["id"])
+        query = qa_prompt(r["prompt"].split("\n", 1)[0])  # the question line, without the lettered choices
         return Choice(r["id"], query, [f" {c}" for c in choices], gold, f"{query} {choices[gold]}")
 
     k = opts.config.shots_for(name)

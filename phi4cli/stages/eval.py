@@ -106,6 +106,8 @@ def eval_command(
 
         phi4 eval --model runs/demo/pretrain --tasks toy --set shots.toy_arith=0 -o r.json
 
+        phi4 eval --model runs/demo/sft --tasks toy --chat --num-shots toy/arith=0 -o r.json --log-samples r.jsonl
+
         phi4 eval --model http://127.0.0.1:8000 --tasks gsm8k --data gsm8k=gsm8k-test.jsonl --limit 50 -o r.json
 
         phi4 eval --tasks humaneval --data humaneval=humaneval.jsonl.gz --samples completions.jsonl -o r.json

@@ -48,6 +48,7 @@ def report_command(
     plt = _pyplot()
     runs = find_runs(run_root)
     evals = find_evals(run_root)
+    samples = read_samples(run_root)
     funnel = data_funnel(data)
     sections = [
         f"# Recipe report: {run_root}\n\nData: `{data}`. Every number below is read from files the stages wrote.",
@@ -56,8 +57,8 @@ def report_command(
         mixture_section(data, runs, plt, run_root),
         training_section(runs, plt, run_root),
         eval_section(evals),
-        effects_section(evals, read_samples(run_root)),
-        ablation_section(evals, read_samples(run_root)),
+        effects_section(evals, samples),
+        ablation_section(evals, samples),
         notes_section(data),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"
@@ -86,10 +87,7 @@ def _read_json(path: Path) -> dict:
         raise Phi4Error(f"{path}: not readable JSON ({e})")
 
 
-def read_metrics(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
+def _read_json_lines(path: Path) -> list[dict]:
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
@@ -98,6 +96,11 @@ def read_metrics(run: Path) -> list[dict]:
             except ValueError:
                 raise Phi4Error(f"{path}:{number}: not a JSON line")
     return rows
+
+
+def read_metrics(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return _read_json_lines(path) if path.exists() else []
 
 
 def _stage_key(name: str) -> tuple[int, str]:
@@ -120,9 +123,8 @@ def read_samples(run_root: Path) -> dict[str, dict[tuple[str, str], dict]]:
     out: dict[str, dict[tuple[str, str], dict]] = {}
     for path in run_root.glob("eval-*.samples.jsonl"):
         stage = path.name.removeprefix("eval-").removesuffix(".samples.jsonl")
-        with path.open() as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        out[stage] = {(r["task"], str(r["id"])): r["metrics"] for r in records if r.get("metrics")}
+        records = _read_json_lines(path)
+        out[stage] = {(str(r.get("task")), str(r.get("id"))): r["metrics"] for r in records if r.get("metrics")}
     return out
 
 
@@ -498,84 +500,82 @@ def paired_difference(after: dict, before: dict, task: str, metric: str) -> tupl
     return mean, math.sqrt(variance / n), n
 
 
-def effects_section(evals: dict[str, dict], samples: dict[str, dict]) -> str:
-    """Each training stage against the one before it, task by task: difference ± paired standard error."""
-    stages = [name for name in evals if name in STAGE_ORDER]
-    steps = [(a, b) for a, b in zip(stages, stages[1:]) if a in samples and b in samples]
-    if not steps:
-        return ""
-    lines = [
-        "## What each stage changed",
-        "",
-        "Each model minus the one it was trained from, on the same items: mean difference ± the standard "
-        "error of the paired differences (from the eval-STAGE.samples.jsonl logs). |diff| >= 2 se is marked **.",
-        "",
-        "| task | metric | " + " | ".join(f"{b} - {a}" for a, b in steps) + " |",
-        "|---|---|" + "---:|" * len(steps),
-    ]
+def difference_cell(after: str, before: str, task: str, metric: str, evals: dict, samples: dict) -> str:
+    """Model `after` minus model `before` on one metric: paired over the same items when both evals logged
+    their samples, else sqrt(se_a^2 + se_b^2) (marked u); ** when |diff| >= 2 se; "" when either lacks it."""
+    paired = None
+    if after in samples and before in samples:
+        paired = paired_difference(samples[after], samples[before], task, metric)
+    if paired is not None:
+        diff, se, n = paired
+        how = f" (n={n})"
+    else:
+        a = evals[after].get("tasks", {}).get(task, {}).get("metrics", {}).get(metric)
+        b = evals[before].get("tasks", {}).get(task, {}).get("metrics", {}).get(metric)
+        if not a or not b or a.get("value") is None or b.get("value") is None:
+            return ""
+        diff = a["value"] - b["value"]
+        se = math.sqrt((a.get("stderr") or 0.0) ** 2 + (b.get("stderr") or 0.0) ** 2)
+        how = " u"
+    mark = " **" if se > 0 and abs(diff) >= 2 * se else ""
+    return f"{diff:+.3f} ± {se:.3f}{mark}{how}"
+
+
+def _metric_rows(evals: dict[str, dict], names: list[str]) -> list[tuple[str, str]]:
+    """(task, metric) for every metric any of the named evals reports, in first-seen order."""
     rows = {
         (task, metric): None
-        for s in stages
-        for task, t in evals[s].get("tasks", {}).items()
-        for metric in t.get("metrics", {})
+        for name in names
+        for task, result in evals[name].get("tasks", {}).items()
+        for metric in result.get("metrics", {})
     }
-    for task, metric in rows:
-        cells = []
-        for a, b in steps:
-            found = paired_difference(samples[b], samples[a], task, metric)
-            if found is None:
-                cells.append("")
-                continue
-            diff, se, n = found
-            mark = " **" if se > 0 and abs(diff) >= 2 * se else ""
-            cells.append(f"{diff:+.3f} ± {se:.3f}{mark} (n={n})")
+    return list(rows)
+
+
+def _difference_table(title: str, note: str, pairs: list[tuple[str, str, str]], evals: dict, samples: dict) -> str:
+    """One row per (task, metric), one column per (header, after, before) pair."""
+    lines = [
+        title,
+        "",
+        note + " |diff| >= 2 se is marked **.",
+        "",
+        "| task | metric | " + " | ".join(header for header, _, _ in pairs) + " |",
+        "|---|---|" + "---:|" * len(pairs),
+    ]
+    names = list(dict.fromkeys(name for _, after, before in pairs for name in (before, after)))
+    for task, metric in _metric_rows(evals, names):
+        cells = [difference_cell(after, before, task, metric, evals, samples) for _, after, before in pairs]
         if any(cells):
             lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def ablation_section(evals: dict[str, dict], samples: dict[str, dict]) -> str:
-    """Each ablation-NAME run against the pretraining run it varies: difference ± its standard error, paired
-    over the same items when both evals logged their samples."""
-    base = evals.get("pretrain")
-    ablations = {k.removeprefix("ablation-"): v for k, v in evals.items() if k.startswith("ablation-")}
-    if base is None or not ablations:
+def effects_section(evals: dict[str, dict], samples: dict[str, dict]) -> str:
+    """Each training stage against the one before it, task by task."""
+    stages = [name for name in evals if name in STAGE_ORDER]
+    pairs = [(f"{b} - {a}", b, a) for a, b in zip(stages, stages[1:])]
+    if not pairs:
         return ""
-    lines = [
-        "## Ablations (pretraining at equal compute)",
-        "",
-        "Ablation minus `pretrain` (clean web, Table 5 shares): mean difference ± the standard error of the "
-        "paired per-item differences (eval-*.samples.jsonl; without them sqrt(se_a^2 + se_b^2), marked u). "
-        "|diff| >= 2 se is marked **. At toy scale expect small, noisy differences: they are what this toy world "
-        "shows, whatever the paper found.",
-        "",
-        "| task | metric | " + " | ".join(ablations) + " |",
-        "|---|---|" + "---:|" * len(ablations),
-    ]
-    for task, b in base.get("tasks", {}).items():
-        for metric in b.get("metrics") or {b.get("metric"): {}}:
-            cells = [_ablation_cell(name, task, metric, result, b, samples) for name, result in ablations.items()]
-            lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    note = (
+        "Each model minus the one it was trained from, on the same items: mean difference ± the standard error of "
+        "the paired differences (n items, from the eval-STAGE.samples.jsonl logs; without them "
+        "sqrt(se_a^2 + se_b^2), marked u)."
+    )
+    return _difference_table("## What each stage changed", note, pairs, evals, samples)
 
 
-def _ablation_cell(name: str, task: str, metric: str, result: dict, base: dict, samples: dict) -> str:
-    paired = None
-    if f"ablation-{name}" in samples and "pretrain" in samples:
-        paired = paired_difference(samples[f"ablation-{name}"], samples["pretrain"], task, metric)
-    if paired is not None:
-        diff, se, _ = paired
-        unpaired = ""
-    else:
-        a = (result.get("tasks", {}).get(task) or {}).get("metrics", {}).get(metric)
-        b = base.get("metrics", {}).get(metric)
-        if not a or not b or a.get("value") is None or b.get("value") is None:
-            return ""
-        diff = a["value"] - b["value"]
-        se = math.sqrt((a.get("stderr") or 0.0) ** 2 + (b.get("stderr") or 0.0) ** 2)
-        unpaired = " u"
-    mark = " **" if se > 0 and abs(diff) >= 2 * se else ""
-    return f"{diff:+.3f} ± {se:.3f}{unpaired}{mark}"
+def ablation_section(evals: dict[str, dict], samples: dict[str, dict]) -> str:
+    """Each ablation-NAME run against the pretraining run it varies."""
+    names = [k for k in evals if k.startswith("ablation-")]
+    if "pretrain" not in evals or not names:
+        return ""
+    note = (
+        "Ablation minus `pretrain` (clean web, Table 5 shares), at equal compute: mean difference ± the standard "
+        "error of the paired per-item differences (without the samples logs sqrt(se_a^2 + se_b^2), marked u). "
+        "At toy scale expect small, noisy differences: they are what this toy world shows, whatever the paper found."
+    )
+    pairs = [(name.removeprefix("ablation-"), name, "pretrain") for name in names]
+    return _difference_table("## Ablations (pretraining at equal compute)", note, pairs, evals, samples)
 
 
 def notes_section(data: Path) -> str:
