@@ -39,6 +39,7 @@ def settings(**overrides) -> PtsSettings:
         "temperature": 1.0,
         "top_p": 1.0,
         "max_new_tokens": 32,
+        "solution": "sampled",
         "p_min": 0.2,
         "p_max": 0.8,
         "p_gap": 0.2,
@@ -155,6 +156,38 @@ def test_a_lowering_pivot_pairs_the_better_alternative_as_chosen():
     [found] = outcome.found
     assert (found.pivot.position, found.pivot.token, found.pivot.p_before, found.pivot.p_after) == (3, BAD, 0.6, 0.0)
     assert (found.other, found.p_other) == (GOOD, 1.0)
+
+
+def test_greedy_solution_is_walked_and_its_mistake_is_the_rejected_token(tmp_path):
+    # rollouts j < 6 write GOOD at position 3; the first (j=0) succeeds, but the greedy solution writes BAD there
+    world = ScriptedWorld(6, {3: lambda j: j < 6})
+    greedy_asked = []
+
+    def greedy(requests):
+        greedy_asked.extend(requests)
+        return [[(tuple(world.token(i, 9) for i in range(world.length)), (-0.5,) * world.length)] for _ in requests]
+
+    def run(cache):
+        driver = Driver(
+            world.sample, world.judge, world.decode, settings(solution="greedy"), cache=cache, greedy=greedy
+        )
+        return driver, driver.run([problem()])[0]
+
+    cache = RolloutCache(tmp_path / "rollouts.jsonl")
+    driver, outcome = run(cache)
+    cache.close()
+    [found] = outcome.found
+    assert (found.pivot.position, found.pivot.token, found.pivot.p_before, found.pivot.p_after) == (3, BAD, 0.6, 0.0)
+    assert (found.other, found.p_other) == (GOOD, 1.0)
+    assert [(r.prompt, r.n, r.max_new_tokens) for r in greedy_asked] == [(PROMPT, 1, 32)]
+    assert driver.stats.rollouts_sampled == 1 + 10 * len(set(world.sampled))  # the greedy solution costs one
+    [sampled] = world.driver().run([problem()])
+    assert [(f.pivot.token, f.other) for f in sampled.found] == [(GOOD, BAD)]  # the first rollout: the other side
+    greedy_asked.clear()
+    driver, again = run(RolloutCache(tmp_path / "rollouts.jsonl"))
+    assert greedy_asked == [] and driver.stats.rollouts_sampled == 0 and again.found == outcome.found
+    with pytest.raises(ValueError, match="greedy sampler"):
+        Driver(world.sample, world.judge, world.decode, settings(solution="greedy"))
 
 
 def test_problems_outside_the_window_are_not_searched():
@@ -438,6 +471,29 @@ def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, searched
     assert len({r["id"] for r in rejected} | {json.loads(p["meta"])["problem_id"] for p in pairs}) == len(QUESTIONS)
 
 
+def test_greedy_solution_pivots_lie_on_the_models_greedy_solution(toy):
+    from phi4cli.generate import load_backend
+    from phi4cli.generate.types import SamplingParams
+
+    root = toy["root"]
+    out = root / "greedy-pairs"
+    phi4_run(
+        "pts", toy["problems"], "--model", toy["model"], "-o", out, *PTS_SETS, "--set", "solution=greedy", cwd=root
+    )
+    pairs = read_rows(out)
+    assert pairs
+    backend = load_backend(str(toy["model"]))
+    tok = backend.tokenizer
+    for pair in pairs:
+        meta = json.loads(pair["meta"])
+        question = QUESTIONS[int(meta["problem_id"][1:])]
+        prompt = tok.render_chat([{"role": "user", "content": question}], add_generation_prompt=True)[0]
+        [greedy] = backend.generate_ids([prompt], SamplingParams(max_new_tokens=8, temperature=0.0))
+        solution = prompt + list(greedy.token_ids)
+        pivot = [meta["pivot_token"]]
+        assert solution[: len(pair["prompt_ids"]) + 1] == pair["prompt_ids"] + pivot, pair["id"]
+
+
 def test_top_tokens_are_the_models_likeliest_next_tokens(toy):
     from phi4cli.generate import load_backend
     from phi4cli.stages.pts.rollouts import top_tokens
@@ -695,8 +751,10 @@ def test_pts_refuses_a_tokenizer_that_is_not_the_servers(toy, served, tmp_path, 
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.rollouts").exists()
 
 
-@pytest.mark.parametrize("setting", ["temperature=inf", "sandbox_timeout_s=inf", "temperature=nan", "p_gap=nan"])
-def test_settings_that_are_not_finite_are_refused(setting):
+@pytest.mark.parametrize(
+    "setting", ["temperature=inf", "sandbox_timeout_s=inf", "temperature=nan", "p_gap=nan", "solution=beam"]
+)
+def test_settings_that_are_not_finite_or_not_known_are_refused(setting):
     """temperature=inf samples uniform noise, not the model's p(success); an infinite sandbox timeout overflowed
     the sandbox's CPU rlimit at the first code problem, after the model had loaded."""
     from phi4cli.errors import Phi4Error

@@ -4,7 +4,8 @@ For every problem (id, prompt, answer, task, tests):
 1. Render the question as the post-trained model sees it (phi-4 ChatML with the generation prompt).
 2. p(success | prompt): sample N completions, judge each with the task's oracle (oracles.py). Only
    problems with p_min <= p <= p_max (the paper: 0.2..0.8) are searched.
-3. Run Fig. 4 (search.py) on the first of those completions: Subdivide splits a segment at the midpoint
+3. Run Fig. 4 (search.py) on the first of those completions (or, with `solution = "greedy"`, on the model's
+   temperature-0 solution): Subdivide splits a segment at the midpoint
    of its cumulative token log-probability while |p(before) - p(after)| >= p_gap; each single token that
    still moves p by p_gap is pivotal. Every p(success | prefix) is N more rollouts, memoised by the exact
    token prefix; rollouts of all problems in flight share one engine call (driver.py).
@@ -297,6 +298,7 @@ class _Run:
             model_name=self.model_name,
             context=self.context,
             top_tokens=lambda prompts, k: top_tokens(self.backend, prompts, k, stops),
+            greedy=lambda requests: sample_rollouts(self.backend, requests, 0.0, 1.0, stops),
         )
         try:
             with _progress() as progress:

@@ -48,6 +48,12 @@ class Top:
     prefix: Prefix
 
 
+@dataclass(frozen=True)
+class Greedy:
+    """A search's request for the model's greedy (temperature 0) solution, judged: the solution Fig. 4 walks
+    when `solution = "greedy"`."""
+
+
 Judge = Callable[[dict, Sequence[str]], list[bool]]
 
 
@@ -118,6 +124,7 @@ class Driver:
         split: Callable[[Sequence[float]], int] = split_point,
         context: int | None = None,
         top_tokens: TopTokens | None = None,
+        greedy: Sampler | None = None,
     ):
         self.sample, self.judge, self.decode, self.settings = sampler, judge, decode, settings
         self.cache = cache or RolloutCache(None)
@@ -126,20 +133,23 @@ class Driver:
         self.split = split
         self.context = context  # the model's context length, when known: rollouts never run past it
         self.top_tokens = top_tokens  # None: no fallback for pivots without a seen alternative
+        self.greedy = greedy  # samples at temperature 0; needed for solution = "greedy"
+        if settings.solution == "greedy" and greedy is None:
+            raise ValueError("Driver: solution = 'greedy' needs a greedy sampler")
         self.stats = Stats()
 
     # ------------------------------------------------------------------------- one problem's search
 
     def search(self, problem: Problem):
-        """Estimate p(success | prompt); inside [p_min, p_max], run Fig. 4 on the first rollout, then find
-        each pivot's alternative among the rollouts at its prefix."""
+        """Estimate p(success | prompt); inside [p_min, p_max], run Fig. 4 on the first rollout (or on the
+        greedy solution), then find each pivot's alternative among the rollouts at its prefix."""
         s = self.settings
         root = yield ()
         outcome = Outcome(problem, p_prompt=root.p)
         if not s.p_min <= root.p <= s.p_max:
             outcome.skipped = f"p(success | prompt) = {root.p:.3f} is outside [{s.p_min}, {s.p_max}]"
             return outcome
-        solution = root.rollouts[0]
+        solution = root.rollouts[0] if s.solution == "sampled" else (yield Greedy())
         pivots = yield from pivotal_token_search(solution.tokens, solution.logprobs, s.p_gap, self.split)
         for pivot in pivots:
             prefix = solution.tokens[: pivot.position]
@@ -223,21 +233,29 @@ class Driver:
                 slot.search.close()
                 slot.outcome = Outcome(slot.problem, skipped="stopped: the rollout budget (--max-rollouts) was spent")
         tops = [s for s in affordable if isinstance(s.request, Top)]
-        estimates = [s for s in affordable if not isinstance(s.request, Top)]
-        for slot, answer in [*zip(estimates, self._estimate(estimates)), *zip(tops, self._top(tops))]:
+        greedy = [s for s in affordable if isinstance(s.request, Greedy)]
+        estimates = [s for s in affordable if not isinstance(s.request, (Top, Greedy))]
+        answers = [
+            *zip(estimates, self._estimate(estimates)),
+            *zip(tops, self._top(tops)),
+            *zip(greedy, self._greedy(greedy)),
+        ]
+        for slot, answer in answers:
             self._send(slot, answer)
 
     def _cost(self, slot: _Slot) -> int:
-        """Rollouts a request spends: N for an estimate, none for a finished solution, one for a Top."""
-        if isinstance(slot.request, Top):
+        """Rollouts a request spends: N for an estimate, none for a finished solution, one for a Top or Greedy."""
+        if isinstance(slot.request, (Top, Greedy)):
             return 1
         return self.settings.rollouts if self._room(slot) > 0 else 0
 
-    def _room(self, slot: _Slot) -> int:
-        """Tokens a completion of the slot's prefix may still have: the solution's token budget, and the context."""
-        room = self.settings.max_new_tokens - len(slot.request)
+    def _room(self, slot: _Slot, prefix: Prefix | None = None) -> int:
+        """Tokens a completion of the prefix (default: the slot's request) may still have: the solution's token
+        budget, and the context."""
+        prefix = slot.request if prefix is None else prefix
+        room = self.settings.max_new_tokens - len(prefix)
         if self.context is not None:
-            room = min(room, self.context - 1 - len(slot.problem.prompt_ids) - len(slot.request))
+            room = min(room, self.context - 1 - len(slot.problem.prompt_ids) - len(prefix))
         return room
 
     # ------------------------------------------------------------------------------- estimating
@@ -272,6 +290,25 @@ class Driver:
         self.cache.sync()
         return answers
 
+    def _greedy(self, slots: list[_Slot]) -> list[Rollout]:
+        """Each slot's greedy solution, judged: from the cache, or one engine call at temperature 0."""
+        s = self.settings
+        keys = [
+            rollout_key("greedy", self.model_name, s.max_new_tokens, slot.problem.id, list(slot.problem.prompt_ids))
+            for slot in slots
+        ]
+        answers = [self.cache.get(key) for key in keys]
+        todo = [i for i, a in enumerate(answers) if a is None]
+        requests = [Request(slots[i].problem.prompt_ids, 1, 0, max(self._room(slots[i], prefix=()), 1)) for i in todo]
+        for i, ((tokens, logprobs),) in zip(todo, self.greedy(requests) if requests else []):
+            (ok,) = self._judge(slots[i], [tokens], prefix=())
+            self.cache.put(keys[i], [(tokens, logprobs, ok)], problem=slots[i].problem.id, greedy=True)
+            answers[i] = [(tokens, logprobs, ok)]
+        self.stats.rollouts_sampled += len(todo)
+        self.stats.rollouts_cached += len(slots) - len(todo)
+        self.cache.sync()
+        return [Rollout(tuple(t), tuple(lp), bool(ok)) for ((t, lp, ok),) in answers]
+
     def _estimate(self, slots: list[_Slot]) -> list[Estimate]:
         """One estimate per slot's pending prefix: from the cache, or sampled in one call and judged."""
         keys = [self._key(s) for s in slots]
@@ -303,8 +340,9 @@ class Driver:
             slot.problem.prompt_ids + slot.request, self.settings.rollouts, rollout_seed(self._seed_key(slot)), room
         )
 
-    def _judge(self, slot: _Slot, completions: list[tuple[int, ...]]) -> list[bool]:
-        texts = [self.decode(slot.request + tokens) for tokens in completions]
+    def _judge(self, slot: _Slot, completions: list[tuple[int, ...]], prefix: Prefix | None = None) -> list[bool]:
+        prefix = slot.request if prefix is None else prefix
+        texts = [self.decode(prefix + tokens) for tokens in completions]
         self.stats.oracle_calls += len(texts)
         return self.judge(slot.problem.row, texts)
 

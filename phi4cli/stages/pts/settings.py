@@ -18,6 +18,7 @@ class PtsSettings:
     temperature: float
     top_p: float
     max_new_tokens: int
+    solution: str
     p_min: float
     p_max: float
     p_gap: float
@@ -38,6 +39,10 @@ class PtsSettings:
                 f"temperature must be > 0 and finite (p(success) needs the model's sampling), got {self.temperature}",
             ),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
+            (
+                self.solution in ("sampled", "greedy"),
+                f"solution must be 'sampled' or 'greedy', got {self.solution!r}",
+            ),
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
             (0 <= self.p_min <= self.p_max <= 1, f"need 0 <= p_min <= p_max <= 1, got {self.p_min}, {self.p_max}"),
             (0 < self.p_gap <= 1, f"p_gap must be in (0, 1], got {self.p_gap}"),
