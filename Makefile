@@ -58,7 +58,7 @@ ifeq ($(SCALE),demo)
   EVAL_TASKS        := --tasks toy
   # chat models answer the question alone: their SFT data has no "Question:/Answer:" shots
   EVAL_CHAT         := --chat --num-shots toy/arith=0
-  SFT_PASSES        := 1 2 3
+  SFT_PASSES        := 1 2 3 4
 else ifeq ($(SCALE),full)
   # The paths of manifests/final.toml, manifests/midtrain.toml and stages/*.toml (data/web, runs/sft, ...).
   DATA              := data
@@ -208,7 +208,7 @@ $(RUNS)/midtrain/done: $(RUNS)/pretrain/done $(DATA)/mix-midtrain/_manifest.json
 	$(call TRAIN,midtrain,$(DATA)/mix-midtrain,midtrain,pretrain)
 	touch $@
 
-# SFT_PASSES: passes over the chat data (demo: three, the toy model needs them: stages/demo/sft.toml).
+# SFT_PASSES: passes over the chat data (demo: four, the toy model needs them: stages/demo/sft.toml).
 $(RUNS)/sft/done: $(RUNS)/midtrain/done $(call SOURCE,chat) $(STAGES)/sft.toml
 	rm -f $@
 	$(call TRAIN,sft,$(foreach pass,$(SFT_PASSES),$(RAW)/chat),sft,midtrain)
