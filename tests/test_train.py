@@ -465,6 +465,14 @@ def train_in_process(world: dict, data, run_dir: Path, resume: bool = False, **o
     train(config, [str(data)], run_dir, resume=resume)
 
 
+def test_data_that_ends_before_max_steps_says_where_the_schedule_stopped(world, tmp_path):
+    result = ok(run("pretrain", world["data"], "-o", tmp_path / "run", *settings(world, max_steps=2 * STEPS)))
+    stderr = " ".join(result.stderr.decode().split())
+    assert f"data ended after {STEPS} of max_steps {2 * STEPS} steps" in stderr, stderr[-2000:]
+    assert "pass the data more times or lower max_steps" in stderr
+    assert max(losses(tmp_path / "run")) == STEPS
+
+
 def test_non_finite_loss_stops_naming_the_step(world, tmp_path):
     with pytest.raises(
         Phi4Error, match=r"step 2: loss .*diverged; stopped without saving \(last good checkpoint: none\)"

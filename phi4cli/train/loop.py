@@ -180,7 +180,7 @@ def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger,
         logger.step_started()
         batch = batch if batch is not None else feed.next()
         if batch is None:
-            logger.note(f"data ended after {state.step} steps ({state.sequences} sequences)")
+            logger.note(_data_ended(config, state))
             break
         lr = lr_at(
             state.step,
@@ -457,6 +457,18 @@ def _load_full_state(model, state: dict, dist_ctx: Distributed) -> None:
         return
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
     set_model_state_dict(model, state, options=options)
+
+
+def _data_ended(config: TrainConfig, state) -> str:
+    """The note for a run whose data ran out before max_steps: the schedule was cut short, so say where."""
+    lr = lr_at(
+        state.step, peak=config.lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps, max_steps=config.max_steps
+    )
+    return (
+        f"data ended after {state.step} of max_steps {config.max_steps} steps ({state.sequences} sequences): "
+        f"the learning-rate schedule stopped at {lr:.2e}, not at min_lr {config.min_lr:.2e}; "
+        "pass the data more times or lower max_steps"
+    )
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
