@@ -471,16 +471,11 @@ def test_toy_model_pairs_are_exact_token_prefixes_of_real_rollouts(toy, searched
     assert len({r["id"] for r in rejected} | {json.loads(p["meta"])["problem_id"] for p in pairs}) == len(QUESTIONS)
 
 
-def test_greedy_solution_pivots_lie_on_the_models_greedy_solution(toy):
+def assert_pivots_on_the_greedy_solution(toy: dict, pairs: list[dict]) -> None:
+    """Every pair's prompt + pivot token is a prefix of the local engine's greedy solution to its problem."""
     from phi4cli.generate import load_backend
     from phi4cli.generate.types import SamplingParams
 
-    root = toy["root"]
-    out = root / "greedy-pairs"
-    phi4_run(
-        "pts", toy["problems"], "--model", toy["model"], "-o", out, *PTS_SETS, "--set", "solution=greedy", cwd=root
-    )
-    pairs = read_rows(out)
     assert pairs
     backend = load_backend(str(toy["model"]))
     tok = backend.tokenizer
@@ -492,6 +487,15 @@ def test_greedy_solution_pivots_lie_on_the_models_greedy_solution(toy):
         solution = prompt + list(greedy.token_ids)
         pivot = [meta["pivot_token"]]
         assert solution[: len(pair["prompt_ids"]) + 1] == pair["prompt_ids"] + pivot, pair["id"]
+
+
+def test_greedy_solution_pivots_lie_on_the_models_greedy_solution(toy):
+    root = toy["root"]
+    out = root / "greedy-pairs"
+    phi4_run(
+        "pts", toy["problems"], "--model", toy["model"], "-o", out, *PTS_SETS, "--set", "solution=greedy", cwd=root
+    )
+    assert_pivots_on_the_greedy_solution(toy, read_rows(out))
 
 
 def test_top_tokens_are_the_models_likeliest_next_tokens(toy):
@@ -723,6 +727,22 @@ def test_pts_against_phi4_serve_with_its_tokenizer(toy, served, tmp_path, monkey
     )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rollouts_sampled"] > 0 and summary["pairs"] == len(read_rows(tmp_path / "pairs")), result.stderr
+    # the greedy solution asked of the server (temperature 0 over HTTP) is the local engine's greedy solution
+    phi4_run(
+        "pts",
+        toy["problems"],
+        "--model",
+        served,
+        "--tokenizer",
+        toy["tokenizer"].ranks_path,
+        "-o",
+        tmp_path / "greedy-pairs",
+        *PTS_SETS,
+        "--set",
+        "solution=greedy",
+        cwd=tmp_path,
+    )
+    assert_pivots_on_the_greedy_solution(toy, read_rows(tmp_path / "greedy-pairs"))
 
 
 def test_pts_refuses_a_tokenizer_that_is_not_the_servers(toy, served, tmp_path, monkeypatch):

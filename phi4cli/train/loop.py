@@ -182,13 +182,7 @@ def _loop(config, model, optimizer, tokenizer, task, feed, batch, state, logger,
         if batch is None:
             logger.note(_data_ended(config, state))
             break
-        lr = lr_at(
-            state.step,
-            peak=config.lr,
-            min_lr=config.min_lr,
-            warmup_steps=config.warmup_steps,
-            max_steps=config.max_steps,
-        )
+        lr = _lr(config, state.step)
         result = train_step(model, optimizer, batch, task, config, dist_ctx, lr, step=state.step + 1, run_dir=run_dir)
         batch = None
         state.step += 1
@@ -459,14 +453,18 @@ def _load_full_state(model, state: dict, dist_ctx: Distributed) -> None:
     set_model_state_dict(model, state, options=options)
 
 
-def _data_ended(config: TrainConfig, state) -> str:
-    """The note for a run whose data ran out before max_steps: the schedule was cut short, so say where."""
-    lr = lr_at(
-        state.step, peak=config.lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps, max_steps=config.max_steps
+def _lr(config: TrainConfig, step: int) -> float:
+    """The learning rate of the step after `step` steps, on the run's schedule."""
+    return lr_at(
+        step, peak=config.lr, min_lr=config.min_lr, warmup_steps=config.warmup_steps, max_steps=config.max_steps
     )
+
+
+def _data_ended(config: TrainConfig, state: TrainState) -> str:
+    """The note for a run whose data ran out before max_steps: the schedule was cut short, so say where."""
     return (
         f"data ended after {state.step} of max_steps {config.max_steps} steps ({state.sequences} sequences): "
-        f"the learning-rate schedule stopped at {lr:.2e}, not at min_lr {config.min_lr:.2e}; "
+        f"the learning-rate schedule stopped at {_lr(config, state.step):.2e}, not at min_lr {config.min_lr:.2e}; "
         "pass the data more times or lower max_steps"
     )
 
